@@ -1,0 +1,164 @@
+"""`python -m harness run | ls | validate | report`.
+
+Why a CLI beside run_all.py: researchers rerun one experiment, check a YAML edit before a long run, or
+re-render tables after a change of style, without touching anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from harness.spec import (
+    DEFAULT_PROFILE,
+    PROFILES_DIR,
+    ROOT,
+    SpecError,
+    experiment_files,
+    load_experiment,
+    load_profile,
+    resolve,
+)
+
+DEFAULT_CACHE = ROOT / ".cache"
+
+
+def results_root(profile: str) -> Path:
+    """The cpu profile writes the committed `results/`; other profiles write beside it."""
+    return ROOT / "results" if profile == DEFAULT_PROFILE else ROOT / f"results-{profile}"
+
+
+def run_experiment(
+    name: str, profile: str, results_dir: Path, cache_dir: Path, overwrite: bool, progress: bool = True
+) -> tuple[Path, str]:
+    """Run one experiment unless an up-to-date result exists. Returns (output folder, 'ran' | 'cached')."""
+    from harness.runners import RUNNERS, spec_record
+
+    exp, prof = resolve(name, profile)
+    out = Path(results_dir) / exp.name
+    existing = out / "result.json"
+    if existing.is_file() and not overwrite:
+        if json.loads(existing.read_text()).get("spec_hash") == spec_record(exp, prof)["spec_hash"]:
+            return out, "cached"
+        print(f"[{exp.name}] spec changed since {existing} was written: running again", file=sys.stderr)
+    RUNNERS[exp.kind](exp, prof, out, Path(cache_dir), progress)
+    return out, "ran"
+
+
+def cmd_run(args) -> int:
+    for name in args.experiments:
+        t = time.perf_counter()
+        out, how = run_experiment(
+            name,
+            args.profile,
+            args.results_dir or results_root(args.profile),
+            args.cache_dir,
+            args.overwrite,
+            progress=not args.quiet,
+        )
+        print(f"[{name}] {how} in {time.perf_counter() - t:.1f}s -> {out}")
+    return 0
+
+
+def cmd_ls(args) -> int:
+    root = args.results_dir or results_root(args.profile)
+    for path in experiment_files():
+        exp = load_experiment(path)
+        state = "done" if (root / exp.name / "result.json").is_file() else "not run"
+        print(f"{exp.name:24s} {exp.kind:12s} {state:8s} {exp.reproduces}")
+    return 0
+
+
+def _is_profile(path: Path) -> bool:
+    """Profiles live in experiments/profiles/; elsewhere, a file with no `kind` is taken for one."""
+    if path.parent.resolve() == PROFILES_DIR.resolve():
+        return True
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False
+    return isinstance(raw, dict) and "kind" not in raw
+
+
+def cmd_validate(args) -> int:
+    files = [Path(f) for f in args.files] or experiment_files()
+    profiles = [args.profile] if args.profile else sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
+    failures = 0
+    for prof in profiles:
+        try:
+            load_profile(prof)
+        except SpecError as e:
+            print(e, file=sys.stderr)
+            failures += 1
+            continue
+        for f in files:
+            try:
+                if _is_profile(f):
+                    load_profile(f)
+                else:
+                    resolve(f, prof)
+                print(f"ok  {f} (profile {prof})")
+            except SpecError as e:
+                print(e, file=sys.stderr)
+                failures += 1
+    return 1 if failures else 0
+
+
+def cmd_report(args) -> int:
+    from harness.runners import RENDERERS
+
+    root = args.results_dir or results_root(args.profile)
+    for path in experiment_files():
+        exp = load_experiment(path)
+        if (root / exp.name / "result.json").is_file():
+            RENDERERS[exp.kind](root / exp.name)
+            print(f"rendered {root / exp.name}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--profile", default=None, help=f"profile name or YAML path (default: {DEFAULT_PROFILE})"
+    )
+    common.add_argument("--results-dir", type=Path, default=None, help="where result folders go")
+    common.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help="datasets, teachers, runs")
+    r = sub.add_parser(
+        "run", parents=[common], help="run experiments (skips those with an up-to-date result)"
+    )
+    r.add_argument("experiments", nargs="+", help="experiment names (files in experiments/) or YAML paths")
+    r.add_argument("--overwrite", action="store_true", help="rerun even if a result exists")
+    r.add_argument("--quiet", action="store_true", help="no progress bars")
+    r.set_defaults(func=cmd_run)
+    sub.add_parser("ls", parents=[common], help="list experiments and their state").set_defaults(func=cmd_ls)
+    v = sub.add_parser("validate", parents=[common], help="validate experiment/profile files, run nothing")
+    v.add_argument(
+        "files", nargs="*", help="files to check (default: every experiment, against every profile)"
+    )
+    v.set_defaults(func=cmd_validate)
+    sub.add_parser("report", parents=[common], help="re-render tables from result files").set_defaults(
+        func=cmd_report
+    )
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command != "validate" and args.profile is None:
+        args.profile = DEFAULT_PROFILE
+    try:
+        return args.func(args)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

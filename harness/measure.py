@@ -1,0 +1,166 @@
+"""Size and speed: parameter counts, checkpoint size, and throughput under a fixed protocol.
+
+Protocol (after optimum-benchmark): inference mode; the first call timed apart (it pays for lazy
+initialisation); warm-up calls; then a loop that stops only once both a minimum number of iterations and a
+minimum duration are reached. On GPU, CUDA events and a synchronize; on CPU, `perf_counter`. Raw latencies
+are kept. Several models are measured interleaved in one process, so that their ratio survives a noisy
+machine. Every generation produces the same number of new tokens, so models that stop early at EOS do not
+look faster than they are.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from harness.data.collate import pixel_values, prompt_batch
+
+
+def _timed_call(fn: Callable[[], object], device: torch.device | None, clock: Callable[[], float]) -> float:
+    if device is not None and device.type == "cuda":
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize(device)
+        return start.elapsed_time(end) / 1000.0
+    t0 = clock()
+    fn()
+    return clock() - t0
+
+
+def measure_interleaved(
+    fns: dict[str, Callable[[], object]],
+    warmup: int,
+    min_iterations: int,
+    min_duration_s: float,
+    device: torch.device | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, dict]:
+    """Time each callable in turn, round after round, until every one has both `min_iterations` timed
+    calls and `min_duration_s` seconds of timed calls. Returns first-call time and raw latencies per name."""
+    out = {
+        name: {"first_call_s": _timed_call(fn, device, clock), "latencies_s": []} for name, fn in fns.items()
+    }
+    for _ in range(warmup):
+        for fn in fns.values():
+            _timed_call(fn, device, clock)
+    while True:
+        for name, fn in fns.items():
+            out[name]["latencies_s"].append(_timed_call(fn, device, clock))
+        if all(
+            len(r["latencies_s"]) >= min_iterations and sum(r["latencies_s"]) >= min_duration_s
+            for r in out.values()
+        ):
+            break
+    for r in out.values():
+        r["warmup"] = warmup
+        r["iterations"] = len(r["latencies_s"])
+        r["measured_s"] = sum(r["latencies_s"])
+    return out
+
+
+def summarize(raw: dict, batch_size: int) -> dict:
+    """Median samples/s, p50/p90 latency and spread, with units in the names."""
+    lat = sorted(raw["latencies_s"])
+    median = statistics.median(lat)
+    p90 = lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))]
+    stdev = statistics.stdev(lat) if len(lat) > 1 else 0.0
+    return {
+        "batch_size": batch_size,
+        "samples_per_s": batch_size / median,
+        "latency_p50_ms": 1000 * median,
+        "latency_p90_ms": 1000 * p90,
+        "latency_stdev_pct": 100 * stdev / statistics.mean(lat),
+        "first_call_ms": 1000 * raw["first_call_s"],
+        "warmup": raw["warmup"],
+        "iterations": raw["iterations"],
+        "measured_s": raw["measured_s"],
+        "latencies_ms": [round(1000 * x, 4) for x in raw["latencies_s"]],
+    }
+
+
+def generation_call(model, processor, images, questions, new_tokens: int, device: torch.device):
+    """A closure that answers one fixed batch end to end: preprocessed image → query tokens → `new_tokens`
+    generated with the KV cache."""
+    batch = prompt_batch(processor, questions)
+    pixels = pixel_values(processor, images).to(device)
+    ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+
+    def call():
+        with torch.inference_mode():
+            model.generate(
+                pixel_values=pixels,
+                input_ids=ids,
+                attention_mask=mask,
+                max_new_tokens=new_tokens,
+                min_new_tokens=new_tokens,
+                do_sample=False,
+            )
+
+    return call
+
+
+def throughput(
+    models: dict,
+    processor,
+    split,
+    batch_sizes: list[int],
+    new_tokens: int,
+    cfg: dict,
+    device: torch.device | None = None,
+) -> dict[str, dict[str, dict]]:
+    """Samples/s of each model at each batch size, models interleaved. `cfg` is the profile's measurement."""
+    device = device or torch.device("cpu")
+    results: dict[str, dict[str, dict]] = {name: {} for name in models}
+    for bs in batch_sizes:
+        images, questions = split["image"][:bs], split["question"][:bs]
+        if len(questions) < bs:
+            raise ValueError(
+                f"measurement.batch_sizes: batch {bs} is larger than the split ({len(questions)})"
+            )
+        fns = {
+            n: generation_call(m.eval(), processor, images, questions, new_tokens, device)
+            for n, m in models.items()
+        }
+        raw = measure_interleaved(fns, cfg["warmup"], cfg["min_iterations"], cfg["min_duration_s"], device)
+        for n in models:
+            results[n][f"batch_{bs}"] = summarize(raw[n], bs)
+    return results
+
+
+def checkpoint_bytes(folder: Path) -> int:
+    """Size on disk of the weights of a `save_pretrained` folder."""
+    return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(device: torch.device | None = None) -> dict:
+    device = device or torch.device("cpu")
+    info = {
+        "device": device.type,
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
+        "platform": platform.platform(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    info["name"] = info.get("gpu") or f"{info['cpu']} ({info['torch_threads']} threads)"
+    return info

@@ -1,0 +1,1 @@
+"""Models: building the BLIP-2-style stand-in from a config, and training the teacher."""

@@ -1,0 +1,117 @@
+"""Build a `Blip2ForConditionalGeneration` with a Llama-family language model from a profile's config.
+
+Why this shape: every pruned model must again be a standard checkpoint that plain `from_pretrained` loads,
+and a Llama config with an explicit `head_dim` can express every shape the pruning stages produce.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import (
+    Blip2Config,
+    Blip2ForConditionalGeneration,
+    Blip2QFormerConfig,
+    Blip2VisionConfig,
+    LlamaConfig,
+    Qwen2Config,
+)
+
+MODULES = ("vision_model", "qformer", "language_projection", "language_model")
+LM_CONFIGS = {"llama": LlamaConfig, "qwen2": Qwen2Config}
+
+
+def build_config(model: dict, vocab_size: int, image_token_id: int, special: dict[str, int]) -> Blip2Config:
+    """`model` is the profile's `model` section (already validated by harness.spec)."""
+    v, q, lm = model["vision"], model["qformer"], model["language_model"]
+    vision = Blip2VisionConfig(
+        hidden_size=v["hidden_size"],
+        intermediate_size=v["intermediate_size"],
+        num_hidden_layers=v["num_layers"],
+        num_attention_heads=v["num_heads"],
+        image_size=model["image_size"],
+        patch_size=v["patch_size"],
+    )
+    qformer = Blip2QFormerConfig(
+        hidden_size=q["hidden_size"],
+        intermediate_size=q["intermediate_size"],
+        num_hidden_layers=q["num_layers"],
+        num_attention_heads=q["num_heads"],
+        encoder_hidden_size=v["hidden_size"],
+        cross_attention_frequency=1,
+        max_position_embeddings=64,
+    )
+    text = LM_CONFIGS[lm["family"]](
+        vocab_size=vocab_size,
+        hidden_size=lm["hidden_size"],
+        intermediate_size=lm["intermediate_size"],
+        num_hidden_layers=lm["num_layers"],
+        num_attention_heads=lm["num_heads"],
+        num_key_value_heads=lm["num_kv_heads"],
+        head_dim=lm["head_dim"],
+        max_position_embeddings=128,
+        tie_word_embeddings=lm["tie_word_embeddings"],
+        bos_token_id=special["bos"],
+        eos_token_id=special["eos"],
+        pad_token_id=special["pad"],
+    )
+    if lm["family"] == "llama":
+        text.head_dim = lm["head_dim"]
+    return Blip2Config(
+        vision_config=vision.to_dict(),
+        qformer_config=qformer.to_dict(),
+        text_config=text.to_dict(),
+        num_query_tokens=q["num_query_tokens"],
+        image_token_index=image_token_id,
+    )
+
+
+def build_model(config: Blip2Config, seed: int) -> Blip2ForConditionalGeneration:
+    torch.manual_seed(seed)
+    model = Blip2ForConditionalGeneration(config)
+    model.generation_config.pad_token_id = config.text_config.pad_token_id
+    model.generation_config.eos_token_id = config.text_config.eos_token_id
+    model.generation_config.bos_token_id = config.text_config.bos_token_id
+    return model
+
+
+def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
+    """Total parameters and the share of each BLIP-2 module (tied weights counted once)."""
+    counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in MODULES}
+    counts["query_tokens"] = model.query_tokens.numel()
+    counts["total"] = sum(p.numel() for p in model.parameters())
+    return counts
+
+
+def query_outputs(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Q-Former outputs for a batch of images: what the frozen vision side hands to the language model."""
+    image_embeds = model.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
+    mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+    queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
+    return model.qformer(
+        query_embeds=queries,
+        encoder_hidden_states=image_embeds,
+        encoder_attention_mask=mask,
+        return_dict=True,
+    ).last_hidden_state
+
+
+def lm_inputs_embeds(
+    model: Blip2ForConditionalGeneration, query_output: torch.Tensor, input_ids: torch.Tensor
+) -> torch.Tensor:
+    """Token embeddings with the image placeholders replaced by the projected queries (as HF's forward)."""
+    embeds = model.get_input_embeddings()(input_ids)
+    image = model.language_projection(query_output).to(embeds.dtype)
+    mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
+    return embeds.masked_scatter(mask, image)
+
+
+def lm_logits(
+    model: Blip2ForConditionalGeneration,
+    query_output: torch.Tensor,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+) -> torch.Tensor:
+    """Logits of the language model from cached query outputs: the training path when the vision side is
+    frozen, identical to `model(pixel_values, input_ids).logits`."""
+    embeds = lm_inputs_embeds(model, query_output, input_ids)
+    return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask).logits

@@ -1,0 +1,82 @@
+"""Shared runs, computed once and reused: the dataset and the trained teacher, keyed by their inputs.
+
+Why here and not in each experiment: RQ1–RQ6 and the baselines all start from the same data and the same
+teacher; keying them by the hash of the resolved inputs makes "train once, reuse everywhere" automatic
+and makes a change of any input produce a new run instead of silently reusing a stale one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+from harness.cache import atomic_dir, content_hash, write_json
+from harness.data.loaders import load_maad_folder, load_synth_ads, synth_ads_key
+from harness.data.processor import build_processor, dataset_texts
+from harness.data.synth_ads import SynthAdParams
+from harness.models.blip2 import build_config, build_model
+from harness.models.teacher import train_teacher
+from harness.spec import Profile
+
+
+def dataset_key(profile: Profile) -> dict:
+    d = profile.data
+    if d.source == "maad_folder":
+        return {"source": "maad_folder", "path": str(Path(d.path).resolve())}
+    return synth_ads_key(SynthAdParams(**d.synth_ads.model_dump()), d.sizes.model_dump(), d.seed)
+
+
+def get_dataset(profile: Profile, cache_dir: Path, progress: bool = True) -> datasets.DatasetDict:
+    d = profile.data
+    if d.source == "maad_folder":
+        return load_maad_folder(d.path)
+    return load_synth_ads(
+        SynthAdParams(**d.synth_ads.model_dump()), d.sizes.model_dump(), d.seed, cache_dir, progress
+    )
+
+
+def teacher_key(profile: Profile) -> dict:
+    t = profile.teacher.model_dump(mode="json", exclude={"checkpoint"})
+    return {"dataset": dataset_key(profile), "model": profile.model.model_dump(mode="json"), "teacher": t}
+
+
+def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
+    if profile.teacher.checkpoint is not None:
+        return Path(profile.teacher.checkpoint)
+    return Path(cache_dir) / "teachers" / f"teacher-{content_hash(teacher_key(profile))}"
+
+
+def get_teacher(profile: Profile, cache_dir: Path, data: datasets.DatasetDict, progress: bool = True):
+    """The trained teacher and its processor, trained and saved on first use, loaded afterwards."""
+    target = teacher_dir(profile, cache_dir)
+    if not (target / "config.json").is_file():
+        tokens = dataset_texts(data["train"].select_columns(["question", "answer"]))
+        processor = build_processor(
+            tokens,
+            profile.teacher.vocab_size,
+            profile.model.image_size,
+            profile.model.qformer.num_query_tokens,
+        )
+        tok = processor.tokenizer
+        config = build_config(
+            profile.model.model_dump(),
+            len(tok),
+            tok.convert_tokens_to_ids("<image>"),
+            {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
+        )
+        model = build_model(config, profile.teacher.seed)
+        log = train_teacher(
+            model, processor, data, profile.teacher.model_dump(), profile.teacher.seed, progress
+        )
+        with atomic_dir(target) as tmp:
+            model.save_pretrained(tmp)
+            processor.save_pretrained(tmp)
+            write_json(tmp / "train_log.json", {"key": teacher_key(profile), **log})
+    model = Blip2ForConditionalGeneration.from_pretrained(target).eval()
+    processor = Blip2Processor.from_pretrained(target)
+    log_path = target / "train_log.json"
+    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
+    return model, processor, target, log

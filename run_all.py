@@ -1,0 +1,50 @@
+"""Run every experiment of a profile and render everything.
+
+Usage: `python run_all.py [--profile NAME] [--overwrite]`.
+
+Shared runs (dataset, teacher, ...) are computed once and cached under .cache/; an experiment whose result
+is up to date is skipped, so a rerun only re-renders.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness.cli import DEFAULT_CACHE, results_root, run_experiment
+from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files, load_profile, resolve
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--profile", default=DEFAULT_PROFILE, help="smoke | cpu | paper, or a profile YAML path")
+    p.add_argument("--overwrite", action="store_true", help="rerun experiments whose results exist")
+    p.add_argument(
+        "--results-dir", type=Path, default=None, help="default: results/ (cpu) or results-<profile>/"
+    )
+    p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    files = experiment_files()
+    try:  # validate everything before any work starts
+        load_profile(args.profile)
+        for f in files:
+            resolve(f, args.profile)
+    except SpecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out_root = args.results_dir or results_root(args.profile)
+    t0 = time.perf_counter()
+    for i, f in enumerate(files, 1):
+        t = time.perf_counter()
+        print(f"[{i}/{len(files)}] {f.stem} (profile {args.profile}) ...", flush=True)
+        out, how = run_experiment(f, args.profile, out_root, args.cache_dir, args.overwrite, not args.quiet)
+        print(f"[{i}/{len(files)}] {f.stem}: {how} in {time.perf_counter() - t:.1f}s -> {out}", flush=True)
+    print(f"done in {time.perf_counter() - t0:.1f}s; tables and result files under {out_root}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Tiny models and processors for tests (built locally, nothing downloaded)."""
+
+from harness.data.processor import build_processor
+from harness.data.synth_ads import prompt_text
+from harness.models.blip2 import build_config, build_model
+from harness.spec import load_profile
+
+TEXTS = [
+    prompt_text("What is the background color of this ad?") + " red",
+    prompt_text("Which brand logo appears in this ad?") + " none",
+] * 10
+
+
+def tiny(family: str = "llama", tie: bool = False, seed: int = 0):
+    """A smoke-profile-sized BLIP-2 (random weights) and its processor."""
+    prof = load_profile("smoke")
+    cfg = prof.model.model_dump()
+    cfg["language_model"].update(family=family, tie_word_embeddings=tie)
+    proc = build_processor(TEXTS, 300, cfg["image_size"], cfg["qformer"]["num_query_tokens"])
+    tok = proc.tokenizer
+    config = build_config(
+        cfg,
+        len(tok),
+        tok.convert_tokens_to_ids("<image>"),
+        {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
+    )
+    return build_model(config, seed).eval(), proc

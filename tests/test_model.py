@@ -1,0 +1,53 @@
+"""The BLIP-2 stand-in: standard checkpoints, the cached-query path equals the full forward."""
+
+import pytest
+import torch
+from PIL import Image
+from transformers import Blip2ForConditionalGeneration
+
+from harness.data.collate import pixel_values, training_batch
+from harness.models.blip2 import build_config, lm_logits, parameter_counts, query_outputs
+from harness.spec import load_profile
+from tests.helpers import tiny
+
+
+def _inputs(proc, n=3):
+    images = [Image.new("RGB", (32, 32), (40 * i, 100, 200 - 30 * i)) for i in range(n)]
+    batch = training_batch(
+        proc, ["What is the background color of this ad?"] * n, ["red", "blue", "none"][:n]
+    )
+    return pixel_values(proc, images), batch
+
+
+@pytest.mark.parametrize("family, tie", [("llama", False), ("llama", True), ("qwen2", False)])
+def test_cached_query_path_equals_full_forward(family, tie):
+    model, proc = tiny(family, tie)
+    pixels, b = _inputs(proc)
+    with torch.no_grad():
+        full = model(pixel_values=pixels, input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        cached = lm_logits(model, query_outputs(model, pixels), b["input_ids"], b["attention_mask"])
+    torch.testing.assert_close(cached, full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family, tie", [("llama", False), ("llama", True), ("qwen2", False)])
+def test_save_load_gives_identical_logits(tmp_path, family, tie):
+    model, proc = tiny(family, tie)
+    pixels, b = _inputs(proc)
+    model.save_pretrained(tmp_path)
+    again = Blip2ForConditionalGeneration.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        a = model(pixel_values=pixels, input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        c = again(pixel_values=pixels, input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    assert torch.equal(a, c)
+    assert again.config.text_config.head_dim == model.config.text_config.head_dim
+    assert parameter_counts(again) == parameter_counts(model)
+
+
+def test_cpu_profile_language_model_holds_most_parameters():
+    prof = load_profile("cpu")
+    config = build_config(prof.model.model_dump(), prof.teacher.vocab_size, 3, {"bos": 1, "eos": 2, "pad": 0})
+    with torch.device("meta"):
+        model = Blip2ForConditionalGeneration(config)
+    counts = parameter_counts(model)
+    assert counts["language_model"] / counts["total"] >= 0.80
+    assert model.config.text_config.head_dim == prof.model.language_model.head_dim

@@ -1,0 +1,103 @@
+"""Bad experiment input fails before any work, naming the file, the field and what is allowed."""
+
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.spec import PROFILES_DIR, SpecError, load_experiment, load_profile, resolve
+
+
+def _profile(tmp_path, **changes):
+    raw = yaml.safe_load((PROFILES_DIR / "smoke.yaml").read_text())
+    for dotted, value in changes.items():
+        node = raw
+        *parents, last = dotted.split(".")
+        for p in parents:
+            node = node[p]
+        node[last] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    "changes, field, allowed",
+    [
+        ({"compression.n_bb": 1}, "compression.n_bb", "allowed keys here: N_att, N_blocks"),
+        ({"data.sizes.train": "many"}, "data.sizes.train", "valid integer"),
+        ({"compression.alpha": 1.5}, "compression.alpha", "less than or equal to 1"),
+        ({"compression.alpha": 0}, "compression.alpha", "greater than 0"),
+        (
+            {"compression.n_b": 5, "compression.N_blocks": 1},
+            "compression.n_b",
+            "n_b (5) is larger than N_blocks (1)",
+        ),
+        (
+            {"compression.N_blocks": 2},
+            "compression.N_blocks",
+            "N_blocks (2) must be below the language model's 2 layers",
+        ),
+        (
+            {"compression.n_h_att": 24},
+            "compression.n_h_att",
+            "multiple of one key-value group's inner width (32",
+        ),
+        (
+            {"compression.N_ffn": 128},
+            "compression.N_ffn",
+            "N_ffn (128) must be below intermediate_size (128)",
+        ),
+        (
+            {"model.language_model.num_kv_heads": 3},
+            "model.language_model.num_kv_heads",
+            "multiple of num_kv_heads (3)",
+        ),
+        ({"model.language_model.family": "gpt"}, "model.language_model.family", "'llama' or 'qwen2'"),
+        ({"teacher.checkpoint": "/nonexistent/teacher"}, "teacher.checkpoint", "has no config.json"),
+        ({"data.source": "maad_folder"}, "data.path", "needs an existing folder"),
+    ],
+)
+def test_bad_profile_is_rejected_with_file_field_and_rule(tmp_path, changes, field, allowed):
+    path = _profile(tmp_path, **changes)
+    with pytest.raises(SpecError) as e:
+        load_profile(path)
+    msg = str(e.value)
+    assert str(path) in msg
+    assert f"field '{field}" in msg
+    assert allowed in msg
+
+
+def test_unknown_profile_lists_the_known_ones():
+    with pytest.raises(SpecError, match="unknown profile 'gpu'; allowed: cpu, paper, smoke"):
+        load_profile("gpu")
+
+
+def test_bad_experiment_file(tmp_path):
+    path = tmp_path / "oops.yaml"
+    path.write_text("name: oops\nreproduces: Table 2\nkind: distill_everything\ndescription: x\n")
+    with pytest.raises(SpecError, match=r"field 'kind': Input should be 'original'"):
+        load_experiment(path)
+    path.write_text("name: other\nreproduces: Table 2\nkind: original\ndescription: x\n")
+    with pytest.raises(SpecError, match="field 'name': must equal the file name 'oops'"):
+        load_experiment(path)
+    path.write_text("- just\n- a list\n")
+    with pytest.raises(SpecError, match="expected a mapping"):
+        load_experiment(path)
+
+
+def test_overrides_are_validated_against_the_profile(tmp_path):
+    path = tmp_path / "over.yaml"
+    path.write_text(
+        "name: over\nreproduces: Table 2\nkind: original\ndescription: x\n"
+        "overrides: {compression: {alpha: -1}}\n"
+    )
+    with pytest.raises(SpecError) as e:
+        resolve(path, "smoke")
+    assert "overrides from" in str(e.value) and "compression.alpha" in str(e.value)
+
+
+def test_cli_validate_exits_nonzero_before_running(tmp_path, capsys):
+    path = _profile(tmp_path, **{"compression.alpha": 2})
+    assert main(["validate", str(path), "--profile", "smoke"]) == 1
+    assert "compression.alpha" in capsys.readouterr().err
+    assert main(["validate"]) == 0

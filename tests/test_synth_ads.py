@@ -1,0 +1,103 @@
+"""SynthAd: determinism, schema, difficulty knobs, and the MAAD-format loader's errors."""
+
+import hashlib
+import json
+
+import pytest
+from PIL import Image
+
+from harness.data.loaders import MaadFormatError, load_maad_folder, load_synth_ads
+from harness.data.synth_ads import LABELS, TASKS, SynthAdParams, generate_sample
+
+SIZES = {"train": 40, "validation": 10, "test": 10}
+
+
+def _digest(dd) -> str:
+    h = hashlib.sha256()
+    for split in sorted(dd):
+        for row in dd[split].cast_column("image", dd[split].features["image"].__class__(decode=False)):
+            h.update(row["image"]["bytes"])
+            h.update(json.dumps({k: v for k, v in row.items() if k != "image"}, sort_keys=True).encode())
+    return h.hexdigest()
+
+
+def test_same_seed_gives_identical_bytes(tmp_path):
+    a = load_synth_ads(SynthAdParams(), SIZES, seed=3, cache_dir=tmp_path / "a", progress=False)
+    b = load_synth_ads(SynthAdParams(), SIZES, seed=3, cache_dir=tmp_path / "b", progress=False)
+    c = load_synth_ads(SynthAdParams(), SIZES, seed=4, cache_dir=tmp_path / "c", progress=False)
+    assert _digest(a) == _digest(b)
+    assert _digest(a) != _digest(c)
+
+
+def test_cache_is_keyed_by_parameters(tmp_path):
+    load_synth_ads(SynthAdParams(), SIZES, seed=0, cache_dir=tmp_path, progress=False)
+    load_synth_ads(SynthAdParams(noise_std=0.0), SIZES, seed=0, cache_dir=tmp_path, progress=False)
+    load_synth_ads(SynthAdParams(), SIZES, seed=0, cache_dir=tmp_path, progress=False)
+    assert len(list((tmp_path / "datasets").glob("synth_ads-*"))) == 2
+
+
+def test_schema_and_tasks(tmp_path):
+    dd = load_synth_ads(SynthAdParams(), SIZES, seed=0, cache_dir=tmp_path, progress=False)
+    assert set(dd) == set(SIZES)
+    train = dd["train"]
+    assert {"image", "task", "question", "answer"} <= set(train.column_names)
+    assert isinstance(train[0]["image"], Image.Image) and train[0]["image"].size == (64, 64)
+    assert set(train["task"]) == set(TASKS)
+    for row in train.select_columns(["task", "question", "answer", "title"]):
+        assert row["answer"] in LABELS[row["task"]]
+        if row["task"] == "content":
+            assert row["title"] in row["question"]
+
+
+def test_label_noise_share_matches_the_knob():
+    p = SynthAdParams(label_noise=0.2)
+    rows = [generate_sample(0, 0, i, p) for i in range(1500)]
+    share = sum(r["label_noise"] for r in rows) / len(rows)
+    assert 0.16 < share < 0.24
+    clean = SynthAdParams(label_noise=0.0)
+    assert all(
+        r["answer"] == r["clean_answer"] for r in (generate_sample(0, 0, i, clean) for i in range(200))
+    )
+
+
+def test_image_size_knob():
+    row = generate_sample(0, 0, 0, SynthAdParams(image_size=32))
+    import io
+
+    assert Image.open(io.BytesIO(row["image"]["bytes"])).size == (32, 32)
+
+
+def _maad_folder(tmp_path, lines):
+    Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "a.png")
+    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    return tmp_path
+
+
+def test_maad_folder_loads(tmp_path):
+    ok = json.dumps({"image": "a.png", "task": "color", "question": "What colour?", "answer": "red"})
+    dd = load_maad_folder(_maad_folder(tmp_path, [ok, ok]))
+    assert dd["train"].num_rows == 2 and dd["train"][0]["answer"] == "red"
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("{not json", "not valid JSON"),
+        (
+            json.dumps({"image": "a.png", "task": "color", "question": "q"}),
+            "missing or non-string field(s) ['answer']",
+        ),
+        (
+            json.dumps({"image": "missing.png", "task": "color", "question": "q", "answer": "red"}),
+            "does not exist",
+        ),
+        (json.dumps(["a list"]), "expected a JSON object"),
+    ],
+)
+def test_maad_bad_line_names_file_and_line(tmp_path, bad, message):
+    ok = json.dumps({"image": "a.png", "task": "color", "question": "q", "answer": "red"})
+    folder = _maad_folder(tmp_path, [ok, bad])
+    with pytest.raises(MaadFormatError) as e:
+        load_maad_folder(folder)
+    assert f"{folder / 'train.jsonl'}:2:" in str(e.value)
+    assert message in str(e.value)
