@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.cli import DEFAULT_CACHE, results_root, run_experiment
+from harness.cli import DEFAULT_CACHE, publish, results_root, run_experiment
 from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files, load_profile, resolve
 
 
@@ -42,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{i}/{len(files)}] {f.stem} (profile {args.profile}) ...", flush=True)
         out, how = run_experiment(f, args.profile, out_root, args.cache_dir, args.overwrite, not args.quiet)
         print(f"[{i}/{len(files)}] {f.stem}: {how} in {time.perf_counter() - t:.1f}s -> {out}", flush=True)
+    publish(out_root)
     print(f"done in {time.perf_counter() - t0:.1f}s; tables and result files under {out_root}/")
     return 0
 

@@ -118,7 +118,17 @@ def cmd_report(args) -> int:
         if (root / exp.name / "result.json").is_file():
             RENDERERS[exp.kind](root / exp.name)
             print(f"rendered {root / exp.name}")
+    publish(root)
     return 0
+
+
+def publish(root: Path) -> None:
+    """The committed results (and only those) are copied into the README and data cards."""
+    from harness.report.readme import fill_tables
+
+    if Path(root).resolve() == results_root(DEFAULT_PROFILE).resolve():
+        for doc in fill_tables(root):
+            print(f"updated tables in {doc}")
 
 
 def parser() -> argparse.ArgumentParser:

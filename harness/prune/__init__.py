@@ -1,0 +1,1 @@
+"""Pruning: first-order importance (Eq. 1–4) and structural surgery that yields standard HF checkpoints."""

@@ -1,0 +1,165 @@
+"""Importance of structures: Eq. 1 per parameter, summed per structure as in Eq. 2–4.
+
+Eq. 1 scores a parameter by |∂L(D_p)/∂θ · θ|, the first-order estimate of the loss change when θ is set to
+zero, with the gradient of the loss over the whole pruning set (accumulated over batches). A structure's
+importance is the sum over the parameters it owns (harness.prune.structures). Magnitude (L1, L2) and random
+criteria share the interface, for the baselines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from harness.data.collate import IGNORE
+from harness.models.blip2 import lm_logits
+from harness.prune.structures import (
+    attention_group,
+    attention_slices,
+    blocks,
+    ffn_slices,
+    ffn_width,
+    hidden_slices,
+)
+
+CRITERIA = ("first_order", "l1", "l2", "random")
+Batch = dict[str, torch.Tensor]
+
+
+def answer_cross_entropy(model, batch: Batch) -> torch.Tensor:
+    """Cross-entropy on the answer tokens: from cached query outputs when the batch has them (vision side
+    frozen), else through the whole model from pixels."""
+    if "query_output" in batch:
+        logits = lm_logits(model, batch["query_output"], batch["input_ids"], batch["attention_mask"])
+    else:
+        logits = model(
+            pixel_values=batch["pixel_values"],
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+        ).logits
+    return F.cross_entropy(
+        logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE
+    )
+
+
+def accumulate_gradients(
+    model, batches: Iterable[Batch], loss_fn: Callable = answer_cross_entropy, progress: bool = False
+) -> float:
+    """Leave ∂L(D_p)/∂θ in every `.grad`, where L(D_p) is the sum of the batch losses. Returns L(D_p)."""
+    model.zero_grad(set_to_none=True)
+    was_training = model.training
+    model.eval()  # no dropout: the score must describe the model as it is evaluated
+    total = 0.0
+    for batch in tqdm(list(batches), desc="importance", disable=not progress, leave=False):
+        loss = loss_fn(model, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"importance: loss is {loss.item()}")
+        loss.backward()
+        total += loss.item()
+    model.train(was_training)
+    return total
+
+
+def elementwise(model, criterion: str) -> dict[int, torch.Tensor]:
+    """Per-parameter scores keyed by id(parameter): |g·θ| (first_order), |θ| (l1) or θ² (l2)."""
+    if criterion not in CRITERIA:
+        raise ValueError(f"unknown importance criterion '{criterion}'; allowed: {', '.join(CRITERIA)}")
+    out = {}
+    for p in model.parameters():
+        if criterion == "first_order":
+            if p.grad is None:
+                continue
+            out[id(p)] = (p.grad * p).abs().detach()
+        elif criterion == "l1":
+            out[id(p)] = p.abs().detach()
+        elif criterion == "l2":
+            out[id(p)] = (p * p).detach()
+    return out
+
+
+def _reduce(score: torch.Tensor, axis: int) -> torch.Tensor:
+    """Sum over every axis but `axis` (a 1-D parameter is returned as is)."""
+    dims = [d for d in range(score.dim()) if d != axis]
+    return score.sum(dim=dims) if dims else score
+
+
+def _score(scores: dict[int, torch.Tensor], param: torch.Tensor) -> torch.Tensor:
+    s = scores.get(id(param))
+    return torch.zeros_like(param) if s is None else s
+
+
+def _random(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def ffn_importance(model, scores: dict | None, module: str = "language_model", seed: int = 0) -> torch.Tensor:
+    """[blocks, channels]: Eq. 2 summed over each channel's gate row, up row and down column."""
+    layers = blocks(model, module)
+    if scores is None:
+        return _random((len(layers), ffn_width(model, module)), seed)
+    rows = []
+    for layer in layers:
+        rows.append(
+            sum(
+                _reduce(_score(scores, layer.get_parameter(s.linear_or_param)), s.axis)
+                for s in ffn_slices(model, module)
+            )
+        )
+    return torch.stack(rows)
+
+
+def attention_importance(model, scores: dict | None, seed: int = 0) -> torch.Tensor:
+    """[blocks, key-value groups]: Eq. 3 summed over each group's q/k/v rows and o columns (whole heads)."""
+    layers = blocks(model, "language_model")
+    groups, per_group, head_dim = attention_group(model)
+    if scores is None:
+        return _random((len(layers), groups), seed)
+    rows = []
+    for layer in layers:
+        total = torch.zeros(groups)
+        for s, unit in attention_slices(model):
+            v = _reduce(_score(scores, layer.get_parameter(s.linear_or_param)), s.axis)
+            width = per_group * head_dim if unit == "q" else head_dim
+            total += v.reshape(groups, width).sum(-1)
+        rows.append(total)
+    return torch.stack(rows)
+
+
+def hidden_importance(model, scores: dict | None, seed: int = 0) -> torch.Tensor:
+    """[hidden]: Eq. 4 summed over embeddings, every block's projections and norms, the final norm, the
+    projection's output rows and lm_head."""
+    hidden = model.config.text_config.hidden_size
+    if scores is None:
+        return _random((hidden,), seed)
+    per_block, outside, _ = hidden_slices(model)
+    total = torch.zeros(hidden)
+    for layer in blocks(model, "language_model"):
+        for s in per_block:
+            total += _reduce(_score(scores, layer.get_parameter(s.linear_or_param)), s.axis)
+    for s in outside:
+        total += _reduce(_score(scores, model.get_parameter(s.linear_or_param)), s.axis)
+    return total
+
+
+def structure_importance(
+    model, level: str, criterion: str, module: str = "language_model", seed: int = 0
+) -> torch.Tensor:
+    """Importance of every structure of `level` from the gradients already accumulated in the model."""
+    scores = None if criterion == "random" else elementwise(model, criterion)
+    if level == "ffn":
+        return ffn_importance(model, scores, module, seed)
+    if level == "attention":
+        return attention_importance(model, scores, seed)
+    if level == "hidden":
+        return hidden_importance(model, scores, seed)
+    raise ValueError(f"no importance for level '{level}'; allowed: ffn, attention, hidden")
+
+
+def keep_indices(importance: torch.Tensor, remove: int) -> torch.Tensor:
+    """Indices of the structures to keep (the most important), sorted, along the last axis."""
+    width = importance.shape[-1]
+    keep = torch.topk(importance, width - remove, dim=-1, largest=True, sorted=False).indices
+    return keep.sort(dim=-1).values

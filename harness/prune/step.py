@@ -1,0 +1,59 @@
+"""One pruning step of Algorithm 1, in the paper's units: n_b blocks, n_h FFN channels, n_h attention inner
+width (heads × head_dim), n_d hidden dimensions. Checked in full before the model is touched."""
+
+from __future__ import annotations
+
+import torch
+
+from harness.prune.importance import keep_indices
+from harness.prune.structures import PruningError, attention_group, blocks, ffn_width, refuse
+from harness.prune.surgery import prune_attention, prune_blocks, prune_ffn, prune_hidden
+
+
+def structures_to_remove(model, level: str, amount: int, module: str = "language_model") -> int:
+    """How many structures `amount` means at `level`, or a PruningError saying why it is impossible."""
+    refuse(model, module, level)
+    if amount < 1:
+        raise PruningError(f"{level}: the amount to remove must be at least 1, got {amount}")
+    if level == "block":
+        have, unit = len(blocks(model, module)), 1
+    elif level == "ffn":
+        have, unit = ffn_width(model, module), 1
+    elif level == "attention":
+        groups, per_group, head_dim = attention_group(model)
+        have, unit = groups, per_group * head_dim
+        if amount % unit:
+            raise PruningError(
+                f"attention: {amount} does not divide into whole key-value groups of inner width "
+                f"{unit} (= {per_group} head(s) × head_dim {head_dim})"
+            )
+    else:
+        have, unit = model.config.text_config.hidden_size, 1
+    count = amount // unit
+    if count >= have:
+        raise PruningError(
+            f"{level}: cannot remove {amount} from {module}, which has {have * unit}; "
+            "at least one structure must remain"
+        )
+    return count
+
+
+def prune_step(
+    model, level: str, amount: int, importance: torch.Tensor | None = None, module: str = "language_model"
+) -> dict:
+    """Remove `amount` at `level`: the last blocks, or the least important channels/groups/dimensions.
+    Returns what was kept, for the trace."""
+    count = structures_to_remove(model, level, amount, module)
+    if level == "block":
+        prune_blocks(model, count, module)
+        return {"level": level, "removed": count}
+    if importance is None:
+        raise PruningError(f"{level}: an importance tensor is needed to choose what to remove")
+    keep = keep_indices(importance, count)
+    if level == "ffn":
+        prune_ffn(model, keep, module)
+    elif level == "attention":
+        prune_attention(model, keep)
+    else:
+        prune_hidden(model, keep)
+    return {"level": level, "removed": count, "kept": keep.tolist()}

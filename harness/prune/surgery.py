@@ -1,0 +1,132 @@
+"""Structural surgery: physically slice weights and rewrite the config, so the result is again a standard
+`Blip2ForConditionalGeneration` that plain `from_pretrained` loads.
+
+Pruning is uniform across blocks (the paper keeps "the dimension pruned in each block consistent"), so one
+config value describes every block. Every request is checked completely before the first weight changes.
+Hidden dimensions are chosen globally; removing them rescales the RMSNorm weights by sqrt(d / d'), because
+the norm divides by the width: removing dimensions that are zero everywhere then leaves the logits unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from harness.prune.structures import (
+    PruningError,
+    attention_group,
+    attention_slices,
+    blocks,
+    ffn_slices,
+    ffn_width,
+    hidden_slices,
+    lm_family,
+    refuse,
+    sub_config,
+)
+
+
+def _slice(root: nn.Module, path: str, keep: torch.Tensor, axis: int, scale: float = 1.0) -> None:
+    """Replace parameter `path` of `root` by its slice along `axis` (kept rows/columns, in order)."""
+    owner_path, _, name = path.rpartition(".")
+    owner = root.get_submodule(owner_path) if owner_path else root
+    old = getattr(owner, name)
+    new = nn.Parameter(
+        old.data.index_select(axis, keep.to(old.device)).clone() * scale, requires_grad=old.requires_grad
+    )
+    setattr(owner, name, new)
+    if isinstance(owner, nn.Linear):
+        owner.out_features, owner.in_features = owner.weight.shape
+    elif isinstance(owner, nn.Embedding):
+        owner.embedding_dim = owner.weight.shape[1]
+
+
+def _check_keep(keep: torch.Tensor, rows: int | None, width: int, what: str) -> torch.Tensor:
+    keep = torch.as_tensor(keep, dtype=torch.long)
+    shape = (rows, None) if rows is not None else (None,)
+    if keep.dim() != len(shape) or (rows is not None and keep.shape[0] != rows):
+        raise PruningError(
+            f"{what}: expected keep indices of shape {tuple('k' if s is None else s for s in shape)}, "
+            f"got {tuple(keep.shape)}"
+        )
+    if keep.shape[-1] == 0:
+        raise PruningError(f"{what}: cannot remove all {width}; at least one must remain")
+    if keep.numel() and (keep.min() < 0 or keep.max() >= width):
+        raise PruningError(f"{what}: keep indices must lie in [0, {width}), got [{keep.min()}, {keep.max()}]")
+    rows_ = keep if keep.dim() == 2 else keep[None]
+    if any(len(set(r.tolist())) != len(r) for r in rows_):
+        raise PruningError(f"{what}: keep indices must be distinct")
+    return keep.sort(dim=-1).values
+
+
+def prune_blocks(model, n: int, module: str = "language_model") -> None:
+    """Remove the last `n` blocks of `module` (Algorithm 1, stage 1)."""
+    refuse(model, module, "block")
+    layers = blocks(model, module)
+    if not 1 <= n < len(layers):
+        raise PruningError(
+            f"cannot remove {n} block(s) of {module}: it has {len(layers)}, at least one must remain"
+        )
+    keep = len(layers) - n
+    while len(layers) > keep:
+        del layers[len(layers) - 1]
+    cfg = sub_config(model, module)
+    cfg.num_hidden_layers = keep
+    if getattr(cfg, "layer_types", None) is not None:
+        cfg.layer_types = cfg.layer_types[:keep]
+
+
+def prune_ffn(model, keep: torch.Tensor, module: str = "language_model") -> None:
+    """Keep FFN channels `keep[b]` in block b; the same count in every block (Algorithm 1, stage 2.1)."""
+    refuse(model, module, "ffn")
+    layers = blocks(model, module)
+    width = ffn_width(model, module)
+    keep = _check_keep(keep, len(layers), width, f"FFN channels of {module}")
+    for layer, k in zip(layers, keep, strict=True):
+        for s in ffn_slices(model, module):
+            _slice(layer, s.linear_or_param, k, s.axis)
+    cfg = sub_config(model, module)
+    if module == "language_model" and lm_family(model) == "opt":
+        cfg.ffn_dim = keep.shape[1]
+    else:
+        cfg.intermediate_size = keep.shape[1]
+
+
+def prune_attention(model, keep_groups: torch.Tensor) -> None:
+    """Keep key-value groups `keep_groups[b]` in block b: whole heads, GQA-aware (Algorithm 1, stage 2.2).
+
+    GQA rule: a key-value head and the query heads that share it are removed together, so the ratio
+    num_attention_heads / num_key_value_heads (and every head's width) is unchanged."""
+    refuse(model, "language_model", "attention")
+    layers = blocks(model, "language_model")
+    groups, per_group, head_dim = attention_group(model)
+    keep_groups = _check_keep(keep_groups, len(layers), groups, "attention key-value groups")
+    for layer, g in zip(layers, keep_groups, strict=True):
+        q = (g[:, None] * per_group * head_dim + torch.arange(per_group * head_dim)).flatten()
+        kv = (g[:, None] * head_dim + torch.arange(head_dim)).flatten()
+        for s, unit in attention_slices(model):
+            _slice(layer, s.linear_or_param, q if unit == "q" else kv, s.axis)
+    cfg = model.config.text_config
+    cfg.num_key_value_heads = keep_groups.shape[1]
+    cfg.num_attention_heads = keep_groups.shape[1] * per_group
+
+
+def prune_hidden(model, keep: torch.Tensor) -> None:
+    """Keep hidden dimensions `keep` everywhere in the language model (Algorithm 1, stage 3)."""
+    refuse(model, "language_model", "hidden")
+    cfg = model.config.text_config
+    keep = _check_keep(keep, None, cfg.hidden_size, "hidden dimensions")
+    per_block, outside, norms = hidden_slices(model)
+    scale = math.sqrt(cfg.hidden_size / keep.numel())
+    for layer in blocks(model, "language_model"):
+        for s in per_block:
+            is_norm = s.linear_or_param.split(".")[0] in norms
+            _slice(layer, s.linear_or_param, keep, s.axis, scale if is_norm else 1.0)
+    for s in outside:
+        is_norm = s.linear_or_param == "language_model.model.norm.weight"
+        _slice(model, s.linear_or_param, keep, s.axis, scale if is_norm else 1.0)
+    cfg.hidden_size = keep.numel()
+    if cfg.tie_word_embeddings:
+        model.language_model.lm_head.weight = model.language_model.model.embed_tokens.weight
