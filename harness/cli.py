@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.prune.structures import PruningError
 from harness.spec import (
     DEFAULT_PROFILE,
     PROFILES_DIR,
@@ -131,6 +132,75 @@ def publish(root: Path) -> None:
             print(f"updated tables in {doc}")
 
 
+def cmd_prune(args) -> int:
+    """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
+    from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+    from harness.cache import atomic_dir, write_json
+    from harness.models.blip2 import parameter_counts
+    from harness.prune.importance import (
+        LOSSES,
+        accumulate_gradients,
+        pruning_batches,
+        structure_importance,
+    )
+    from harness.prune.step import prune_step, structures_to_remove
+    from harness.runs import get_dataset, get_teacher
+
+    prof = load_profile(args.profile)
+    if args.loss == "teacher_kl" and args.teacher is None:
+        raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
+    data = get_dataset(prof, args.cache_dir, not args.quiet)
+    if args.checkpoint:
+        model = Blip2ForConditionalGeneration.from_pretrained(args.checkpoint)
+        processor = Blip2Processor.from_pretrained(args.checkpoint)
+    else:
+        model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
+    structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
+    teacher = Blip2ForConditionalGeneration.from_pretrained(args.teacher).eval() if args.teacher else None
+    split = data["train"].select(range(min(args.samples or len(data["train"]), len(data["train"]))))
+    before = parameter_counts(model)
+    t0 = time.perf_counter()
+    imp = None
+    if args.level != "block":
+        batches = pruning_batches(
+            model,
+            processor,
+            split,
+            prof.compression.batch_size,
+            with_pixels=args.module != "language_model",
+            teacher=teacher,
+        )
+        accumulate_gradients(model, batches, LOSSES[args.loss], progress=not args.quiet)
+        imp = structure_importance(model, args.level, args.criterion, args.module, seed=args.seed)
+        model.zero_grad(set_to_none=True)
+    seconds = time.perf_counter() - t0
+    info = prune_step(model, args.level, args.amount, imp, args.module)
+    after = parameter_counts(model)
+    with atomic_dir(Path(args.out)) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        write_json(
+            tmp / "pruning.json",
+            {
+                **info,
+                "criterion": args.criterion,
+                "loss": args.loss,
+                "module": args.module,
+                "samples": len(split),
+                "importance_seconds": seconds,
+                "parameters_before": before,
+                "parameters_after": after,
+            },
+        )
+    print(
+        f"{args.level}: removed {info['removed']} structure(s) from {args.module}; parameters "
+        f"{before['total']:,} -> {after['total']:,} (language model {before['language_model']:,} -> "
+        f"{after['language_model']:,}); importance pass {seconds:.1f}s; saved to {args.out}"
+    )
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -156,6 +226,35 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("report", parents=[common], help="re-render tables from result files").set_defaults(
         func=cmd_report
     )
+    pr = sub.add_parser("prune", parents=[common], help="prune one step of one level and save the checkpoint")
+    pr.add_argument("--level", required=True, choices=["block", "ffn", "attention", "hidden"])
+    pr.add_argument(
+        "--amount",
+        required=True,
+        type=int,
+        help="blocks, FFN channels, attention inner width (heads × head_dim) or hidden dims",
+    )
+    pr.add_argument(
+        "--out", required=True, type=Path, help="folder for the pruned save_pretrained checkpoint"
+    )
+    pr.add_argument(
+        "--checkpoint", type=Path, default=None, help="model to prune (default: the profile's teacher)"
+    )
+    pr.add_argument(
+        "--module", default="language_model", choices=["language_model", "vision_model", "qformer"]
+    )
+    pr.add_argument("--criterion", default="first_order", choices=["first_order", "l1", "l2", "random"])
+    pr.add_argument(
+        "--loss",
+        default="cross_entropy",
+        choices=["cross_entropy", "teacher_kl"],
+        help="loss whose gradient scores the parameters (Eq. 1)",
+    )
+    pr.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint for --loss teacher_kl")
+    pr.add_argument("--samples", type=int, default=None, help="size of D_p (default: the whole train split)")
+    pr.add_argument("--seed", type=int, default=0, help="seed of the random criterion")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=cmd_prune)
     return p
 
 
@@ -165,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile = DEFAULT_PROFILE
     try:
         return args.func(args)
-    except SpecError as e:
+    except (SpecError, PruningError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -91,3 +91,25 @@ def test_same_seed_retrains_to_the_same_accuracy(smoke, tmp_path):
     assert again["runs"] == first["runs"]
     assert again["rows"][0]["accuracy"] == first["rows"][0]["accuracy"]
     assert again["teacher_training"]["curves"] == first["teacher_training"]["curves"]
+
+
+def test_cli_prunes_the_cached_teacher_into_a_standard_checkpoint(smoke, tmp_path, capsys):
+    from transformers import Blip2ForConditionalGeneration
+
+    root, _ = smoke
+    common = ["--profile", "smoke", "--cache-dir", str(root / "cache"), "--quiet"]
+    assert (
+        cli_main(["prune", *common, "--level", "ffn", "--amount", "32", "--out", str(tmp_path / "ffn")]) == 0
+    )
+    assert "ffn: removed 32 structure(s)" in capsys.readouterr().out
+    pruned = Blip2ForConditionalGeneration.from_pretrained(tmp_path / "ffn")
+    assert pruned.config.text_config.intermediate_size == 128 - 32
+    info = json.loads((tmp_path / "ffn" / "pruning.json").read_text())
+    assert info["parameters_after"]["total"] < info["parameters_before"]["total"]
+    # an impossible request fails with a message and writes nothing
+    assert (
+        cli_main(["prune", *common, "--level", "attention", "--amount", "24", "--out", str(tmp_path / "x")])
+        == 2
+    )
+    assert "does not divide into whole key-value groups" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

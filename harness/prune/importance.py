@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from harness.data.collate import IGNORE
-from harness.models.blip2 import lm_logits
+from harness.models.blip2 import lm_logits, query_outputs
 from harness.prune.structures import (
     attention_group,
     attention_slices,
@@ -163,3 +163,41 @@ def keep_indices(importance: torch.Tensor, remove: int) -> torch.Tensor:
     width = importance.shape[-1]
     keep = torch.topk(importance, width - remove, dim=-1, largest=True, sorted=False).indices
     return keep.sort(dim=-1).values
+
+
+def answer_kl_to_teacher(model, batch: Batch) -> torch.Tensor:
+    """KL(teacher ‖ student) on the answer positions, for importance measured against the teacher
+    (the batch carries `teacher_logits`, shaped like the student's logits)."""
+    logits = lm_logits(model, batch["query_output"], batch["input_ids"], batch["attention_mask"])[:, :-1]
+    mask = batch["labels"][:, 1:] != IGNORE
+    student = F.log_softmax(logits[mask], dim=-1)
+    teacher = F.log_softmax(batch["teacher_logits"][:, :-1][mask], dim=-1)
+    return F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+
+
+LOSSES = {"cross_entropy": answer_cross_entropy, "teacher_kl": answer_kl_to_teacher}
+
+
+@torch.no_grad()
+def pruning_batches(
+    model, processor, split, batch_size: int, with_pixels: bool = False, teacher=None
+) -> list[Batch]:
+    """D_p as training batches. The vision side is frozen while the language model is pruned, so its query
+    outputs are computed once here; pass `with_pixels` when the vision tower or Q-Former is the target."""
+    from harness.data.collate import pixel_values, training_batch
+
+    out = []
+    for i in range(0, len(split), batch_size):
+        rows = split[i : i + batch_size]
+        b = training_batch(processor, rows["question"], rows["answer"])
+        pix = pixel_values(processor, rows["image"])
+        if with_pixels:
+            b["pixel_values"] = pix
+        else:
+            b["query_output"] = query_outputs(model, pix)
+        if teacher is not None:
+            b["teacher_logits"] = lm_logits(
+                teacher, query_outputs(teacher, pix), b["input_ids"], b["attention_mask"]
+            )
+        out.append(b)
+    return out
