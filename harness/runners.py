@@ -7,6 +7,7 @@ Results are rendered only from the result JSON (see `render`), so `report` can r
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -138,5 +139,159 @@ def render(out_dir: Path) -> str:
     return make_table(headers, rows, caption, out_dir)
 
 
-RUNNERS = {"original": run_original}
-RENDERERS = {"original": render}
+def compression_key(profile: Profile, run: dict, seed: int) -> dict:
+    return {
+        "teacher": teacher_key(profile),
+        "compression": profile.compression.model_dump(mode="json"),
+        "run": run,
+        "seed": seed,
+        "eval_batch_size": profile.evaluation_batch_size,
+    }
+
+
+def run_compression_experiment(
+    exp: Experiment, profile: Profile, out_dir: Path, cache_dir: Path, progress: bool = True
+) -> dict:
+    """Algorithm 1 (or a variant) from the cached teacher, once per seed; the trace, the final model's test
+    accuracy, size, and throughput measured interleaved with the teacher's."""
+    from harness.distill.loop import teacher_batches
+    from harness.pipeline import final_model, run_compression, structure
+
+    if profile.measurement.num_threads:
+        torch.set_num_threads(profile.measurement.num_threads)
+    data = get_dataset(profile, cache_dir, progress)
+    teacher, processor, _, _ = get_teacher(profile, cache_dir, data, progress)
+    run = exp.run.model_dump()
+    d_d = teacher_batches(teacher, processor, data["train"], profile.compression.batch_size, progress)
+    teacher_acc = evaluate(teacher, processor, data["test"], profile.evaluation_batch_size)
+    c = profile.compression.model_dump()
+    steps = {
+        "block": c["N_blocks"] // c["n_b"],
+        "ffn": c["N_ffn"] // c["n_h_ffn"],
+        "attention": c["N_att"] // c["n_h_att"],
+        "hidden": c["N_input"] // c["n_d"],
+    }
+    targets = {"block": c["N_blocks"], "ffn": c["N_ffn"], "attention": c["N_att"], "hidden": c["N_input"]}
+    seeds = []
+    for seed in profile.seeds:
+        run_dir = Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, run, seed))}"
+        cfg = {
+            **run,
+            "seed": seed,
+            "compression": c,
+            "eval_batch_size": profile.evaluation_batch_size,
+            "targets": targets,
+            "total_epochs": c["epochs"] * sum(steps[s] for s in run["stages"]),
+        }
+        t0 = time.perf_counter()
+        state = run_compression(teacher, processor, data["validation"], d_d, d_d, cfg, run_dir, progress)
+        seconds = time.perf_counter() - t0
+        student = final_model(run_dir)
+        acc = evaluate(student, processor, data["test"], profile.evaluation_batch_size)
+        new_tokens = max_answer_tokens(processor, data["test"]["answer"])
+        speed = throughput(
+            {"teacher": teacher, "student": student},
+            processor,
+            data["test"],
+            profile.measurement.batch_sizes,
+            new_tokens,
+            profile.measurement.model_dump(),
+        )
+        seeds.append(
+            {
+                "seed": seed,
+                "run": content_hash(compression_key(profile, run, seed)),
+                "compression_seconds": seconds,
+                "structure": structure(student),
+                "parameters": parameter_counts(student),
+                "accuracy": {**acc["per_task"], "overall": acc["overall"]},
+                "throughput": speed["student"],
+                "teacher_throughput": speed["teacher"],
+                "trace": state["trace"],
+                "epochs_used": state["epochs_used"],
+                "p_teacher_validation": state["p_teacher"],
+            }
+        )
+    result = {
+        **spec_record(exp, profile),
+        "provenance": provenance(),
+        "device": device_info(),
+        "runs": {
+            "dataset": content_hash(dataset_key(profile)),
+            "teacher": content_hash(teacher_key(profile)),
+        },
+        "teacher": {
+            "structure": structure(teacher),
+            "parameters": parameter_counts(teacher),
+            "accuracy": {**teacher_acc["per_task"], "overall": teacher_acc["overall"]},
+        },
+        "seeds": seeds,
+        "paper": [r.model_dump() for r in exp.paper],
+    }
+    write_json(out_dir / "result.json", result)
+    render_compression(out_dir)
+    return result
+
+
+def render_compression(out_dir: Path) -> str:
+    """Teacher vs compressed model, one row per seed, from `result.json` alone."""
+    res = json.loads((Path(out_dir) / "result.json").read_text())
+    t = res["teacher"]
+    headers = [
+        "Model",
+        "Params (M)",
+        "LM params (M)",
+        "LM ×fewer",
+        "Samples/s (b=1)",
+        "Speed-up (b=1)",
+        "Speed-up (b=32)",
+        *[x.capitalize() for x in TASK_COLUMNS],
+        "Overall",
+        "Δ overall",
+    ]
+    rows = []
+    first = res["seeds"][0]
+    rows.append(
+        [
+            "Teacher",
+            t["parameters"]["total"] / 1e6,
+            t["parameters"]["language_model"] / 1e6,
+            "1.0×",
+            first["teacher_throughput"]["batch_1"]["samples_per_s"],
+            "1.00×",
+            "1.00×",
+            *[t["accuracy"].get(x) for x in TASK_COLUMNS],
+            t["accuracy"]["overall"],
+            None,
+        ]
+    )
+    for s in res["seeds"]:
+        sp = {
+            b: s["throughput"][b]["samples_per_s"] / s["teacher_throughput"][b]["samples_per_s"]
+            for b in s["throughput"]
+        }
+        rows.append(
+            [
+                f"Compressed (seed {s['seed']})",
+                s["parameters"]["total"] / 1e6,
+                s["parameters"]["language_model"] / 1e6,
+                f"{t['parameters']['language_model'] / s['parameters']['language_model']:.1f}×",
+                s["throughput"]["batch_1"]["samples_per_s"],
+                f"{sp.get('batch_1', 0):.2f}×",
+                f"{sp.get('batch_32', 0):.2f}×",
+                *[s["accuracy"].get(x) for x in TASK_COLUMNS],
+                s["accuracy"]["overall"],
+                f"{s['accuracy']['overall'] - t['accuracy']['overall']:+.3f}",
+            ]
+        )
+    run = res["experiment"]["run"]
+    caption = (
+        f"Reproduces {res['experiment']['reproduces']}: {run['mode']} {'→'.join(run['stages'])}, "
+        f"criterion {run['criterion']}, loss {run['variant']}; profile '{res['profile']['name']}', "
+        f"test split; throughput on {res['device']['name']}, teacher and student measured interleaved."
+    )
+    return make_table(headers, rows, caption, out_dir)
+
+
+RUNNERS = {"original": run_original, "compression": run_compression_experiment}
+RENDERERS = {"original": render, "compression": render_compression}

@@ -30,7 +30,7 @@ class SynthAdKnobs(Strict):
     occluder_prob: float = Field(0.3, ge=0.0, le=1.0)
     icon_hidden_prob: float = Field(0.3, ge=0.0, le=1.0)
     ambiguous_title_prob: float = Field(0.3, ge=0.0, le=1.0)
-    misleading_title_prob: float = Field(0.15, ge=0.0, le=1.0)
+    misleading_title_prob: float = Field(0.05, ge=0.0, le=1.0)
     label_noise: float = Field(0.06, ge=0.0, le=1.0)
 
 
@@ -148,7 +148,9 @@ class Measurement(Strict):
 class Compression(Strict):
     """Algorithm 1's hyperparameters (paper §4.2 names). Widths count channels / inner width / dims."""
 
-    alpha: float = Field(0.15, gt=0, le=1, description="tolerance α on the relative performance drop")
+    alpha: float = Field(
+        0.15, gt=0, le=1, description="tolerance α: a stage stops once accuracy fell by α (p_start − p ≥ α)"
+    )
     epochs: int = Field(4, ge=0, description="E: distillation epochs after each pruning step")
     lr: float = Field(3e-5, gt=0, lt=1)
     batch_size: int = Field(ge=1)
@@ -241,13 +243,40 @@ class PaperRow(Strict):
     overall: float | None = None
 
 
+class CompressionRun(Strict):
+    """Which variant of Algorithm 1 to run."""
+
+    stages: list[Literal["block", "ffn", "attention", "hidden"]] = Field(
+        default=["block", "ffn", "attention", "hidden"], min_length=1
+    )
+    mode: Literal["iterative", "one_shot"] = "iterative"
+    criterion: Literal["first_order", "l1", "l2", "random"] = "first_order"
+    variant: Literal["eq5", "kl_only", "hard_label", "released_pairwise"] = "eq5"
+
+    @model_validator(mode="after")
+    def _order(self) -> CompressionRun:
+        order = ["block", "ffn", "attention", "hidden"]
+        if len(set(self.stages)) != len(self.stages) or self.stages != sorted(self.stages, key=order.index):
+            raise ValueError(f"stages: each stage at most once, in the order {order}; got {self.stages}")
+        return self
+
+
 class Experiment(Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     reproduces: str = Field(min_length=3, description="the paper table or figure this experiment regenerates")
-    kind: Literal["original"]
+    kind: Literal["original", "compression"]
     description: str
     paper: list[PaperRow] = []
+    run: CompressionRun | None = Field(None, description="for kind 'compression': the Algorithm 1 variant")
     overrides: dict[str, Any] = Field(default_factory=dict, description="deep-merged into the profile")
+
+    @model_validator(mode="after")
+    def _run(self) -> Experiment:
+        if self.kind == "compression" and self.run is None:
+            raise ValueError(
+                "run: kind 'compression' needs a 'run' section (stages, mode, criterion, variant)"
+            )
+        return self
 
 
 class SpecError(ValueError):

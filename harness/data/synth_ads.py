@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-GENERATOR_VERSION = "synth_ads-3"
+GENERATOR_VERSION = "synth_ads-4"
 
 TASKS = ("color", "manifestation", "content", "logo", "style")
 
@@ -84,7 +84,7 @@ class SynthAdParams:
     occluder_prob: float = 0.3  # chance of one random grey occluder
     icon_hidden_prob: float = 0.3  # product shown as a generic box: only the title tells the category
     ambiguous_title_prob: float = 0.3  # title word shared by two categories
-    misleading_title_prob: float = 0.15  # title of another category (image decides); only with a visible icon
+    misleading_title_prob: float = 0.05  # title of another category (image decides); only with a visible icon
     label_noise: float = 0.06  # share of labels re-drawn uniformly at random (annotator disagreement)
 
 

@@ -1,0 +1,74 @@
+"""Cost of the importance pass (Eq. 1 over the whole D_p) against one training epoch over the same data.
+
+Run: `python -m pytest benchmarks/ --benchmark-only` (not part of the test suite). Uses the cpu profile's
+model shape and D_p size with freshly initialised weights: the cost does not depend on the weights' values.
+Target (issue: pruning engine): the importance pass costs no more than ~1.5× one distillation epoch.
+"""
+
+import time
+
+import pytest
+import torch
+
+from harness.data.processor import build_processor, dataset_texts
+from harness.models.blip2 import build_config, build_model
+from harness.prune.importance import accumulate_gradients, answer_cross_entropy, pruning_batches
+from harness.runs import get_dataset
+from harness.spec import ROOT, load_profile
+
+
+@pytest.fixture(scope="module")
+def setup():
+    prof = load_profile("cpu")
+    data = get_dataset(prof, ROOT / ".cache", progress=False)
+    proc = build_processor(
+        dataset_texts(data["train"].select_columns(["question", "answer"])),
+        prof.teacher.vocab_size,
+        prof.model.image_size,
+        prof.model.qformer.num_query_tokens,
+    )
+    tok = proc.tokenizer
+    config = build_config(
+        prof.model.model_dump(),
+        len(tok),
+        tok.convert_tokens_to_ids("<image>"),
+        {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
+    )
+    model = build_model(config, 0)
+    batches = pruning_batches(model, proc, data["train"], prof.compression.batch_size)
+    return prof, model, batches
+
+
+def _epoch(model, batches, lr):
+    params = [*model.language_projection.parameters(), *model.language_model.parameters()]
+    opt = torch.optim.AdamW(params, lr=lr)
+    model.train()
+    for b in batches:
+        loss = answer_cross_entropy(model, b)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+
+
+def test_importance_pass_vs_training_epoch(benchmark, setup):
+    prof, model, batches = setup
+    t0 = time.perf_counter()
+    _epoch(model, batches, prof.compression.lr)
+    epoch_s = time.perf_counter() - t0
+    benchmark.pedantic(accumulate_gradients, args=(model, batches), rounds=2, iterations=1)
+    importance_s = benchmark.stats.stats.median
+    ratio = importance_s / epoch_s
+    benchmark.extra_info.update(
+        {
+            "samples": sum(len(b["input_ids"]) for b in batches),
+            "epoch_s": epoch_s,
+            "importance_s": importance_s,
+            "ratio": ratio,
+            "threads": torch.get_num_threads(),
+        }
+    )
+    print(
+        f"\nD_p = {benchmark.extra_info['samples']} samples: importance pass {importance_s:.1f}s, "
+        f"one training epoch {epoch_s:.1f}s, ratio {ratio:.2f} (target <= 1.5)"
+    )

@@ -1,0 +1,62 @@
+"""Eq. 5 and its ablations, on the answer positions only (the prompt is given, not generated).
+
+All variants take the student's and the teacher's logits at the answer positions ([positions, vocab]) and the
+dataset's answer tokens, and return the mean over positions (Eq. 5 sums over positions; the mean keeps the
+learning rate independent of the answer length and batch size).
+
+- `eq5`: KL(teacher ‖ student) + γ · max(0, P_teacher(T) − P_student(T)), T = the student's argmax token: the
+  student must be at least as confident as the teacher in the token it would generate.
+- `kl_only`: without the pairwise term (RQ6).
+- `hard_label`: Eq. 5 plus cross-entropy on the dataset's answer (RQ5).
+- `released_pairwise`: KL + γ · max(0, mean(top-2 student logits) − student logit[label]), the pairwise
+  term as it appears in the authors' later code release: in logit space, against the label, not the teacher.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+VARIANTS = ("eq5", "kl_only", "hard_label", "released_pairwise")
+DEFAULT_GAMMA = 1.0
+
+
+def kl_teacher_student(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """KL(teacher ‖ student) per position."""
+    t = F.log_softmax(teacher, dim=-1)
+    return (t.exp() * (t - F.log_softmax(student, dim=-1))).sum(-1)
+
+
+def pairwise_eq5(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """max(0, P_teacher(T) − P_student(T)) per position, T = argmax of the student."""
+    top = student.argmax(-1, keepdim=True)
+    p_s = F.softmax(student, dim=-1).gather(-1, top).squeeze(-1)
+    p_t = F.softmax(teacher, dim=-1).gather(-1, top).squeeze(-1)
+    return torch.clamp(p_t - p_s, min=0)
+
+
+def pairwise_released(student: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """max(0, mean(top-2 student logits) − student logit[label]) per position."""
+    top2 = student.topk(2, dim=-1).values.mean(-1)
+    return torch.clamp(top2 - student.gather(-1, labels[:, None]).squeeze(-1), min=0)
+
+
+def distillation_loss(
+    student: torch.Tensor,
+    teacher: torch.Tensor,
+    labels: torch.Tensor,
+    variant: str = "eq5",
+    gamma: float = DEFAULT_GAMMA,
+) -> torch.Tensor:
+    """Mean over answer positions of the chosen variant. Shapes: [P, V], [P, V], [P]."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown distillation loss '{variant}'; allowed: {', '.join(VARIANTS)}")
+    teacher = teacher.detach().to(student.dtype)
+    loss = kl_teacher_student(student, teacher)
+    if variant in ("eq5", "hard_label"):
+        loss = loss + gamma * pairwise_eq5(student, teacher)
+    if variant == "hard_label":
+        loss = loss + F.cross_entropy(student, labels, reduction="none")
+    if variant == "released_pairwise":
+        loss = loss + gamma * pairwise_released(student, labels)
+    return loss.mean()

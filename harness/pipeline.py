@@ -1,0 +1,259 @@
+"""Algorithm 1 and its variants: iterative multi-stage, one-shot, single level, any subset of stages.
+
+Iterative (the paper): stages in order block → ffn → attention → hidden. Each step prunes one step size,
+distils E epochs with Eq. 5 against the cached teacher, then measures performance. A stage stops at its
+maximum reduction, or once performance has dropped by α or more from the stage's own starting performance
+(p_start − p < α, as Algorithm 1 writes it; the step that crosses α is kept, as in Algorithm 1).
+One-shot: every named stage is pruned straight to its target, then the model is distilled once for the same
+total number of epochs.
+
+Every step is recorded (stage, step, parameters, accuracy after pruning and after distillation, wall time)
+and checkpointed, so a killed run resumes from its last completed step. Each step's randomness is seeded by
+(seed, step), so the resumed run ends exactly where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import time
+from pathlib import Path
+
+from transformers import Blip2ForConditionalGeneration
+
+from harness.cache import atomic_dir, write_atomic, write_json
+from harness.distill.loop import distill
+from harness.evaluate import evaluate
+from harness.models.blip2 import parameter_counts
+from harness.prune.importance import accumulate_gradients, structure_importance
+from harness.prune.step import prune_step, structures_to_remove
+from harness.prune.structures import PruningError
+
+STAGES = ("block", "ffn", "attention", "hidden")
+STEP_KEYS = {
+    "block": ("n_b", "N_blocks"),
+    "ffn": ("n_h_ffn", "N_ffn"),
+    "attention": ("n_h_att", "N_att"),
+    "hidden": ("n_d", "N_input"),
+}
+TRACE_FIELDS = (
+    "step",
+    "stage",
+    "amount",
+    "removed_total",
+    "params_total",
+    "params_lm",
+    "acc_pruned",
+    "acc_distilled",
+    "loss_last_epoch",
+    "seconds",
+)
+
+
+def _perf(model, processor, split, batch_size: int) -> dict:
+    r = evaluate(model, processor, split, batch_size)
+    return {"overall": r["overall"], **{f"task_{t}": v for t, v in r["per_task"].items()}}
+
+
+def _write_trace(out: Path, trace: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=TRACE_FIELDS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(trace)
+    write_atomic(out / "trace.csv", buf.getvalue())
+
+
+def _checkpoint(out: Path, model, state: dict) -> None:
+    """The model after a completed step, then the state that points to it (both written atomically)."""
+    with atomic_dir(out / "steps" / f"step_{state['step']:03d}") as tmp:
+        model.save_pretrained(tmp)
+    write_json(out / "state.json", state)
+    _write_trace(out, state["trace"])
+
+
+def _resume(out: Path, teacher) -> tuple[object, dict | None]:
+    state_path = out / "state.json"
+    if not state_path.is_file():
+        return copy.deepcopy(teacher).eval(), None
+    state = json.loads(state_path.read_text())
+    model = Blip2ForConditionalGeneration.from_pretrained(out / "steps" / f"step_{state['step']:03d}").eval()
+    return model, state
+
+
+def _importance(model, level: str, criterion: str, d_p, seed: int):
+    if level == "block":
+        return None
+    if criterion != "random":
+        accumulate_gradients(model, d_p)
+    imp = structure_importance(model, level, criterion, seed=seed)
+    model.zero_grad(set_to_none=True)
+    return imp
+
+
+def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, progress: bool = True) -> dict:
+    """Compress `teacher` and return the final state. `cfg` holds: stages, mode (iterative | one_shot),
+    criterion, seed, variant, targets (one-shot amounts per stage) and the profile's compression section
+    (alpha, epochs, lr, gamma, step sizes and maxima). `d_p`: importance batches; `d_d`: teacher batches."""
+    c = cfg["compression"]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    student, state = _resume(out, teacher)
+    if state is None:
+        p_f = _perf(teacher, processor, val, cfg["eval_batch_size"])
+        state = {
+            "step": 0,
+            "stage_index": 0,
+            "removed": 0,
+            "p_stage_start": p_f["overall"],
+            "p_current": p_f["overall"],
+            "p_teacher": p_f,
+            "trace": [],
+            "done": False,
+            "epochs_used": 0,
+        }
+        _checkpoint(out, student, state)
+    if cfg["mode"] == "one_shot":
+        return _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress)
+    while not state["done"]:
+        level = cfg["stages"][state["stage_index"]]
+        step_key, max_key = STEP_KEYS[level]
+        amount, maximum = c[step_key], c[max_key]
+        dropped = state["p_stage_start"] - state["p_current"]
+        feasible = True
+        try:
+            structures_to_remove(student, level, amount)
+        except PruningError:
+            feasible = False
+        if state["removed"] + amount > maximum or dropped >= c["alpha"] or not feasible:
+            # next stage: it starts from the performance reached here
+            state.update(stage_index=state["stage_index"] + 1, removed=0, p_stage_start=state["p_current"])
+            if state["stage_index"] == len(cfg["stages"]):
+                state["done"] = True
+            write_json(out / "state.json", state)
+            continue
+        k = state["step"] + 1
+        t0 = time.perf_counter()
+        imp = _importance(student, level, cfg["criterion"], d_p, seed=cfg["seed"] * 1000 + k)
+        prune_step(student, level, amount, imp)
+        acc_pruned = _perf(student, processor, val, cfg["eval_batch_size"])
+        losses = distill(
+            student,
+            d_d,
+            c["epochs"],
+            c["lr"],
+            cfg["variant"],
+            c["gamma"],
+            seed=cfg["seed"] * 1000 + k,
+            progress=progress,
+            desc=f"step {k} ({level}), distill",
+        )
+        acc = _perf(student, processor, val, cfg["eval_batch_size"])
+        counts = parameter_counts(student)
+        state["trace"].append(
+            {
+                "step": k,
+                "stage": level,
+                "amount": amount,
+                "removed_total": state["removed"] + amount,
+                "params_total": counts["total"],
+                "params_lm": counts["language_model"],
+                "acc_pruned": acc_pruned["overall"],
+                "acc_distilled": acc["overall"],
+                "per_task_pruned": acc_pruned,
+                "per_task_distilled": acc,
+                "loss_last_epoch": losses[-1] if losses else None,
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+        )
+        state.update(
+            step=k,
+            removed=state["removed"] + amount,
+            p_current=acc["overall"],
+            epochs_used=state["epochs_used"] + c["epochs"],
+        )
+        _checkpoint(out, student, state)
+        if progress:
+            print(
+                f"  step {k:2d} {level:9s} -{amount:<4d} params {counts['total'] / 1e6:.2f}M  "
+                f"acc pruned {acc_pruned['overall']:.3f} -> distilled {acc['overall']:.3f}",
+                flush=True,
+            )
+    return state
+
+
+def _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress) -> dict:
+    """Prune every named stage straight to its target, then distil for the whole epoch budget."""
+    if state["done"]:
+        return state
+    c = cfg["compression"]
+    t0 = time.perf_counter()
+    for level in cfg["stages"]:
+        amount = cfg["targets"][level]
+        imp = _importance(student, level, cfg["criterion"], d_p, seed=cfg["seed"] * 1000 + 1)
+        prune_step(student, level, amount, imp)
+    acc_pruned = _perf(student, processor, val, cfg["eval_batch_size"])
+    epochs = cfg["total_epochs"]
+    losses = distill(
+        student,
+        d_d,
+        epochs,
+        c["lr"],
+        cfg["variant"],
+        c["gamma"],
+        seed=cfg["seed"] * 1000 + 1,
+        progress=progress,
+        desc="one-shot, distill",
+    )
+    acc = _perf(student, processor, val, cfg["eval_batch_size"])
+    counts = parameter_counts(student)
+    state["trace"].append(
+        {
+            "step": 1,
+            "stage": "+".join(cfg["stages"]),
+            "amount": sum(cfg["targets"][s] for s in cfg["stages"]),
+            "removed_total": sum(cfg["targets"][s] for s in cfg["stages"]),
+            "params_total": counts["total"],
+            "params_lm": counts["language_model"],
+            "acc_pruned": acc_pruned["overall"],
+            "acc_distilled": acc["overall"],
+            "per_task_pruned": acc_pruned,
+            "per_task_distilled": acc,
+            "loss_last_epoch": losses[-1] if losses else None,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    )
+    state.update(step=1, p_current=acc["overall"], epochs_used=epochs, done=True)
+    _checkpoint(out, student, state)
+    return state
+
+
+def final_model(out: Path) -> Blip2ForConditionalGeneration:
+    state = json.loads((Path(out) / "state.json").read_text())
+    return Blip2ForConditionalGeneration.from_pretrained(
+        Path(out) / "steps" / f"step_{state['step']:03d}"
+    ).eval()
+
+
+def structure(model) -> dict:
+    cfg = model.config.text_config
+    return {
+        "num_hidden_layers": cfg.num_hidden_layers,
+        "intermediate_size": cfg.intermediate_size,
+        "num_attention_heads": cfg.num_attention_heads,
+        "num_key_value_heads": cfg.num_key_value_heads,
+        "hidden_size": cfg.hidden_size,
+    }
+
+
+def targets_from(teacher, student) -> dict:
+    """One-shot targets (in step-size units) that reproduce `student`'s structure from `teacher`'s."""
+    t, s = structure(teacher), structure(student)
+    head_dim = teacher.config.text_config.head_dim
+    return {
+        "block": t["num_hidden_layers"] - s["num_hidden_layers"],
+        "ffn": t["intermediate_size"] - s["intermediate_size"],
+        "attention": (t["num_attention_heads"] - s["num_attention_heads"]) * head_dim,
+        "hidden": t["hidden_size"] - s["hidden_size"],
+    }

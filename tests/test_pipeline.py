@@ -1,0 +1,168 @@
+"""Algorithm 1 driver: requested structures for every variant, and resumption after SIGKILL."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.distill.loop import teacher_batches
+from harness.pipeline import final_model, run_compression, structure
+from harness.runs import get_dataset, get_teacher
+from harness.spec import ROOT, load_profile
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cache")
+    prof = load_profile("smoke")
+    data = get_dataset(prof, cache, progress=False)
+    teacher, processor, tdir, _ = get_teacher(prof, cache, data, progress=False)
+    d_d = teacher_batches(teacher, processor, data["train"], prof.compression.batch_size)
+    return prof, data, teacher, processor, d_d, cache, tdir
+
+
+def _cfg(prof, **run):
+    c = prof.compression.model_dump()
+    return {
+        "stages": ["block", "ffn", "attention", "hidden"],
+        "mode": "iterative",
+        "criterion": "first_order",
+        "variant": "eq5",
+        "seed": 0,
+        "compression": c,
+        "eval_batch_size": 50,
+        "targets": {"block": 1, "ffn": 64, "attention": 32, "hidden": 32},
+        "total_epochs": 2,
+        **run,
+    }
+
+
+def test_iterative_run_records_every_step(smoke, tmp_path):
+    prof, data, teacher, proc, d_d, _, _ = smoke
+    state = run_compression(teacher, proc, data["validation"], d_d, d_d, _cfg(prof), tmp_path, progress=False)
+    stages = [s["stage"] for s in state["trace"]]
+    assert stages == ["block", "ffn", "ffn", "attention", "hidden", "hidden"]
+    assert all({"acc_pruned", "acc_distilled", "params_total", "seconds"} <= set(s) for s in state["trace"])
+    params = [s["params_total"] for s in state["trace"]]
+    assert params == sorted(params, reverse=True) and len(set(params)) == len(params)
+    assert (tmp_path / "trace.csv").read_text().count("\n") == 1 + len(stages)
+    assert structure(final_model(tmp_path)) == {
+        "num_hidden_layers": 1,
+        "intermediate_size": 64,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "hidden_size": 32,
+    }
+
+
+def test_single_level_changes_only_its_level(smoke, tmp_path):
+    prof, data, teacher, proc, d_d, _, _ = smoke
+    run_compression(
+        teacher, proc, data["validation"], d_d, d_d, _cfg(prof, stages=["ffn"]), tmp_path, progress=False
+    )
+    s, t = structure(final_model(tmp_path)), structure(teacher)
+    assert s["intermediate_size"] == t["intermediate_size"] - 64
+    assert {k: v for k, v in s.items() if k != "intermediate_size"} == {
+        k: v for k, v in t.items() if k != "intermediate_size"
+    }
+
+
+def test_alpha_stops_a_stage(smoke, tmp_path):
+    prof, data, teacher, proc, d_d, _, _ = smoke
+    cfg = _cfg(prof, stages=["hidden"])
+    cfg["compression"] = {**cfg["compression"], "alpha": 1e-9, "epochs": 0}
+    state = run_compression(teacher, proc, data["validation"], d_d, d_d, cfg, tmp_path, progress=False)
+    dropped = state["p_teacher"]["overall"] - state["trace"][0]["acc_distilled"]
+    # one step always runs; a second only if the first did not lose α
+    assert len(state["trace"]) == (1 if dropped >= 1e-9 else 2)
+
+
+def test_one_shot_prunes_to_the_targets_at_once(smoke, tmp_path):
+    prof, data, teacher, proc, d_d, _, _ = smoke
+    cfg = _cfg(prof, mode="one_shot", stages=["ffn", "hidden"])
+    state = run_compression(teacher, proc, data["validation"], d_d, d_d, cfg, tmp_path, progress=False)
+    assert (
+        len(state["trace"]) == 1 and state["epochs_used"] == 2 and state["trace"][0]["stage"] == "ffn+hidden"
+    )
+    s = structure(final_model(tmp_path))
+    assert s["intermediate_size"] == 128 - 64 and s["hidden_size"] == 64 - 32 and s["num_hidden_layers"] == 2
+
+
+def _cli(cache, results):
+    return [
+        sys.executable,
+        "-m",
+        "harness",
+        "run",
+        "multistage",
+        "--profile",
+        "smoke",
+        "--cache-dir",
+        str(cache),
+        "--results-dir",
+        str(results),
+        "--quiet",
+    ]
+
+
+def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
+    _, _, _, _, _, cache, tdir = smoke
+    for name in ("a", "b"):  # two caches sharing the trained teacher and dataset
+        shutil.copytree(cache, tmp_path / name / "cache", ignore=shutil.ignore_patterns("compression"))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    ref = subprocess.run(
+        _cli(tmp_path / "a" / "cache", tmp_path / "a" / "res"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert ref.returncode == 0, ref.stderr[-2000:]
+
+    proc = subprocess.Popen(
+        _cli(tmp_path / "b" / "cache", tmp_path / "b" / "res"),
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    killed_at = None
+    while time.time() < deadline and proc.poll() is None:
+        states = list((tmp_path / "b" / "cache" / "compression").glob("run-*/state.json"))
+        if states and json.loads(states[0].read_text())["step"] >= 2:
+            time.sleep(0.3)  # into the next step's importance pass or distillation
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            killed_at = json.loads(states[0].read_text())["step"]
+            break
+        time.sleep(0.05)
+    assert killed_at is not None, "the run finished before it could be killed"
+    assert not (tmp_path / "b" / "res" / "multistage" / "result.json").exists()
+    resumed = subprocess.run(
+        _cli(tmp_path / "b" / "cache", tmp_path / "b" / "res"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    a = json.loads((tmp_path / "a" / "res" / "multistage" / "result.json").read_text())["seeds"][0]
+    b = json.loads((tmp_path / "b" / "res" / "multistage" / "result.json").read_text())["seeds"][0]
+    strip = lambda trace: [{k: v for k, v in s.items() if k != "seconds"} for s in trace]  # noqa: E731
+    assert strip(a["trace"]) == strip(b["trace"]) and a["accuracy"] == b["accuracy"]
+    ma = final_model(next((tmp_path / "a" / "cache" / "compression").glob("run-*")))
+    mb = final_model(next((tmp_path / "b" / "cache" / "compression").glob("run-*")))
+    sa, sb = ma.state_dict(), mb.state_dict()
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert Path(tdir).is_dir()
