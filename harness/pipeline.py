@@ -57,12 +57,13 @@ def _perf(model, processor, split, batch_size: int) -> dict:
     return {"overall": r["overall"], **{f"task_{t}": v for t, v in r["per_task"].items()}}
 
 
-def _write_trace(out: Path, trace: list[dict]) -> None:
+def write_trace_csv(path: Path, trace: list[dict]) -> None:
+    """One row per step: the numbers behind the saw-tooth (Figure 6) and size-vs-step (Figures 10, 11)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=TRACE_FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(trace)
-    write_atomic(out / "trace.csv", buf.getvalue())
+    write_atomic(path, buf.getvalue())
 
 
 def _checkpoint(out: Path, model, state: dict) -> None:
@@ -70,7 +71,7 @@ def _checkpoint(out: Path, model, state: dict) -> None:
     with atomic_dir(out / "steps" / f"step_{state['step']:03d}") as tmp:
         model.save_pretrained(tmp)
     write_json(out / "state.json", state)
-    _write_trace(out, state["trace"])
+    write_trace_csv(out / "trace.csv", state["trace"])
 
 
 def _resume(out: Path, teacher) -> tuple[object, dict | None]:

@@ -13,9 +13,11 @@ from pathlib import Path
 import torch
 
 from harness.cache import content_hash, write_json
+from harness.distill.loop import teacher_batches
 from harness.evaluate import evaluate, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, device_info, throughput
 from harness.models.blip2 import parameter_counts
+from harness.pipeline import final_model, run_compression, structure, write_trace_csv
 from harness.provenance import provenance
 from harness.report.tables import make_table
 from harness.runs import dataset_key, get_dataset, get_teacher, teacher_key
@@ -154,9 +156,6 @@ def run_compression_experiment(
 ) -> dict:
     """Algorithm 1 (or a variant) from the cached teacher, once per seed; the trace, the final model's test
     accuracy, size, and throughput measured interleaved with the teacher's."""
-    from harness.distill.loop import teacher_batches
-    from harness.pipeline import final_model, run_compression, structure
-
     if profile.measurement.num_threads:
         torch.set_num_threads(profile.measurement.num_threads)
     data = get_dataset(profile, cache_dir, progress)
@@ -284,6 +283,8 @@ def render_compression(out_dir: Path) -> str:
                 f"{s['accuracy']['overall'] - t['accuracy']['overall']:+.3f}",
             ]
         )
+    for s in res["seeds"]:
+        write_trace_csv(Path(out_dir) / f"trace_seed{s['seed']}.csv", s["trace"])
     run = res["experiment"]["run"]
     caption = (
         f"Reproduces {res['experiment']['reproduces']}: {run['mode']} {'→'.join(run['stages'])}, "
