@@ -10,10 +10,8 @@ import time
 import pytest
 import torch
 
-from harness.data.processor import build_processor, dataset_texts
-from harness.models.blip2 import build_config, build_model
 from harness.prune.importance import accumulate_gradients, answer_cross_entropy, pruning_batches
-from harness.runs import get_dataset
+from harness.runs import get_dataset, new_model
 from harness.spec import ROOT, load_profile
 
 
@@ -21,20 +19,7 @@ from harness.spec import ROOT, load_profile
 def setup():
     prof = load_profile("cpu")
     data = get_dataset(prof, ROOT / ".cache", progress=False)
-    proc = build_processor(
-        dataset_texts(data["train"].select_columns(["question", "answer"])),
-        prof.teacher.vocab_size,
-        prof.model.image_size,
-        prof.model.qformer.num_query_tokens,
-    )
-    tok = proc.tokenizer
-    config = build_config(
-        prof.model.model_dump(),
-        len(tok),
-        tok.convert_tokens_to_ids("<image>"),
-        {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
-    )
-    model = build_model(config, 0)
+    model, proc = new_model(prof, data)
     batches = pruning_batches(model, proc, data["train"], prof.compression.batch_size)
     return prof, model, batches
 

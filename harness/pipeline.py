@@ -83,6 +83,25 @@ def _resume(out: Path, teacher) -> tuple[object, dict | None]:
     return model, state
 
 
+def _record(student, step, stage, amount, removed_total, acc_pruned, acc, losses, t0) -> dict:
+    """One row of the trace: what was removed, the size after, accuracy after pruning and after distilling."""
+    counts = parameter_counts(student)
+    return {
+        "step": step,
+        "stage": stage,
+        "amount": amount,
+        "removed_total": removed_total,
+        "params_total": counts["total"],
+        "params_lm": counts["language_model"],
+        "acc_pruned": acc_pruned["overall"],
+        "acc_distilled": acc["overall"],
+        "per_task_pruned": acc_pruned,
+        "per_task_distilled": acc,
+        "loss_last_epoch": losses[-1] if losses else None,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
 def _importance(model, level: str, criterion: str, d_p, seed: int):
     if level == "block":
         return None
@@ -151,22 +170,8 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
             desc=f"step {k} ({level}), distill",
         )
         acc = _perf(student, processor, val, cfg["eval_batch_size"])
-        counts = parameter_counts(student)
         state["trace"].append(
-            {
-                "step": k,
-                "stage": level,
-                "amount": amount,
-                "removed_total": state["removed"] + amount,
-                "params_total": counts["total"],
-                "params_lm": counts["language_model"],
-                "acc_pruned": acc_pruned["overall"],
-                "acc_distilled": acc["overall"],
-                "per_task_pruned": acc_pruned,
-                "per_task_distilled": acc,
-                "loss_last_epoch": losses[-1] if losses else None,
-                "seconds": round(time.perf_counter() - t0, 2),
-            }
+            _record(student, k, level, amount, state["removed"] + amount, acc_pruned, acc, losses, t0)
         )
         state.update(
             step=k,
@@ -176,8 +181,9 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
         )
         _checkpoint(out, student, state)
         if progress:
+            size = state["trace"][-1]["params_total"] / 1e6
             print(
-                f"  step {k:2d} {level:9s} -{amount:<4d} params {counts['total'] / 1e6:.2f}M  "
+                f"  step {k:2d} {level:9s} -{amount:<4d} params {size:.2f}M  "
                 f"acc pruned {acc_pruned['overall']:.3f} -> distilled {acc['overall']:.3f}",
                 flush=True,
             )
@@ -208,22 +214,9 @@ def _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress) -> d
         desc="one-shot, distill",
     )
     acc = _perf(student, processor, val, cfg["eval_batch_size"])
-    counts = parameter_counts(student)
+    total = sum(cfg["targets"][s] for s in cfg["stages"])
     state["trace"].append(
-        {
-            "step": 1,
-            "stage": "+".join(cfg["stages"]),
-            "amount": sum(cfg["targets"][s] for s in cfg["stages"]),
-            "removed_total": sum(cfg["targets"][s] for s in cfg["stages"]),
-            "params_total": counts["total"],
-            "params_lm": counts["language_model"],
-            "acc_pruned": acc_pruned["overall"],
-            "acc_distilled": acc["overall"],
-            "per_task_pruned": acc_pruned,
-            "per_task_distilled": acc,
-            "loss_last_epoch": losses[-1] if losses else None,
-            "seconds": round(time.perf_counter() - t0, 2),
-        }
+        _record(student, 1, "+".join(cfg["stages"]), total, total, acc_pruned, acc, losses, t0)
     )
     state.update(step=1, p_current=acc["overall"], epochs_used=epochs, done=True)
     _checkpoint(out, student, state)

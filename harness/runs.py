@@ -49,25 +49,27 @@ def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
     return Path(cache_dir) / "teachers" / f"teacher-{content_hash(teacher_key(profile))}"
 
 
+def new_model(profile: Profile, data: datasets.DatasetDict):
+    """An untrained model of the profile's shape and its processor (tokenizer fitted on the train split)."""
+    tokens = dataset_texts(data["train"].select_columns(["question", "answer"]))
+    processor = build_processor(
+        tokens, profile.teacher.vocab_size, profile.model.image_size, profile.model.qformer.num_query_tokens
+    )
+    tok = processor.tokenizer
+    config = build_config(
+        profile.model.model_dump(),
+        len(tok),
+        tok.convert_tokens_to_ids("<image>"),
+        {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
+    )
+    return build_model(config, profile.teacher.seed), processor
+
+
 def get_teacher(profile: Profile, cache_dir: Path, data: datasets.DatasetDict, progress: bool = True):
     """The trained teacher and its processor, trained and saved on first use, loaded afterwards."""
     target = teacher_dir(profile, cache_dir)
     if not (target / "config.json").is_file():
-        tokens = dataset_texts(data["train"].select_columns(["question", "answer"]))
-        processor = build_processor(
-            tokens,
-            profile.teacher.vocab_size,
-            profile.model.image_size,
-            profile.model.qformer.num_query_tokens,
-        )
-        tok = processor.tokenizer
-        config = build_config(
-            profile.model.model_dump(),
-            len(tok),
-            tok.convert_tokens_to_ids("<image>"),
-            {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
-        )
-        model = build_model(config, profile.teacher.seed)
+        model, processor = new_model(profile, data)
         log = train_teacher(
             model, processor, data, profile.teacher.model_dump(), profile.teacher.seed, progress
         )
