@@ -135,6 +135,33 @@ def throughput(
     return results
 
 
+def vision_side_latency(
+    models: dict, processor, split, cfg: dict, device: torch.device | None = None
+) -> dict:
+    """Batch-1 latency of the vision tower + Q-Former alone (the part the language-model stages never
+    prune), models interleaved: it bounds the end-to-end batch-1 speed-up any LM pruning can give."""
+    from harness.models.blip2 import query_outputs
+
+    device = device or torch.device("cpu")
+    pixels = pixel_values(processor, split["image"][:1]).to(device)
+
+    def call(model):
+        def run():
+            with torch.inference_mode():
+                query_outputs(model, pixels)
+
+        return run
+
+    raw = measure_interleaved(
+        {n: call(m.eval()) for n, m in models.items()},
+        cfg["warmup"],
+        cfg["min_iterations"],
+        cfg["min_duration_s"],
+        device,
+    )
+    return {n: summarize(raw[n], 1) for n in models}
+
+
 def checkpoint_bytes(folder: Path) -> int:
     """Size on disk of the weights of a `save_pretrained` folder."""
     return sum(p.stat().st_size for p in Path(folder).glob("*.safetensors"))

@@ -15,7 +15,7 @@ import torch
 from harness.cache import content_hash, write_json
 from harness.distill.loop import teacher_batches
 from harness.evaluate import evaluate, max_answer_tokens, oracle_ceiling
-from harness.measure import checkpoint_bytes, device_info, throughput
+from harness.measure import checkpoint_bytes, device_info, throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
 from harness.pipeline import final_model, run_compression, structure, write_trace_csv
 from harness.provenance import provenance
@@ -196,6 +196,12 @@ def run_compression_experiment(
             new_tokens,
             profile.measurement.model_dump(),
         )
+        vision = vision_side_latency(
+            {"teacher": teacher, "student": student},
+            processor,
+            data["test"],
+            profile.measurement.model_dump(),
+        )
         seeds.append(
             {
                 "seed": seed,
@@ -206,6 +212,7 @@ def run_compression_experiment(
                 "accuracy": {**acc["per_task"], "overall": acc["overall"]},
                 "throughput": speed["student"],
                 "teacher_throughput": speed["teacher"],
+                "vision_side_latency": vision["student"],
                 "trace": state["trace"],
                 "epochs_used": state["epochs_used"],
                 "p_teacher_validation": state["p_teacher"],
@@ -286,10 +293,18 @@ def render_compression(out_dir: Path) -> str:
     for s in res["seeds"]:
         write_trace_csv(Path(out_dir) / f"trace_seed{s['seed']}.csv", s["trace"])
     run = res["experiment"]["run"]
+    s0 = res["seeds"][0]
+    fixed = s0.get("vision_side_latency", {}).get("latency_p50_ms")
+    bound = (
+        f" At batch 1 the unpruned vision tower + Q-Former take {fixed:.1f} ms of the compressed model's "
+        f"{s0['throughput']['batch_1']['latency_p50_ms']:.1f} ms (seed {s0['seed']})."
+        if fixed and "batch_1" in s0["throughput"]
+        else ""
+    )
     caption = (
         f"Reproduces {res['experiment']['reproduces']}: {run['mode']} {'→'.join(run['stages'])}, "
         f"criterion {run['criterion']}, loss {run['variant']}; profile '{res['profile']['name']}', "
-        f"test split; throughput on {res['device']['name']}, teacher and student measured interleaved."
+        f"test split; throughput on {res['device']['name']}, teacher and student measured interleaved.{bound}"
     )
     return make_table(headers, rows, caption, out_dir)
 
