@@ -19,6 +19,7 @@ from harness.measure import checkpoint_bytes, device_info, throughput, vision_si
 from harness.models.blip2 import parameter_counts
 from harness.pipeline import final_model, run_compression, structure, write_trace_csv
 from harness.provenance import provenance
+from harness.report.figures import trace_figures
 from harness.report.tables import make_table
 from harness.runs import dataset_key, get_dataset, get_teacher, teacher_key
 from harness.spec import Experiment, Profile
@@ -292,6 +293,8 @@ def render_compression(out_dir: Path) -> str:
         )
     for s in res["seeds"]:
         write_trace_csv(Path(out_dir) / f"trace_seed{s['seed']}.csv", s["trace"])
+    if res["experiment"]["run"]["mode"] == "iterative":
+        trace_figures(res, out_dir)
     run = res["experiment"]["run"]
     s0 = res["seeds"][0]
     fixed = s0.get("vision_side_latency", {}).get("latency_p50_ms")

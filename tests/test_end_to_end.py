@@ -60,12 +60,12 @@ def test_teacher_result_carries_provenance_and_the_paper_row(smoke):
 
 def test_rerun_is_cached_and_renders_identical_tables(smoke, capsys):
     root, args = smoke
-    before = {p: p.read_bytes() for p in (root / "results").rglob("table.*")}
+    before = {p: p.read_bytes() for p in (root / "results").rglob("*.*") if p.name != "result.json"}
     capsys.readouterr()
     assert run_all.main(args) == 0
     assert ": cached in" in capsys.readouterr().out
     assert cli_main(["report", "--profile", "smoke", "--results-dir", str(root / "results")]) == 0
-    assert {p: p.read_bytes() for p in (root / "results").rglob("table.*")} == before
+    assert {p: p.read_bytes() for p in (root / "results").rglob("*.*") if p.name != "result.json"} == before
 
 
 def test_same_seed_retrains_to_the_same_accuracy(smoke, tmp_path):
