@@ -1,5 +1,7 @@
 """Pruning engine: importance against brute force, surgery that preserves outputs, standard checkpoints."""
 
+import copy
+
 import pytest
 import torch
 from PIL import Image
@@ -384,3 +386,32 @@ def test_impossible_requests_fail_before_touching_the_model(call, message):
     assert model.config.to_dict() == config
     after = model.state_dict()
     assert state.keys() == after.keys() and all(torch.equal(state[k], after[k]) for k in state)
+
+
+def test_teacher_kl_importance_is_zero_at_the_teacher_and_not_after_pruning():
+    from harness.prune.importance import LOSSES, pruning_batches
+
+    model, proc = tiny()
+    _randomize(model)
+    images = [Image.new("RGB", (32, 32), (60 * i, 120, 90)) for i in range(4)]
+    split = {
+        "question": ["What is the background color of this ad?"] * 4,
+        "answer": ["red", "blue", "none", "gray"],
+        "image": images,
+    }
+
+    class Rows:  # the slicing interface of a datasets split
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, s):
+            return {k: v[s] for k, v in split.items()}
+
+    teacher = copy.deepcopy(model)
+    batches = pruning_batches(model, proc, Rows(), 2, teacher=teacher)
+    assert batches[0]["teacher_logits"].dim() == 2  # answer positions only, as teacher_batches makes them
+    accumulate_gradients(model, batches, LOSSES["teacher_kl"])
+    assert structure_importance(model, "ffn", "first_order").abs().max().item() < 1e-6
+    prune_step(model, "ffn", 32, structure_importance(model, "ffn", "l1"))
+    accumulate_gradients(model, batches, LOSSES["teacher_kl"])
+    assert structure_importance(model, "ffn", "first_order").sum().item() > 0

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from harness.data.collate import IGNORE
+from harness.distill.loop import answer_positions
+from harness.distill.losses import kl_teacher_student
 from harness.models.blip2 import lm_logits, query_outputs
 from harness.prune.structures import (
     attention_group,
@@ -166,13 +168,12 @@ def keep_indices(importance: torch.Tensor, remove: int) -> torch.Tensor:
 
 
 def answer_kl_to_teacher(model, batch: Batch) -> torch.Tensor:
-    """KL(teacher ‖ student) on the answer positions, for importance measured against the teacher
-    (the batch carries `teacher_logits`, shaped like the student's logits)."""
-    logits = lm_logits(model, batch["query_output"], batch["input_ids"], batch["attention_mask"])[:, :-1]
-    mask = batch["labels"][:, 1:] != IGNORE
-    student = F.log_softmax(logits[mask], dim=-1)
-    teacher = F.log_softmax(batch["teacher_logits"][:, :-1][mask], dim=-1)
-    return F.kl_div(student, teacher, log_target=True, reduction="batchmean")
+    """KL(teacher ‖ student) on the answer positions, for importance measured against the teacher. The batch
+    carries the teacher's answer-position logits, as made by `pruning_batches(..., teacher=...)` or by
+    `harness.distill.loop.teacher_batches`."""
+    logits = lm_logits(model, batch["query_output"], batch["input_ids"], batch["attention_mask"])
+    student, _ = answer_positions(logits, batch["labels"])
+    return kl_teacher_student(student, batch["teacher_logits"]).mean()
 
 
 LOSSES = {"cross_entropy": answer_cross_entropy, "teacher_kl": answer_kl_to_teacher}
@@ -196,8 +197,7 @@ def pruning_batches(
         else:
             b["query_output"] = query_outputs(model, pix)
         if teacher is not None:
-            b["teacher_logits"] = lm_logits(
-                teacher, query_outputs(teacher, pix), b["input_ids"], b["attention_mask"]
-            )
+            logits = lm_logits(teacher, query_outputs(teacher, pix), b["input_ids"], b["attention_mask"])
+            b["teacher_logits"], b["answer_tokens"] = answer_positions(logits, b["labels"])
         out.append(b)
     return out
