@@ -27,14 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     args = p.parse_args(argv)
-    files = experiment_files()
     try:  # validate everything before any work starts
         load_profile(args.profile)
-        for f in files:
-            resolve(f, args.profile)
+        kinds = {f: resolve(f, args.profile)[0].kind for f in experiment_files()}
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # the teacher's own experiment first: every other experiment starts from it
+    files = sorted(kinds, key=lambda f: (kinds[f] != "original", f.name))
     out_root = args.results_dir or results_root(args.profile)
     t0 = time.perf_counter()
     for i, f in enumerate(files, 1):
