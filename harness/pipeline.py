@@ -239,15 +239,3 @@ def structure(model) -> dict:
         "num_key_value_heads": cfg.num_key_value_heads,
         "hidden_size": cfg.hidden_size,
     }
-
-
-def targets_from(teacher, student) -> dict:
-    """One-shot targets (in step-size units) that reproduce `student`'s structure from `teacher`'s."""
-    t, s = structure(teacher), structure(student)
-    head_dim = teacher.config.text_config.head_dim
-    return {
-        "block": t["num_hidden_layers"] - s["num_hidden_layers"],
-        "ffn": t["intermediate_size"] - s["intermediate_size"],
-        "attention": (t["num_attention_heads"] - s["num_attention_heads"]) * head_dim,
-        "hidden": t["hidden_size"] - s["hidden_size"],
-    }

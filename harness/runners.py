@@ -32,6 +32,19 @@ def spec_record(exp: Experiment, profile: Profile) -> dict:
     return {**resolved, "spec_hash": content_hash(resolved)}
 
 
+def result_header(exp: Experiment, profile: Profile) -> dict:
+    """What every result file starts with: the resolved spec and its hash, provenance, device, shared runs."""
+    return {
+        **spec_record(exp, profile),
+        "provenance": provenance(),
+        "device": device_info(),
+        "runs": {
+            "dataset": content_hash(dataset_key(profile)),
+            "teacher": content_hash(teacher_key(profile)),
+        },
+    }
+
+
 def run_original(
     exp: Experiment, profile: Profile, out_dir: Path, cache_dir: Path, progress: bool = True
 ) -> dict:
@@ -69,13 +82,7 @@ def run_original(
             }
         )
     result = {
-        **spec_record(exp, profile),
-        "provenance": provenance(),
-        "device": device_info(),
-        "runs": {
-            "dataset": content_hash(dataset_key(profile)),
-            "teacher": content_hash(teacher_key(profile)),
-        },
+        **result_header(exp, profile),
         "teacher_training": log,
         "rows": rows,
         "paper": [r.model_dump() for r in exp.paper],
@@ -220,13 +227,7 @@ def run_compression_experiment(
             }
         )
     result = {
-        **spec_record(exp, profile),
-        "provenance": provenance(),
-        "device": device_info(),
-        "runs": {
-            "dataset": content_hash(dataset_key(profile)),
-            "teacher": content_hash(teacher_key(profile)),
-        },
+        **result_header(exp, profile),
         "teacher": {
             "structure": structure(teacher),
             "parameters": parameter_counts(teacher),
