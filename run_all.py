@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from fnmatch import fnmatch
 from pathlib import Path
 
-from harness.cli import DEFAULT_CACHE, publish, results_root, run_experiment
+from harness.cli import DEFAULT_CACHE, publish, quiet_libraries, results_root, run_experiment
 from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files, load_profile, resolve
 
 
@@ -25,22 +26,44 @@ def main(argv: list[str] | None = None) -> int:
         "--results-dir", type=Path, default=None, help="default: results/ (cpu) or results-<profile>/"
     )
     p.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE)
+    p.add_argument(
+        "--num-seeds",
+        type=int,
+        default=None,
+        help="seeds 0..N-1 for every experiment (default: the profile's)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        default=None,
+        metavar="PATTERN",
+        help="experiment names to run (globs, e.g. 'rq*')",
+    )
     args = p.parse_args(argv)
     try:  # validate everything before any work starts
         load_profile(args.profile)
-        kinds = {f: resolve(f, args.profile)[0].kind for f in experiment_files()}
+        if args.num_seeds is not None and args.num_seeds < 1:
+            raise SpecError(f"--num-seeds: must be at least 1, got {args.num_seeds}")
+        files = [f for f in experiment_files() if not args.only or any(fnmatch(f.stem, p) for p in args.only)]
+        if not files:
+            raise SpecError(f"--only {' '.join(args.only)}: matches no experiment in experiments/")
+        kinds = {f: resolve(f, args.profile, args.num_seeds)[0].kind for f in files}
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    # the teacher's own experiment first: every other experiment starts from it
-    files = sorted(kinds, key=lambda f: (kinds[f] != "original", f.name))
+    if args.quiet:
+        quiet_libraries()
+    # the teacher's own experiment first (every other one starts from it), then the paper's RQs, then the rest
+    files = sorted(kinds, key=lambda f: (kinds[f] != "original", not f.stem.startswith("rq"), f.name))
     out_root = args.results_dir or results_root(args.profile)
     t0 = time.perf_counter()
     for i, f in enumerate(files, 1):
         t = time.perf_counter()
         print(f"[{i}/{len(files)}] {f.stem} (profile {args.profile}) ...", flush=True)
-        out, how = run_experiment(f, args.profile, out_root, args.cache_dir, args.overwrite, not args.quiet)
+        out, how = run_experiment(
+            f, args.profile, out_root, args.cache_dir, args.overwrite, not args.quiet, args.num_seeds
+        )
         print(f"[{i}/{len(files)}] {f.stem}: {how} in {time.perf_counter() - t:.1f}s -> {out}", flush=True)
     publish(out_root)
     print(f"done in {time.perf_counter() - t0:.1f}s; tables and result files under {out_root}/")

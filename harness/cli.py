@@ -34,24 +34,48 @@ def results_root(profile: str) -> Path:
     return ROOT / "results" if profile == DEFAULT_PROFILE else ROOT / f"results-{profile}"
 
 
+def quiet_libraries() -> None:
+    """--quiet also silences the progress bars of datasets (saving) and transformers (loading, saving)."""
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def run_experiment(
-    name: str, profile: str, results_dir: Path, cache_dir: Path, overwrite: bool, progress: bool = True
+    name: str,
+    profile: str,
+    results_dir: Path,
+    cache_dir: Path,
+    overwrite: bool,
+    progress: bool = True,
+    num_seeds: int | None = None,
 ) -> tuple[Path, str]:
-    """Run one experiment unless an up-to-date result exists. Returns (output folder, 'ran' | 'cached')."""
+    """Run one experiment unless an up-to-date result exists: same spec (seeds aside) and at least the
+    requested seeds. Returns (output folder, 'ran' | 'cached')."""
     from harness.runners import RUNNERS, spec_record
 
-    exp, prof = resolve(name, profile)
+    exp, prof = resolve(name, profile, num_seeds)
     out = Path(results_dir) / exp.name
     existing = out / "result.json"
     if existing.is_file() and not overwrite:
-        if json.loads(existing.read_text()).get("spec_hash") == spec_record(exp, prof)["spec_hash"]:
-            return out, "cached"
-        print(f"[{exp.name}] spec changed since {existing} was written: running again", file=sys.stderr)
+        old = json.loads(existing.read_text())
+        if old.get("spec_hash") == spec_record(exp, prof)["spec_hash"]:
+            if set(prof.seeds) <= set(old.get("seeds", [])):
+                return out, "cached"
+            print(
+                f"[{exp.name}] {existing} lacks seeds {sorted(set(prof.seeds) - set(old['seeds']))}: running"
+            )
+        else:
+            print(f"[{exp.name}] spec changed since {existing} was written: running again", file=sys.stderr)
     RUNNERS[exp.kind](exp, prof, out, Path(cache_dir), progress)
     return out, "ran"
 
 
 def cmd_run(args) -> int:
+    if args.quiet:
+        quiet_libraries()
     for name in args.experiments:
         t = time.perf_counter()
         out, how = run_experiment(
@@ -61,6 +85,7 @@ def cmd_run(args) -> int:
             args.cache_dir,
             args.overwrite,
             progress=not args.quiet,
+            num_seeds=args.num_seeds,
         )
         print(f"[{name}] {how} in {time.perf_counter() - t:.1f}s -> {out}")
     return 0
@@ -111,7 +136,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from harness.runners import RENDERERS
+    from harness.report.render import RENDERERS
 
     root = args.results_dir or results_root(args.profile)
     for path in experiment_files():
@@ -124,9 +149,13 @@ def cmd_report(args) -> int:
 
 
 def publish(root: Path) -> None:
-    """The committed results (and only those) are copied into the README and data cards."""
+    """The claims report from whatever results exist; then the committed results (and only those) are
+    copied into the README and data cards."""
+    from harness.report.claims import write_claims
     from harness.report.readme import fill_tables
 
+    if Path(root).is_dir():
+        print(f"claims report: {write_claims(root)}")
     if Path(root).resolve() == results_root(DEFAULT_PROFILE).resolve():
         for doc in fill_tables(root):
             print(f"updated tables in {doc}")
@@ -134,10 +163,9 @@ def publish(root: Path) -> None:
 
 def cmd_prune(args) -> int:
     """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
-    from transformers import Blip2ForConditionalGeneration, Blip2Processor
-
     from harness.cache import atomic_dir, write_json
     from harness.models.blip2 import parameter_counts
+    from harness.models.public import load_lmm, load_model
     from harness.prune.importance import (
         LOSSES,
         accumulate_gradients,
@@ -152,12 +180,11 @@ def cmd_prune(args) -> int:
         raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
     data = get_dataset(prof, args.cache_dir, not args.quiet)
     if args.checkpoint:
-        model = Blip2ForConditionalGeneration.from_pretrained(args.checkpoint)
-        processor = Blip2Processor.from_pretrained(args.checkpoint)
+        model, processor = load_lmm(args.checkpoint)
     else:
         model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
     structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
-    teacher = Blip2ForConditionalGeneration.from_pretrained(args.teacher).eval() if args.teacher else None
+    teacher = load_model(args.teacher) if args.teacher else None
     split = data["train"].select(range(min(args.samples or len(data["train"]), len(data["train"]))))
     before = parameter_counts(model)
     t0 = time.perf_counter()
@@ -215,6 +242,7 @@ def parser() -> argparse.ArgumentParser:
     )
     r.add_argument("experiments", nargs="+", help="experiment names (files in experiments/) or YAML paths")
     r.add_argument("--overwrite", action="store_true", help="rerun even if a result exists")
+    r.add_argument("--num-seeds", type=int, default=None, help="seeds 0..N-1 (default: the profile's seeds)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
     sub.add_parser("ls", parents=[common], help="list experiments and their state").set_defaults(func=cmd_ls)

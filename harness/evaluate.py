@@ -12,7 +12,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from harness.data.collate import answer_ids, pixel_values, prompt_batch
+from harness.data.collate import answer_ids, pixel_values, prompt_batch, qformer_kwargs
 
 
 def normalize(text: str) -> str:
@@ -43,6 +43,7 @@ def generate_answers(
             pixel_values=pixel_values(processor, images[i : i + batch_size]),
             input_ids=b["input_ids"],
             attention_mask=b["attention_mask"],
+            **qformer_kwargs(b),
             max_new_tokens=max_new_tokens,
             do_sample=False,
         )

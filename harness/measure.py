@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from harness.data.collate import pixel_values, prompt_batch
+from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
 
 
 def _timed_call(fn: Callable[[], object], device: torch.device | None, clock: Callable[[], float]) -> float:
@@ -92,6 +92,7 @@ def generation_call(model, processor, images, questions, new_tokens: int, device
     batch = prompt_batch(processor, questions)
     pixels = pixel_values(processor, images).to(device)
     ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
+    qformer = {k: v.to(device) for k, v in qformer_kwargs(batch).items()}
 
     def call():
         with torch.inference_mode():
@@ -99,6 +100,7 @@ def generation_call(model, processor, images, questions, new_tokens: int, device
                 pixel_values=pixels,
                 input_ids=ids,
                 attention_mask=mask,
+                **qformer,
                 max_new_tokens=new_tokens,
                 min_new_tokens=new_tokens,
                 do_sample=False,
@@ -144,11 +146,14 @@ def vision_side_latency(
 
     device = device or torch.device("cpu")
     pixels = pixel_values(processor, split["image"][:1]).to(device)
+    qformer = {
+        k: v.to(device) for k, v in qformer_kwargs(prompt_batch(processor, split["question"][:1])).items()
+    }
 
     def call(model):
         def run():
             with torch.inference_mode():
-                query_outputs(model, pixels)
+                query_outputs(model, pixels, **qformer)
 
         return run
 

@@ -21,13 +21,13 @@ import json
 import time
 from pathlib import Path
 
-from transformers import Blip2ForConditionalGeneration
-
 from harness.cache import atomic_dir, write_atomic, write_json
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
-from harness.prune.importance import accumulate_gradients, structure_importance
+from harness.models.public import load_model
+from harness.prune.importance import accumulate_gradients, block_influence, structure_importance
+from harness.prune.peer import example_inputs, torch_pruning_step
 from harness.prune.step import prune_step, structures_to_remove
 from harness.prune.structures import PruningError
 
@@ -79,7 +79,7 @@ def _resume(out: Path, teacher) -> tuple[object, dict | None]:
     if not state_path.is_file():
         return copy.deepcopy(teacher).eval(), None
     state = json.loads(state_path.read_text())
-    model = Blip2ForConditionalGeneration.from_pretrained(out / "steps" / f"step_{state['step']:03d}").eval()
+    model = load_model(out / "steps" / f"step_{state['step']:03d}")
     return model, state
 
 
@@ -102,9 +102,9 @@ def _record(student, step, stage, amount, removed_total, acc_pruned, acc, losses
     }
 
 
-def _importance(model, level: str, criterion: str, d_p, seed: int):
-    if level == "block":
-        return None
+def _importance(model, level: str, criterion: str, d_p, seed: int, block_criterion: str = "last"):
+    if level == "block":  # Algorithm 1 drops the last blocks; Block Influence (a baseline) scores them
+        return block_influence(model, d_p) if block_criterion == "block_influence" else None
     if criterion != "random":
         accumulate_gradients(model, d_p)
     imp = structure_importance(model, level, criterion, seed=seed)
@@ -155,8 +155,18 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
             continue
         k = state["step"] + 1
         t0 = time.perf_counter()
-        imp = _importance(student, level, cfg["criterion"], d_p, seed=cfg["seed"] * 1000 + k)
-        prune_step(student, level, amount, imp)
+        if cfg.get("pruner", "harness") == "torch_pruning" and level in ("ffn", "hidden"):
+            torch_pruning_step(student, level, amount, example_inputs(processor, val))
+        else:
+            imp = _importance(
+                student,
+                level,
+                cfg["criterion"],
+                d_p,
+                cfg["seed"] * 1000 + k,
+                cfg.get("block_criterion", "last"),
+            )
+            prune_step(student, level, amount, imp)
         acc_pruned = _perf(student, processor, val, cfg["eval_batch_size"])
         losses = distill(
             student,
@@ -198,7 +208,9 @@ def _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress) -> d
     t0 = time.perf_counter()
     for level in cfg["stages"]:
         amount = cfg["targets"][level]
-        imp = _importance(student, level, cfg["criterion"], d_p, seed=cfg["seed"] * 1000 + 1)
+        imp = _importance(
+            student, level, cfg["criterion"], d_p, cfg["seed"] * 1000 + 1, cfg.get("block_criterion", "last")
+        )
         prune_step(student, level, amount, imp)
     acc_pruned = _perf(student, processor, val, cfg["eval_batch_size"])
     epochs = cfg["total_epochs"]
@@ -223,11 +235,11 @@ def _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress) -> d
     return state
 
 
-def final_model(out: Path) -> Blip2ForConditionalGeneration:
-    state = json.loads((Path(out) / "state.json").read_text())
-    return Blip2ForConditionalGeneration.from_pretrained(
-        Path(out) / "steps" / f"step_{state['step']:03d}"
-    ).eval()
+def step_model(out: Path, step: int | None = None):
+    """The model saved after `step` (default: the last completed step) of a run folder."""
+    if step is None:
+        step = json.loads((Path(out) / "state.json").read_text())["step"]
+    return load_model(Path(out) / "steps" / f"step_{step:03d}")
 
 
 def structure(model) -> dict:

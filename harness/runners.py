@@ -1,41 +1,49 @@
 """One plain function per experiment kind: set up, run, write the result file, render its table.
 
 Why flat: a reader should see the whole recipe of an experiment in one screen, in the order it happens.
-Results are rendered only from the result JSON (see `render`), so `report` can redo every table offline.
+Results are rendered only from the result JSON (harness.report.render), so `report` can redo every table
+offline. Compression runs are keyed by what determines them (teacher, compression section, run variant,
+seed), so a run named by several experiments (the full multi-stage run is in RQ1–RQ6) is computed once.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import math
 import time
 from pathlib import Path
 
 import torch
 
 from harness.cache import content_hash, write_json
-from harness.distill.loop import teacher_batches
+from harness.distill.loop import distill, teacher_batches
 from harness.evaluate import evaluate, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, device_info, throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
-from harness.pipeline import final_model, run_compression, structure, write_trace_csv
+from harness.models.public import load_lmm
+from harness.pipeline import STEP_KEYS, run_compression, step_model, structure
 from harness.provenance import provenance
-from harness.report.figures import trace_figures
-from harness.report.tables import make_table
+from harness.prune.structures import lm_family
+from harness.report.render import render_compression, render_original, render_public
 from harness.runs import dataset_key, get_dataset, get_teacher, teacher_key
-from harness.spec import Experiment, Profile
-
-TASK_COLUMNS = ("color", "manifestation", "content", "logo", "style")
+from harness.scratch import compression_compute, train_from_scratch
+from harness.spec import CompressionRun, Experiment, Profile
 
 
 def spec_record(exp: Experiment, profile: Profile) -> dict:
+    """The resolved spec and its hash. Seeds are left out of the hash: a result computed for more seeds
+    answers a request for fewer (see cli.run_experiment)."""
     resolved = {"experiment": exp.model_dump(mode="json"), "profile": profile.model_dump(mode="json")}
-    return {**resolved, "spec_hash": content_hash(resolved)}
+    hashed = {**resolved, "profile": {k: v for k, v in resolved["profile"].items() if k != "seeds"}}
+    return {**resolved, "spec_hash": content_hash(hashed)}
 
 
 def result_header(exp: Experiment, profile: Profile) -> dict:
     """What every result file starts with: the resolved spec and its hash, provenance, device, shared runs."""
     return {
         **spec_record(exp, profile),
+        "seeds": list(profile.seeds),
         "provenance": provenance(),
         "device": device_info(),
         "runs": {
@@ -45,12 +53,16 @@ def result_header(exp: Experiment, profile: Profile) -> dict:
     }
 
 
+def _threads(profile: Profile) -> None:
+    if profile.measurement.num_threads:
+        torch.set_num_threads(profile.measurement.num_threads)
+
+
 def run_original(
     exp: Experiment, profile: Profile, out_dir: Path, cache_dir: Path, progress: bool = True
 ) -> dict:
     """Table 2, row 'Original': the trained teacher's size, throughput and per-task accuracy."""
-    if profile.measurement.num_threads:
-        torch.set_num_threads(profile.measurement.num_threads)
+    _threads(profile)
     data = get_dataset(profile, cache_dir, progress)
     model, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     acc = evaluate(model, processor, data["test"], profile.evaluation_batch_size, progress)
@@ -64,15 +76,16 @@ def run_original(
         new_tokens,
         profile.measurement.model_dump(),
     )["original"]
-    row = {
-        "row": "Original (stand-in teacher)",
-        "parameters": counts,
-        "checkpoint_bytes": checkpoint_bytes(tdir),
-        "accuracy": {**acc["per_task"], "overall": acc["overall"], "n_test": acc["n"]},
-        "throughput": speed,
-        "generated_tokens_per_sample": new_tokens,
-    }
-    rows = [row]
+    rows = [
+        {
+            "row": "Original (stand-in teacher)",
+            "parameters": counts,
+            "checkpoint_bytes": checkpoint_bytes(tdir),
+            "accuracy": {**acc["per_task"], "overall": acc["overall"], "n_test": acc["n"]},
+            "throughput": speed,
+            "generated_tokens_per_sample": new_tokens,
+        }
+    ]
     if profile.data.source == "synth_ads":
         ceiling = oracle_ceiling(data["test"])
         rows.append(
@@ -88,144 +101,158 @@ def run_original(
         "paper": [r.model_dump() for r in exp.paper],
     }
     write_json(out_dir / "result.json", result)
-    render(out_dir)
+    render_original(out_dir)
     return result
 
 
-def render(out_dir: Path) -> str:
-    """Table 2 (ours beside the paper's) from `result.json` alone."""
-    res = json.loads((Path(out_dir) / "result.json").read_text())
-    headers = [
-        "Model",
-        "Params (M)",
-        "LM share",
-        "Samples/s (b=1)",
-        "Samples/s (b=32)",
-        "Speed-up",
-        *[t.capitalize() for t in TASK_COLUMNS],
-        "Overall",
-    ]
-    rows = []
-    base = None
-    for r in res["rows"]:
-        speed, p = r.get("throughput", {}), r.get("parameters")
-        b1 = speed.get("batch_1", {}).get("samples_per_s")
-        b32 = speed.get("batch_32", {}).get("samples_per_s")
-        base = base or b1
-        rows.append(
-            [
-                f"{r['row']} — ours",
-                p["total"] / 1e6 if p else None,
-                p["language_model"] / p["total"] if p else None,
-                b1,
-                b32,
-                f"{b1 / base:.2f}×" if b1 and base else None,
-                *[r["accuracy"].get(t) for t in TASK_COLUMNS],
-                r["accuracy"]["overall"],
-            ]
-        )
-    paper_base = next((r["a10_samples_per_s"] for r in res["paper"] if r["a10_samples_per_s"]), None)
-    for r in res["paper"]:
-        rows.append(
-            [
-                f"{r['row']} — paper",
-                r["size_b"] * 1e3 if r["size_b"] else None,
-                None,
-                r["a10_samples_per_s"],
-                None,
-                f"{r['a10_samples_per_s'] / paper_base:.2f}×"
-                if paper_base and r["a10_samples_per_s"]
-                else None,
-                *[r.get(t) for t in TASK_COLUMNS],
-                r["overall"],
-            ]
-        )
-    dev = res["device"]["name"]
-    caption = (
-        f"Reproduces {res['experiment']['reproduces']}. Ours: profile '{res['profile']['name']}', "
-        f"throughput on {dev} (median, end-to-end generation); paper: AntGMM on an A10 GPU. "
-        "Compare speed-ups, not absolute samples/s."
-    )
-    return make_table(headers, rows, caption, out_dir)
-
-
-def compression_key(profile: Profile, run: dict, seed: int) -> dict:
+def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
     return {
         "teacher": teacher_key(profile),
         "compression": profile.compression.model_dump(mode="json"),
-        "run": run,
+        "run": run.key(),
         "seed": seed,
         "eval_batch_size": profile.evaluation_batch_size,
     }
 
 
+def _run_config(profile: Profile, run: CompressionRun, seed: int) -> dict:
+    c = profile.compression.model_dump()
+    targets = {level: c[STEP_KEYS[level][1]] for level in STEP_KEYS}
+    steps = {level: c[STEP_KEYS[level][1]] // c[STEP_KEYS[level][0]] for level in STEP_KEYS}
+    return {
+        **run.key(),
+        "seed": seed,
+        "compression": c,
+        "eval_batch_size": profile.evaluation_batch_size,
+        "targets": targets,
+        "total_epochs": c["epochs"] * sum(steps[s] for s in run.stages),
+    }
+
+
+def _test_accuracy(run_dir: Path, step: int, processor, test, batch_size: int) -> dict:
+    """Test accuracy of the model after `step`, cached in the run folder: RQ1–RQ6 share runs."""
+    path = run_dir / "eval" / f"test_step_{step:03d}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    acc = evaluate(step_model(run_dir, step), processor, test, batch_size)
+    record = {**acc["per_task"], "overall": acc["overall"]}
+    write_json(path, record)
+    return record
+
+
+_TEACHER_BATCHES: dict[tuple, list] = {}
+
+
+def cached_teacher_batches(
+    teacher_dir: Path, teacher, processor, train, n: int, batch_size: int, progress
+) -> list:
+    """D_d for the first `n` training samples, computed once per process: every experiment of a run_all and
+    every run of an experiment that uses the same share of the data reuses it."""
+    key = (str(teacher_dir), n, batch_size)
+    if key not in _TEACHER_BATCHES:
+        _TEACHER_BATCHES[key] = teacher_batches(
+            teacher, processor, train.select(range(n)), batch_size, progress
+        )
+    return _TEACHER_BATCHES[key]
+
+
+def teacher_test_accuracy(teacher_dir: Path, teacher, processor, test, batch_size: int) -> dict:
+    """The teacher's test accuracy, cached beside the teacher (every experiment shows it)."""
+    path = Path(teacher_dir) / "eval" / f"test_bs{batch_size}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    acc = evaluate(teacher, processor, test, batch_size)
+    write_json(path, acc)
+    return acc
+
+
+def stage_ends(trace: list[dict]) -> dict[str, int]:
+    """The last step of every stage that ran (Table 2's rows)."""
+    return {row["stage"]: row["step"] for row in trace}
+
+
+def _scratch(profile, data, teacher, processor, run, seed, d_p, d_d, cache_dir, run_dir, progress) -> dict:
+    """The matching iterative run (computed or cached), then its final structure trained from scratch."""
+    ref = run.model_copy(update={"mode": "iterative"})
+    ref_dir = Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, ref, seed))}"
+    cfg = _run_config(profile, ref, seed)
+    ref_state = run_compression(teacher, processor, data["validation"], d_p, d_d, cfg, ref_dir, progress)
+    n_dd, n_dp = (sum(len(b["input_ids"]) for b in x) for x in (d_d, d_p))
+    compute = compression_compute(
+        ref_state["trace"],
+        parameter_counts(teacher)["language_model"],
+        n_dd,
+        n_dp,
+        profile.compression.epochs,
+    )
+    reference = {
+        "structure": structure(step_model(ref_dir, ref_state["step"])),
+        "compute": compute,
+        "p_teacher": ref_state["p_teacher"],
+    }
+    return train_from_scratch(profile, data, reference, seed, run_dir, progress)
+
+
 def run_compression_experiment(
     exp: Experiment, profile: Profile, out_dir: Path, cache_dir: Path, progress: bool = True
 ) -> dict:
-    """Algorithm 1 (or a variant) from the cached teacher, once per seed; the trace, the final model's test
-    accuracy, size, and throughput measured interleaved with the teacher's."""
-    if profile.measurement.num_threads:
-        torch.set_num_threads(profile.measurement.num_threads)
+    """Every run of the experiment (Algorithm 1 or a variant, from the cached teacher) once per seed; test
+    accuracy of each final model (and of each stage end for Table 2); then the rows' throughput, measured
+    interleaved with the teacher's."""
+    _threads(profile)
     data = get_dataset(profile, cache_dir, progress)
-    teacher, processor, _, _ = get_teacher(profile, cache_dir, data, progress)
-    run = exp.run.model_dump()
-    d_d = teacher_batches(teacher, processor, data["train"], profile.compression.batch_size, progress)
-    teacher_acc = evaluate(teacher, processor, data["test"], profile.evaluation_batch_size)
-    c = profile.compression.model_dump()
-    steps = {
-        "block": c["N_blocks"] // c["n_b"],
-        "ffn": c["N_ffn"] // c["n_h_ffn"],
-        "attention": c["N_att"] // c["n_h_att"],
-        "hidden": c["N_input"] // c["n_d"],
-    }
-    targets = {"block": c["N_blocks"], "ffn": c["N_ffn"], "attention": c["N_att"], "hidden": c["N_input"]}
-    seeds = []
-    for seed in profile.seeds:
-        run_dir = Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, run, seed))}"
-        cfg = {
-            **run,
-            "seed": seed,
-            "compression": c,
-            "eval_batch_size": profile.evaluation_batch_size,
-            "targets": targets,
-            "total_epochs": c["epochs"] * sum(steps[s] for s in run["stages"]),
-        }
-        t0 = time.perf_counter()
-        state = run_compression(teacher, processor, data["validation"], d_d, d_d, cfg, run_dir, progress)
-        seconds = time.perf_counter() - t0
-        student = final_model(run_dir)
-        acc = evaluate(student, processor, data["test"], profile.evaluation_batch_size)
-        new_tokens = max_answer_tokens(processor, data["test"]["answer"])
-        speed = throughput(
-            {"teacher": teacher, "student": student},
-            processor,
-            data["test"],
-            profile.measurement.batch_sizes,
-            new_tokens,
-            profile.measurement.model_dump(),
-        )
-        vision = vision_side_latency(
-            {"teacher": teacher, "student": student},
-            processor,
-            data["test"],
-            profile.measurement.model_dump(),
-        )
-        seeds.append(
-            {
+    teacher, processor, tdir, _ = get_teacher(profile, cache_dir, data, progress)
+    bs, test = profile.evaluation_batch_size, data["test"]
+    teacher_acc = teacher_test_accuracy(tdir, teacher, processor, test, bs)
+    c = profile.compression
+    runs = []
+    for run in exp.runs:
+        n = max(1, math.floor(run.data_fraction * len(data["train"])))
+        d_d = cached_teacher_batches(tdir, teacher, processor, data["train"], n, c.batch_size, progress)
+        d_p = d_d if c.pruning_samples is None else d_d[: math.ceil(c.pruning_samples / c.batch_size)]
+        seeds = []
+        for seed in profile.seeds:
+            run_hash = content_hash(compression_key(profile, run, seed))
+            run_dir = Path(cache_dir) / "compression" / f"run-{run_hash}"
+            if progress:
+                print(f"  [{exp.name}] {run.label}, seed {seed} (run {run_hash})", flush=True)
+            t0 = time.perf_counter()
+            if run.mode == "scratch":
+                state = _scratch(
+                    profile, data, teacher, processor, run, seed, d_p, d_d, cache_dir, run_dir, progress
+                )
+            else:
+                cfg = _run_config(profile, run, seed)
+                state = run_compression(
+                    teacher, processor, data["validation"], d_p, d_d, cfg, run_dir, progress
+                )
+            record = {
                 "seed": seed,
-                "run": content_hash(compression_key(profile, run, seed)),
-                "compression_seconds": seconds,
-                "structure": structure(student),
-                "parameters": parameter_counts(student),
-                "accuracy": {**acc["per_task"], "overall": acc["overall"]},
-                "throughput": speed["student"],
-                "teacher_throughput": speed["teacher"],
-                "vision_side_latency": vision["student"],
+                "run": run_hash,
+                "run_dir": str(run_dir),
+                "seconds_this_call": time.perf_counter() - t0,
+                "compression_seconds": sum(t["seconds"] for t in state["trace"]),
+                "d_d_samples": sum(len(b["input_ids"]) for b in d_d),
+                "d_p_samples": sum(len(b["input_ids"]) for b in d_p),
+                "structure": structure(step_model(run_dir, state["step"])),
+                "parameters": parameter_counts(step_model(run_dir, state["step"])),
+                "accuracy": _test_accuracy(run_dir, state["step"], processor, test, bs),
                 "trace": state["trace"],
                 "epochs_used": state["epochs_used"],
                 "p_teacher_validation": state["p_teacher"],
             }
-        )
+            if exp.table == "stages":
+                record["stage_ends"] = [
+                    {
+                        "stage": stage,
+                        "step": step,
+                        "parameters": parameter_counts(step_model(run_dir, step)),
+                        "accuracy": _test_accuracy(run_dir, step, processor, test, bs),
+                    }
+                    for stage, step in stage_ends(state["trace"]).items()
+                ]
+            seeds.append(record)
+        runs.append({"label": run.label, "spec": run.model_dump(mode="json"), "seeds": seeds})
     result = {
         **result_header(exp, profile),
         "teacher": {
@@ -233,85 +260,143 @@ def run_compression_experiment(
             "parameters": parameter_counts(teacher),
             "accuracy": {**teacher_acc["per_task"], "overall": teacher_acc["overall"]},
         },
-        "seeds": seeds,
+        "runs": runs,
         "paper": [r.model_dump() for r in exp.paper],
     }
+    if exp.measure:
+        result["throughput"], result["vision_side_latency"] = _measure(
+            exp, profile, teacher, processor, data, runs
+        )
     write_json(out_dir / "result.json", result)
     render_compression(out_dir)
     return result
 
 
-def render_compression(out_dir: Path) -> str:
-    """Teacher vs compressed model, one row per seed, from `result.json` alone."""
-    res = json.loads((Path(out_dir) / "result.json").read_text())
-    t = res["teacher"]
-    headers = [
-        "Model",
-        "Params (M)",
-        "LM params (M)",
-        "LM ×fewer",
-        "Samples/s (b=1)",
-        "Speed-up (b=1)",
-        "Speed-up (b=32)",
-        *[x.capitalize() for x in TASK_COLUMNS],
-        "Overall",
-        "Δ overall",
-    ]
-    rows = []
-    first = res["seeds"][0]
-    rows.append(
-        [
-            "Teacher",
-            t["parameters"]["total"] / 1e6,
-            t["parameters"]["language_model"] / 1e6,
-            "1.0×",
-            first["teacher_throughput"]["batch_1"]["samples_per_s"],
-            "1.00×",
-            "1.00×",
-            *[t["accuracy"].get(x) for x in TASK_COLUMNS],
-            t["accuracy"]["overall"],
-            None,
-        ]
-    )
-    for s in res["seeds"]:
-        sp = {
-            b: s["throughput"][b]["samples_per_s"] / s["teacher_throughput"][b]["samples_per_s"]
-            for b in s["throughput"]
+def _measure(exp, profile, teacher, processor, data, runs) -> tuple[dict, dict]:
+    """Throughput of the teacher and of every row's first-seed model, all interleaved in one session, plus
+    the batch-1 latency of the (never pruned) vision side, which bounds the batch-1 speed-up."""
+    first = [r["seeds"][0] for r in runs]
+    if exp.table == "stages":
+        models = {
+            f"{runs[0]['label']} @ {e['stage']}": step_model(first[0]["run_dir"], e["step"])
+            for e in first[0]["stage_ends"]
         }
-        rows.append(
-            [
-                f"Compressed (seed {s['seed']})",
-                s["parameters"]["total"] / 1e6,
-                s["parameters"]["language_model"] / 1e6,
-                f"{t['parameters']['language_model'] / s['parameters']['language_model']:.1f}×",
-                s["throughput"]["batch_1"]["samples_per_s"],
-                f"{sp.get('batch_1', 0):.2f}×",
-                f"{sp.get('batch_32', 0):.2f}×",
-                *[s["accuracy"].get(x) for x in TASK_COLUMNS],
-                s["accuracy"]["overall"],
-                f"{s['accuracy']['overall'] - t['accuracy']['overall']:+.3f}",
-            ]
+    else:
+        models = {
+            r["label"]: step_model(s["run_dir"], s["trace"][-1]["step"])
+            for r, s in zip(runs, first, strict=True)
+        }
+    m = profile.measurement.model_dump()
+    new_tokens = max_answer_tokens(processor, data["test"]["answer"])
+    speed = throughput(
+        {"teacher": teacher, **models}, processor, data["test"], m["batch_sizes"], new_tokens, m
+    )
+    last = list(models)[-1]
+    vision = vision_side_latency({"teacher": teacher, last: models[last]}, processor, data["test"], m)
+    return speed, {"model": last, **vision}
+
+
+def _public_model(entry, profile, data, teacher, teacher_processor, tdir, cache_dir, progress):
+    """(model, processor, key) for one entry of public_lmms.yaml."""
+    if entry.checkpoint == "teacher":
+        return copy.deepcopy(teacher), teacher_processor, {"teacher": teacher_key(profile)}
+    if entry.checkpoint == "compressed":
+        full = CompressionRun(label="All stages")
+        seed = profile.seeds[0]
+        run_dir = (
+            Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, full, seed))}"
         )
-    for s in res["seeds"]:
-        write_trace_csv(Path(out_dir) / f"trace_seed{s['seed']}.csv", s["trace"])
-    if res["experiment"]["run"]["mode"] == "iterative":
-        trace_figures(res, out_dir)
-    run = res["experiment"]["run"]
-    s0 = res["seeds"][0]
-    fixed = s0.get("vision_side_latency", {}).get("latency_p50_ms")
-    bound = (
-        f" At batch 1 the unpruned vision tower + Q-Former take {fixed:.1f} ms of the compressed model's "
-        f"{s0['throughput']['batch_1']['latency_p50_ms']:.1f} ms (seed {s0['seed']})."
-        if fixed and "batch_1" in s0["throughput"]
-        else ""
-    )
-    caption = (
-        f"Reproduces {res['experiment']['reproduces']}: {run['mode']} {'→'.join(run['stages'])}, "
-        f"criterion {run['criterion']}, loss {run['variant']}; profile '{res['profile']['name']}', "
-        f"test split; throughput on {res['device']['name']}, teacher and student measured interleaved.{bound}"
-    )
-    return make_table(headers, rows, caption, out_dir)
+        c = profile.compression
+        d_d = cached_teacher_batches(
+            tdir, teacher, teacher_processor, data["train"], len(data["train"]), c.batch_size, progress
+        )
+        d_p = d_d if c.pruning_samples is None else d_d[: math.ceil(c.pruning_samples / c.batch_size)]
+        cfg = _run_config(profile, full, seed)
+        run_compression(teacher, teacher_processor, data["validation"], d_p, d_d, cfg, run_dir, progress)
+        return step_model(run_dir), teacher_processor, compression_key(profile, full, seed)
+    model, processor = load_lmm(entry.checkpoint, entry.allow_download)
+    config = (Path(entry.checkpoint) / "config.json").read_text() if Path(entry.checkpoint).is_dir() else ""
+    return model, processor, {"checkpoint": str(entry.checkpoint), "config": content_hash(config)}
 
 
-RUNNERS = {"original": run_original, "compression": run_compression_experiment}
-RENDERERS = {"original": render, "compression": render_compression}
+def run_public_lmms(
+    exp: Experiment, profile: Profile, out_dir: Path, cache_dir: Path, progress: bool = True
+) -> dict:
+    """Public BLIP-2-family checkpoints beside ours: zero-shot accuracy, optionally after a short fine-tune
+    on the training split and after Algorithm 1; size; and throughput, models interleaved."""
+    _threads(profile)
+    data = get_dataset(profile, cache_dir, progress)
+    teacher, teacher_proc, tdir, _ = get_teacher(profile, cache_dir, data, progress)
+    bs, rows, models = profile.evaluation_batch_size, [], {}
+    for entry in exp.models:
+        model, processor, key = _public_model(
+            entry, profile, data, teacher, teacher_proc, tdir, cache_dir, progress
+        )
+        variants = [("zero-shot" if entry.checkpoint not in ("teacher", "compressed") else "as is", model)]
+        if entry.fine_tune_epochs:
+            tuned = copy.deepcopy(model)
+            batches = teacher_batches(
+                tuned, processor, data["train"], profile.compression.batch_size, progress
+            )
+            seed = profile.seeds[0]
+            distill(
+                tuned, batches, entry.fine_tune_epochs, entry.fine_tune_lr, "label_ce", 0.0, seed, progress
+            )
+            variants.append((f"fine-tuned {entry.fine_tune_epochs} ep", tuned))
+        if entry.compress:
+            base = variants[-1][1]
+            c = {**profile.compression.model_dump(), **entry.compression}
+            stages = entry.stages or (["block", "ffn"] if lm_family(base) == "opt" else list(STEP_KEYS))
+            run = {"stages": stages, "mode": "iterative", "criterion": "first_order", "variant": "eq5"}
+            seed = profile.seeds[0]
+            targets = {level: c[STEP_KEYS[level][1]] for level in STEP_KEYS}
+            cfg = {
+                **run,
+                "seed": seed,
+                "compression": c,
+                "eval_batch_size": bs,
+                "targets": targets,
+                "total_epochs": 0,
+            }
+            run_key = {"model": key, "fine_tune": entry.fine_tune_epochs, "lr": entry.fine_tune_lr, **cfg}
+            run_dir = Path(cache_dir) / "compression" / f"public-{content_hash(run_key)}"
+            d_d = teacher_batches(base, processor, data["train"], c["batch_size"], progress)
+            d_p = (
+                d_d
+                if c["pruning_samples"] is None
+                else d_d[: math.ceil(c["pruning_samples"] / c["batch_size"])]
+            )
+            run_compression(base, processor, data["validation"], d_p, d_d, cfg, run_dir, progress)
+            variants.append((f"compressed ({'→'.join(stages)})", step_model(run_dir)))
+        for how, m in variants:
+            acc = evaluate(m, processor, data["test"], bs)
+            name = f"{entry.name} ({how})"
+            rows.append(
+                {
+                    "row": name,
+                    "parameters": parameter_counts(m),
+                    "structure": structure(m),
+                    "accuracy": {**acc["per_task"], "overall": acc["overall"]},
+                }
+            )
+            models[name] = (m, processor)
+    result = {**result_header(exp, profile), "rows": rows}
+    if exp.measure:
+        m = profile.measurement.model_dump()
+        new_tokens = max_answer_tokens(teacher_proc, data["test"]["answer"])
+        speed = {}
+        # one interleaved session per processor (the prompt tokens differ between tokenizers)
+        for proc in {id(p): p for _, p in models.values()}.values():
+            group = {n: mm for n, (mm, pp) in models.items() if pp is proc}
+            speed.update(throughput(group, proc, data["test"], m["batch_sizes"], new_tokens, m))
+        result["throughput"] = speed
+    write_json(out_dir / "result.json", result)
+    render_public(out_dir)
+    return result
+
+
+RUNNERS = {
+    "original": run_original,
+    "compression": run_compression_experiment,
+    "public_lmms": run_public_lmms,
+}

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 import datasets
-from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from harness.cache import atomic_dir, content_hash, write_json
 from harness.data.loaders import load_maad_folder, load_synth_ads, synth_ads_key
 from harness.data.processor import build_processor, dataset_texts
 from harness.data.synth_ads import SynthAdParams
 from harness.models.blip2 import build_config, build_model
+from harness.models.public import load_lmm
 from harness.models.teacher import train_teacher
 from harness.spec import Profile
 
@@ -49,20 +49,25 @@ def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
     return Path(cache_dir) / "teachers" / f"teacher-{content_hash(teacher_key(profile))}"
 
 
-def new_model(profile: Profile, data: datasets.DatasetDict):
-    """An untrained model of the profile's shape and its processor (tokenizer fitted on the train split)."""
+def new_model(
+    profile: Profile, data: datasets.DatasetDict, language_model: dict | None = None, seed: int | None = None
+):
+    """An untrained model of the profile's shape (language-model fields replaced by `language_model`) and its
+    processor (tokenizer fitted on the train split)."""
     tokens = dataset_texts(data["train"].select_columns(["question", "answer"]))
     processor = build_processor(
         tokens, profile.teacher.vocab_size, profile.model.image_size, profile.model.qformer.num_query_tokens
     )
     tok = processor.tokenizer
+    shape = profile.model.model_dump()
+    shape["language_model"] = {**shape["language_model"], **(language_model or {})}
     config = build_config(
-        profile.model.model_dump(),
+        shape,
         len(tok),
         tok.convert_tokens_to_ids("<image>"),
         {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
     )
-    return build_model(config, profile.teacher.seed), processor
+    return build_model(config, profile.teacher.seed if seed is None else seed), processor
 
 
 def get_teacher(profile: Profile, cache_dir: Path, data: datasets.DatasetDict, progress: bool = True):
@@ -77,8 +82,7 @@ def get_teacher(profile: Profile, cache_dir: Path, data: datasets.DatasetDict, p
             model.save_pretrained(tmp)
             processor.save_pretrained(tmp)
             write_json(tmp / "train_log.json", {"key": teacher_key(profile), **log})
-    model = Blip2ForConditionalGeneration.from_pretrained(target).eval()
-    processor = Blip2Processor.from_pretrained(target)
+    model, processor = load_lmm(target)
     log_path = target / "train_log.json"
     log = json.loads(log_path.read_text()) if log_path.is_file() else {}
     return model, processor, target, log

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -163,6 +163,9 @@ class Compression(Strict):
     N_att: int = Field(ge=0)
     n_d: int = Field(ge=1)
     N_input: int = Field(ge=0)
+    pruning_samples: int | None = Field(
+        None, ge=1, description="size of D_p (the first samples of D_d); None: all of D_d, as in the paper"
+    )
 
 
 class Profile(Strict):
@@ -244,14 +247,28 @@ class PaperRow(Strict):
 
 
 class CompressionRun(Strict):
-    """Which variant of Algorithm 1 to run."""
+    """One variant of Algorithm 1, computed once per seed and shared by every experiment that names it."""
 
+    label: str = Field(min_length=1, description="the row's name in tables and figures")
     stages: list[Literal["block", "ffn", "attention", "hidden"]] = Field(
         default=["block", "ffn", "attention", "hidden"], min_length=1
     )
-    mode: Literal["iterative", "one_shot"] = "iterative"
+    mode: Literal["iterative", "one_shot", "scratch"] = Field(
+        "iterative",
+        description="scratch: the iterative run's final structure trained from scratch (baseline)",
+    )
     criterion: Literal["first_order", "l1", "l2", "random"] = "first_order"
+    block_criterion: Literal["last", "block_influence"] = Field(
+        "last", description="which blocks the block stage drops: the last (paper) or lowest Block Influence"
+    )
+    pruner: Literal["harness", "torch_pruning"] = Field(
+        "harness", description="torch_pruning: FFN channels and hidden dims by Torch-Pruning (baseline)"
+    )
     variant: Literal["eq5", "kl_only", "hard_label", "released_pairwise"] = "eq5"
+    data_fraction: float = Field(
+        1.0, gt=0, le=1, description="share of the training split used as D_d and D_p (RQ2)"
+    )
+    paper: PaperRow | None = Field(None, description="the paper's values for this row, if it has one")
 
     @model_validator(mode="after")
     def _order(self) -> CompressionRun:
@@ -260,27 +277,101 @@ class CompressionRun(Strict):
             raise ValueError(f"stages: each stage at most once, in the order {order}; got {self.stages}")
         return self
 
+    def key(self) -> dict:
+        """What determines the run's outcome (label and paper values do not). Fields added after results
+        were first committed stay out of the key at their default, so those runs keep their cache entries."""
+        key = self.model_dump(mode="json", exclude={"label", "paper"})
+        for field, default in (("block_criterion", "last"), ("pruner", "harness")):
+            if key[field] == default:
+                del key[field]
+        return key
+
+
+class PublicModel(Strict):
+    """One row group of the public-LMM comparison: a BLIP-2-family checkpoint, optionally fine-tuned on the
+    training split and compressed with Algorithm 1."""
+
+    name: str = Field(min_length=1)
+    checkpoint: str = Field(
+        description="a save_pretrained folder, a hub id (with allow_download), 'teacher' (the profile's) or "
+        "'compressed' (the full multi-stage run of the teacher, first seed)"
+    )
+    allow_download: bool = False
+    fine_tune_epochs: int = Field(0, ge=0, description="generative fine-tuning epochs on the training split")
+    fine_tune_lr: float = Field(1e-4, gt=0, lt=1)
+    compress: bool = Field(False, description="run Algorithm 1 on it (after fine-tuning, if any)")
+    stages: list[Literal["block", "ffn", "attention", "hidden"]] | None = Field(
+        None, description="default: every stage its language model supports (OPT: block, ffn)"
+    )
+    compression: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fields of the profile's compression section to change for this model",
+    )
+
+    @model_validator(mode="after")
+    def _checkpoint(self) -> PublicModel:
+        if self.checkpoint in ("teacher", "compressed") or self.allow_download:
+            return self
+        if not (Path(self.checkpoint) / "config.json").is_file():
+            raise ValueError(
+                f"checkpoint: {self.checkpoint} is not a save_pretrained folder (no config.json); use a "
+                "local folder, 'teacher', 'compressed', or a hub id with allow_download: true"
+            )
+        from harness.models.public import CheckpointError, check_config  # transformers only when needed
+
+        try:
+            from transformers import AutoConfig
+
+            check_config(AutoConfig.from_pretrained(self.checkpoint), self.checkpoint)
+        except CheckpointError as e:
+            raise ValueError(f"checkpoint: {e}") from None
+        return self
+
 
 class Experiment(Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     reproduces: str = Field(min_length=3, description="the paper table or figure this experiment regenerates")
-    kind: Literal["original", "compression"]
+    kind: Literal["original", "compression", "public_lmms"]
     description: str
-    paper: list[PaperRow] = []
-    run: CompressionRun | None = Field(None, description="for kind 'compression': the Algorithm 1 variant")
+    paper: list[PaperRow] = Field(default=[], description="paper rows shown beside ours as a whole")
+    runs: list[CompressionRun] = Field(default=[], description="for kind 'compression': one row each")
+    models: list[PublicModel] = Field(default=[], description="for kind 'public_lmms': the checkpoints")
+    table: Literal["runs", "stages"] = Field(
+        "runs", description="one row per run, or (Table 2) one row per stage end of the first run"
+    )
+    figures: list[Literal["trace", "bars", "sample_size", "tradeoff"]] = Field(
+        default=[],
+        description="trace: Figures 6/10/11; bars: accuracy per run (Figure 8); sample_size: Figure 7; "
+        "tradeoff: accuracy and throughput against size",
+    )
+    measure: bool = Field(True, description="measure throughput of every row (interleaved with the teacher)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="deep-merged into the profile")
 
     @model_validator(mode="after")
-    def _run(self) -> Experiment:
-        if self.kind == "compression" and self.run is None:
-            raise ValueError(
-                "run: kind 'compression' needs a 'run' section (stages, mode, criterion, variant)"
-            )
+    def _runs(self) -> Experiment:
+        if self.kind == "compression" and not self.runs:
+            raise ValueError("runs: kind 'compression' needs at least one run (label, stages, mode, ...)")
+        if self.kind == "public_lmms" and not self.models:
+            raise ValueError("models: kind 'public_lmms' needs at least one model (name, checkpoint)")
+        labels = [r.label for r in self.runs]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"runs: labels must be unique, got {labels}")
+        if any(r.pruner == "torch_pruning" and r.mode == "one_shot" for r in self.runs):
+            raise ValueError("runs: the Torch-Pruning baseline is wired for iterative runs only")
+        if self.table == "stages" and self.runs and self.runs[0].mode != "iterative":
+            raise ValueError("table: 'stages' needs an iterative first run (one-shot has no stage ends)")
         return self
 
 
 class SpecError(ValueError):
     """A spec file is invalid; the message names the file, the field and what is allowed."""
+
+
+def _model_in(annotation) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as `X`, `list[X]` or `X | None`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
 
 
 def _format(err: ValidationError, model: type[BaseModel], source: Path) -> str:
@@ -290,8 +381,10 @@ def _format(err: ValidationError, model: type[BaseModel], source: Path) -> str:
         if e["type"] == "extra_forbidden":
             parent = model
             for part in e["loc"][:-1]:
+                if isinstance(part, int):  # a list index: stay on the list's item model
+                    continue
                 field = parent.model_fields.get(str(part)) if hasattr(parent, "model_fields") else None
-                parent = getattr(field, "annotation", None) if field else None
+                parent = _model_in(getattr(field, "annotation", None)) if field else None
             allowed = (
                 sorted(parent.model_fields)
                 if isinstance(parent, type) and issubclass(parent, BaseModel)
@@ -359,11 +452,22 @@ def load_experiment(path: str | Path) -> Experiment:
     return exp
 
 
-def resolve(experiment: str | Path, profile: str | Path = DEFAULT_PROFILE) -> tuple[Experiment, Profile]:
-    """Validate an experiment and its profile (with the experiment's overrides applied) together."""
+def resolve(
+    experiment: str | Path, profile: str | Path = DEFAULT_PROFILE, num_seeds: int | None = None
+) -> tuple[Experiment, Profile]:
+    """Validate an experiment and its profile (with the experiment's overrides applied) together.
+    `num_seeds` replaces the profile's seeds by 0 .. num_seeds-1."""
     exp = load_experiment(experiment)
     path = Path(experiment) if Path(experiment).suffix else EXPERIMENTS_DIR / f"{experiment}.yaml"
-    return exp, load_profile(profile, exp.overrides, source=path)
+    overrides = exp.overrides if num_seeds is None else {**exp.overrides, "seeds": list(range(num_seeds))}
+    prof = load_profile(profile, overrides, source=path)
+    for i, m in enumerate(exp.models):  # per-model compression changes, checked against the schema now
+        try:
+            Compression.model_validate({**prof.compression.model_dump(), **m.compression})
+        except ValidationError as e:
+            msg = _format(e, Compression, path).replace("field '", f"field 'models.{i}.compression.")
+            raise SpecError(msg) from None
+    return exp, prof
 
 
 def experiment_files() -> list[Path]:

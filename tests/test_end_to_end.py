@@ -113,3 +113,71 @@ def test_cli_prunes_the_cached_teacher_into_a_standard_checkpoint(smoke, tmp_pat
     )
     assert "does not divide into whole key-value groups" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_every_paper_figure_is_rendered(smoke):
+    root, _ = smoke
+    res = root / "results"
+    for folder, stem in [
+        ("rq1_stagewise", "figure_6_sawtooth"),
+        ("rq1_stagewise", "figure_10_size"),
+        ("rq1_stagewise", "figure_11_log2size"),
+        ("rq2_sample_size", "figure_7_sample_size"),
+        ("rq5_hard_label", "figure_8_distillation"),
+        ("rq6_pairwise", "figure_8_distillation"),
+    ]:
+        for ext in ("png", "pdf"):
+            assert (res / folder / f"{stem}.{ext}").stat().st_size > 1000
+
+
+def test_shared_runs_are_computed_once(smoke):
+    root, _ = smoke
+    hashes: dict[str, set] = {}
+    for f in experiment_files():
+        res = json.loads((root / "results" / f.stem / "result.json").read_text())
+        for run in res["runs"] if isinstance(res.get("runs"), list) else []:
+            key = json.dumps(
+                {k: v for k, v in run["spec"].items() if k not in ("label", "paper")}, sort_keys=True
+            )
+            hashes.setdefault(key, set()).update(s["run"] for s in run["seeds"])
+    full = [h for k, h in hashes.items() if '"mode": "iterative"' in k and "block" in k and "hidden" in k]
+    assert all(len(h) == 1 for h in hashes.values())  # same variant + seed -> same run, whichever experiment
+    assert len(full) >= 4  # the full run under several variants (loss, data fraction) ...
+    runs_on_disk = {p.name.removeprefix("run-") for p in (root / "cache" / "compression").glob("run-*")}
+    assert runs_on_disk == set().union(*hashes.values())  # ... and each one computed exactly once
+
+
+def test_claims_report_has_a_verdict_for_every_claim(smoke):
+    root, _ = smoke
+    text = (root / "results" / "claims.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| C")]
+    assert [r.split()[1] for r in rows] == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    for r in rows:
+        assert any(f"**{v}**" in r for v in ("reproduced", "not reproduced", "inconclusive"))
+
+
+def test_more_seeds_reuse_the_first_and_fewer_seeds_are_served_from_the_result(smoke, tmp_path, capsys):
+    import shutil
+
+    root, _ = smoke
+    results = tmp_path / "results"
+    shutil.copytree(root / "results", results)
+    common = [
+        "--profile",
+        "smoke",
+        "--results-dir",
+        str(results),
+        "--cache-dir",
+        str(root / "cache"),
+        "--quiet",
+    ]
+    assert cli_main(["run", "rq5_hard_label", "--num-seeds", "2", *common]) == 0
+    res = json.loads((results / "rq5_hard_label" / "result.json").read_text())
+    first = json.loads((root / "results" / "rq5_hard_label" / "result.json").read_text())
+    assert res["seeds"] == [0, 1] and [len(r["seeds"]) for r in res["runs"]] == [2, 2]
+    assert res["runs"][0]["seeds"][0]["accuracy"] == first["runs"][0]["seeds"][0]["accuracy"]
+    assert res["runs"][0]["seeds"][0]["seconds_this_call"] < res["runs"][0]["seeds"][1]["seconds_this_call"]
+    assert "±" in (results / "rq5_hard_label" / "table.md").read_text()
+    capsys.readouterr()
+    assert cli_main(["run", "rq5_hard_label", *common]) == 0
+    assert "cached" in capsys.readouterr().out

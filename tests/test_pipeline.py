@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from harness.distill.loop import teacher_batches
-from harness.pipeline import final_model, run_compression, structure
+from harness.pipeline import run_compression, step_model, structure
 from harness.runs import get_dataset, get_teacher
 from harness.spec import ROOT, load_profile
 
@@ -53,7 +53,7 @@ def test_iterative_run_records_every_step(smoke, tmp_path):
     params = [s["params_total"] for s in state["trace"]]
     assert params == sorted(params, reverse=True) and len(set(params)) == len(params)
     assert (tmp_path / "trace.csv").read_text().count("\n") == 1 + len(stages)
-    assert structure(final_model(tmp_path)) == {
+    assert structure(step_model(tmp_path)) == {
         "num_hidden_layers": 1,
         "intermediate_size": 64,
         "num_attention_heads": 2,
@@ -67,7 +67,7 @@ def test_single_level_changes_only_its_level(smoke, tmp_path):
     run_compression(
         teacher, proc, data["validation"], d_d, d_d, _cfg(prof, stages=["ffn"]), tmp_path, progress=False
     )
-    s, t = structure(final_model(tmp_path)), structure(teacher)
+    s, t = structure(step_model(tmp_path)), structure(teacher)
     assert s["intermediate_size"] == t["intermediate_size"] - 64
     assert {k: v for k, v in s.items() if k != "intermediate_size"} == {
         k: v for k, v in t.items() if k != "intermediate_size"
@@ -91,7 +91,7 @@ def test_one_shot_prunes_to_the_targets_at_once(smoke, tmp_path):
     assert (
         len(state["trace"]) == 1 and state["epochs_used"] == 2 and state["trace"][0]["stage"] == "ffn+hidden"
     )
-    s = structure(final_model(tmp_path))
+    s = structure(step_model(tmp_path))
     assert s["intermediate_size"] == 128 - 64 and s["hidden_size"] == 64 - 32 and s["num_hidden_layers"] == 2
 
 
@@ -161,8 +161,8 @@ def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
     b = json.loads((tmp_path / "b" / "res" / "multistage" / "result.json").read_text())["seeds"][0]
     strip = lambda trace: [{k: v for k, v in s.items() if k != "seconds"} for s in trace]  # noqa: E731
     assert strip(a["trace"]) == strip(b["trace"]) and a["accuracy"] == b["accuracy"]
-    ma = final_model(next((tmp_path / "a" / "cache" / "compression").glob("run-*")))
-    mb = final_model(next((tmp_path / "b" / "cache" / "compression").glob("run-*")))
+    ma = step_model(next((tmp_path / "a" / "cache" / "compression").glob("run-*")))
+    mb = step_model(next((tmp_path / "b" / "cache" / "compression").glob("run-*")))
     sa, sb = ma.state_dict(), mb.state_dict()
     assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
     assert Path(tdir).is_dir()
@@ -178,4 +178,4 @@ def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(sm
         run_compression(teacher, proc, data["validation"], d_d, bad, cfg, tmp_path, progress=False)
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["step"] == 0 and state["trace"] == []  # the teacher checkpoint, intact and loadable
-    assert structure(final_model(tmp_path)) == structure(teacher)
+    assert structure(step_model(tmp_path)) == structure(teacher)

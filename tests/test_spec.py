@@ -101,3 +101,32 @@ def test_cli_validate_exits_nonzero_before_running(tmp_path, capsys):
     assert main(["validate", str(path), "--profile", "smoke"]) == 1
     assert "compression.alpha" in capsys.readouterr().err
     assert main(["validate"]) == 0
+
+
+@pytest.mark.parametrize(
+    "body, field, allowed",
+    [
+        ("runs: []\n", "runs", "needs at least one run"),
+        ("runs: [{label: a}, {label: a}]\n", "runs", "labels must be unique"),
+        ("runs: [{label: a, stages: [ffn, block]}]\n", "runs.0.stages", "in the order"),
+        ("runs: [{label: a, data_fraction: 1.5}]\n", "runs.0.data_fraction", "less than or equal to 1"),
+        ("runs: [{label: a, lr: 1}]\n", "runs.0.lr", "allowed keys here: criterion, data_fraction"),
+        ("runs: [{label: a, mode: one_shot}]\ntable: stages\n", "table", "needs an iterative first run"),
+        ("runs: [{label: a}]\nfigures: [pie]\n", "figures.0", "'trace', 'bars', 'sample_size' or 'tradeoff'"),
+    ],
+)
+def test_bad_compression_runs_are_rejected(tmp_path, body, field, allowed):
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"name: exp\nreproduces: Table 3\nkind: compression\ndescription: x\n{body}")
+    with pytest.raises(SpecError) as e:
+        load_experiment(path)
+    assert f"field '{field}'" in str(e.value) and allowed in str(e.value) and str(path) in str(e.value)
+
+
+def test_num_seeds_replaces_the_profile_seeds_but_not_the_spec_hash():
+    from harness.runners import spec_record
+
+    exp, one = resolve("rq5_hard_label", "smoke")
+    _, three = resolve("rq5_hard_label", "smoke", num_seeds=3)
+    assert one.seeds == [0] and three.seeds == [0, 1, 2]
+    assert spec_record(exp, one)["spec_hash"] == spec_record(exp, three)["spec_hash"]

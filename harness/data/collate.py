@@ -32,6 +32,20 @@ def answer_ids(processor: Blip2Processor, answer: str) -> list[int]:
     return tok(" " + answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
 
 
+def qformer_inputs(processor, questions: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The instruction for InstructBLIP's Q-Former (its own tokenizer); nothing for BLIP-2 processors."""
+    tok = getattr(processor, "qformer_tokenizer", None)
+    if tok is None:
+        return {}
+    enc = tok([prompt_text(q) for q in questions], padding=True, return_tensors="pt")
+    return {"qformer_input_ids": enc["input_ids"], "qformer_attention_mask": enc["attention_mask"]}
+
+
+def qformer_kwargs(batch: dict) -> dict[str, torch.Tensor]:
+    """The Q-Former text entries of a batch (InstructBLIP), to pass on as keyword arguments."""
+    return {k: batch[k] for k in ("qformer_input_ids", "qformer_attention_mask") if k in batch}
+
+
 def training_batch(
     processor: Blip2Processor, questions: Sequence[str], answers: Sequence[str]
 ) -> dict[str, torch.Tensor]:
@@ -50,7 +64,7 @@ def training_batch(
         ids[i, : len(s)] = torch.tensor(s)
         lab[i, : len(y)] = torch.tensor(y)
         mask[i, : len(s)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "labels": lab}
+    return {"input_ids": ids, "attention_mask": mask, "labels": lab, **qformer_inputs(processor, questions)}
 
 
 def prompt_batch(processor: Blip2Processor, questions: Sequence[str]) -> dict[str, torch.Tensor]:
@@ -63,4 +77,4 @@ def prompt_batch(processor: Blip2Processor, questions: Sequence[str]) -> dict[st
     for i, s in enumerate(seqs):
         ids[i, n - len(s) :] = torch.tensor(s)
         mask[i, n - len(s) :] = 1
-    return {"input_ids": ids, "attention_mask": mask}
+    return {"input_ids": ids, "attention_mask": mask, **qformer_inputs(processor, questions)}

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from harness.data.collate import IGNORE, training_batch
+from harness.data.collate import IGNORE, qformer_kwargs, training_batch
 from harness.distill.losses import distillation_loss
 from harness.models.blip2 import lm_logits, query_outputs
 
@@ -39,7 +39,7 @@ def teacher_batches(teacher, processor, split, batch_size: int, progress: bool =
         rows = split[i : i + batch_size]
         b = training_batch(processor, rows["question"], rows["answer"])
         pixels = processor.image_processor(rows["image"], return_tensors="pt")["pixel_values"]
-        b["query_output"] = query_outputs(teacher, pixels)
+        b["query_output"] = query_outputs(teacher, pixels, **qformer_kwargs(b))
         logits = lm_logits(teacher, b["query_output"], b["input_ids"], b["attention_mask"])
         b["teacher_logits"], b["answer_tokens"] = answer_positions(logits, b["labels"])
         out.append(b)

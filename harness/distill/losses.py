@@ -8,6 +8,7 @@ learning rate independent of the answer length and batch size).
   student must be at least as confident as the teacher in the token it would generate.
 - `kl_only`: without the pairwise term (RQ6).
 - `hard_label`: Eq. 5 plus cross-entropy on the dataset's answer (RQ5).
+- `label_ce`: cross-entropy on the dataset's answer alone: plain fine-tuning, not distillation (public LMMs).
 - `released_pairwise`: KL + γ · max(0, mean(top-2 student logits) − student logit[label]), the pairwise
   term as it appears in the authors' later code release: in logit space, against the label, not the teacher.
 """
@@ -17,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-VARIANTS = ("eq5", "kl_only", "hard_label", "released_pairwise")
+VARIANTS = ("eq5", "kl_only", "hard_label", "released_pairwise", "label_ce")
 DEFAULT_GAMMA = 1.0
 
 
@@ -51,6 +52,8 @@ def distillation_loss(
     """Mean over answer positions of the chosen variant. Shapes: [P, V], [P, V], [P]."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown distillation loss '{variant}'; allowed: {', '.join(VARIANTS)}")
+    if variant == "label_ce":
+        return F.cross_entropy(student, labels)
     teacher = teacher.detach().to(student.dtype)
     loss = kl_teacher_student(student, teacher)
     if variant in ("eq5", "hard_label"):

@@ -82,17 +82,39 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     return counts
 
 
-def query_outputs(model: Blip2ForConditionalGeneration, pixel_values: torch.Tensor) -> torch.Tensor:
-    """Q-Former outputs for a batch of images: what the frozen vision side hands to the language model."""
+def query_outputs(
+    model: Blip2ForConditionalGeneration,
+    pixel_values: torch.Tensor,
+    qformer_input_ids: torch.Tensor | None = None,
+    qformer_attention_mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Q-Former outputs for a batch of images: what the frozen vision side hands to the language model.
+    InstructBLIP also feeds the instruction (`qformer_input_ids`) to the Q-Former, as its forward does."""
     image_embeds = model.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
     mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
     queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
-    return model.qformer(
+    if model.config.model_type != "instructblip":
+        return model.qformer(
+            query_embeds=queries,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=mask,
+            return_dict=True,
+        ).last_hidden_state
+    if qformer_input_ids is None:
+        raise ValueError("InstructBLIP needs the instruction's qformer_input_ids for its Q-Former")
+    text_mask = (
+        qformer_attention_mask if qformer_attention_mask is not None else torch.ones_like(qformer_input_ids)
+    )
+    query_mask = torch.ones(queries.shape[:-1], dtype=torch.long, device=queries.device)
+    out = model.qformer(
+        input_ids=qformer_input_ids,
+        attention_mask=torch.cat([query_mask, text_mask], dim=1),
         query_embeds=queries,
         encoder_hidden_states=image_embeds,
         encoder_attention_mask=mask,
         return_dict=True,
     ).last_hidden_state
+    return out[:, : queries.shape[1]]
 
 
 def lm_inputs_embeds(

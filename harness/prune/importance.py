@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from harness.data.collate import IGNORE
+from harness.data.collate import IGNORE, qformer_kwargs
 from harness.distill.loop import answer_positions
 from harness.distill.losses import kl_teacher_student
 from harness.models.blip2 import lm_logits, query_outputs
@@ -41,6 +41,7 @@ def answer_cross_entropy(model, batch: Batch) -> torch.Tensor:
             pixel_values=batch["pixel_values"],
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
+            **qformer_kwargs(batch),
         ).logits
     return F.cross_entropy(
         logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE
@@ -167,6 +168,37 @@ def keep_indices(importance: torch.Tensor, remove: int) -> torch.Tensor:
     return keep.sort(dim=-1).values
 
 
+@torch.no_grad()
+def block_influence(model, batches: Iterable[Batch]) -> torch.Tensor:
+    """ShortGPT's Block Influence of every language-model block over D_p: 1 − cos(block input, block output)
+    per token, averaged over the non-padding tokens. A low score: the block hardly changes the residual
+    stream, so it is the one to drop."""
+    layers = blocks(model, "language_model")
+    current: dict[int, torch.Tensor] = {}
+
+    def hook(i):
+        def fn(module, args, kwargs, output):
+            x = args[0] if args else kwargs["hidden_states"]
+            y = output[0] if isinstance(output, tuple) else output
+            current[i] = 1 - F.cosine_similarity(x.float(), y.float(), dim=-1)
+
+        return fn
+
+    handles = [layer.register_forward_hook(hook(i), with_kwargs=True) for i, layer in enumerate(layers)]
+    total, count = torch.zeros(len(layers), dtype=torch.float64), 0
+    try:
+        model.eval()
+        for b in batches:
+            lm_logits(model, b["query_output"], b["input_ids"], b["attention_mask"])
+            mask = b["attention_mask"].bool()
+            total += torch.stack([current[i][mask].sum().double() for i in range(len(layers))])
+            count += int(mask.sum())
+    finally:
+        for h in handles:
+            h.remove()
+    return total / count
+
+
 def answer_kl_to_teacher(model, batch: Batch) -> torch.Tensor:
     """KL(teacher ‖ student) on the answer positions, for importance measured against the teacher. The batch
     carries the teacher's answer-position logits, as made by `pruning_batches(..., teacher=...)` or by
@@ -185,7 +217,7 @@ def pruning_batches(
 ) -> list[Batch]:
     """D_p as training batches. The vision side is frozen while the language model is pruned, so its query
     outputs are computed once here; pass `with_pixels` when the vision tower or Q-Former is the target."""
-    from harness.data.collate import pixel_values, training_batch
+    from harness.data.collate import pixel_values, qformer_kwargs, training_batch
 
     out = []
     for i in range(0, len(split), batch_size):
@@ -195,9 +227,11 @@ def pruning_batches(
         if with_pixels:
             b["pixel_values"] = pix
         else:
-            b["query_output"] = query_outputs(model, pix)
+            b["query_output"] = query_outputs(model, pix, **qformer_kwargs(b))
         if teacher is not None:
-            logits = lm_logits(teacher, query_outputs(teacher, pix), b["input_ids"], b["attention_mask"])
+            logits = lm_logits(
+                teacher, query_outputs(teacher, pix, **qformer_kwargs(b)), b["input_ids"], b["attention_mask"]
+            )
             b["teacher_logits"], b["answer_tokens"] = answer_positions(logits, b["labels"])
         out.append(b)
     return out

@@ -45,8 +45,10 @@ def prune_step(
     Returns what was kept, for the trace."""
     count = structures_to_remove(model, level, amount, module)
     if level == "block":
-        prune_blocks(model, count, module)
-        return {"level": level, "removed": count}
+        # default: the last blocks (Algorithm 1); with scores (Block Influence), the lowest-scoring ones
+        remove = None if importance is None else importance.argsort()[:count].tolist()
+        prune_blocks(model, count, module, remove)
+        return {"level": level, "removed": count, **({"blocks": sorted(remove)} if remove else {})}
     if importance is None:
         raise PruningError(f"{level}: an importance tensor is needed to choose what to remove")
     keep = keep_indices(importance, count)

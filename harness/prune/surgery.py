@@ -61,21 +61,29 @@ def _check_keep(keep: torch.Tensor, rows: int | None, width: int, what: str) -> 
     return keep.sort(dim=-1).values
 
 
-def prune_blocks(model, n: int, module: str = "language_model") -> None:
-    """Remove the last `n` blocks of `module` (Algorithm 1, stage 1)."""
+def prune_blocks(model, n: int, module: str = "language_model", remove: list[int] | None = None) -> None:
+    """Remove the last `n` blocks of `module` (Algorithm 1, stage 1), or the blocks listed in `remove`
+    (Block Influence baseline); later blocks are renumbered so the KV cache indexes them right."""
     refuse(model, module, "block")
     layers = blocks(model, module)
     if not 1 <= n < len(layers):
         raise PruningError(
             f"cannot remove {n} block(s) of {module}: it has {len(layers)}, at least one must remain"
         )
-    keep = len(layers) - n
-    while len(layers) > keep:
-        del layers[len(layers) - 1]
+    remove = sorted(range(len(layers) - n, len(layers)) if remove is None else remove)
+    if len(set(remove)) != n or not all(0 <= i < len(layers) for i in remove):
+        raise PruningError(f"blocks to remove must be {n} distinct indices below {len(layers)}, got {remove}")
     cfg = sub_config(model, module)
-    cfg.num_hidden_layers = keep
+    kept = [i for i in range(len(layers)) if i not in remove]
+    for i in reversed(remove):
+        del layers[i]
+    for i, layer in enumerate(layers):
+        attn = getattr(layer, "self_attn", None)
+        if attn is not None and hasattr(attn, "layer_idx"):
+            attn.layer_idx = i
+    cfg.num_hidden_layers = len(kept)
     if getattr(cfg, "layer_types", None) is not None:
-        cfg.layer_types = cfg.layer_types[:keep]
+        cfg.layer_types = [cfg.layer_types[i] for i in kept]
 
 
 def prune_ffn(model, keep: torch.Tensor, module: str = "language_model") -> None:

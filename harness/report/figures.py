@@ -53,17 +53,22 @@ def _shade_stages(ax, trace: list[dict], x_of) -> None:
             start = i
 
 
-def trace_figures(res: dict, out_dir: Path, seed_index: int = 0) -> list[Path]:
+def _footer(res: dict, what: str) -> str:
+    return (
+        f"profile '{res['profile']['name']}', {what}; device: {res['device']['name']}; "
+        f"git {str(res['provenance']['git']['commit'])[:8]}"
+    )
+
+
+def trace_figures(res: dict, out_dir: Path) -> list[Path]:
     """Figures 6 (accuracy after each pruning and each distillation step), 10 (size vs step) and 11 (log2 size
-    vs accuracy) for one seed of a compression result."""
+    vs accuracy) for the first seed of the first run of a compression result; other seeds as thin lines."""
     sns.set_theme(style="whitegrid", context="paper")
-    s = res["seeds"][seed_index]
+    s = res["runs"][0]["seeds"][0]
+    others = res["runs"][0]["seeds"][1:]
     trace = s["trace"]
     p0 = s["p_teacher_validation"]["overall"]
-    footer = (
-        f"profile '{res['profile']['name']}', seed {s['seed']}, validation split; device: "
-        f"{res['device']['name']}; git {str(res['provenance']['git']['commit'])[:8]}"
-    )
+    footer = _footer(res, f"seed {s['seed']} (other seeds: thin lines), validation split")
     paths = []
 
     # Figure 6: the saw-tooth
@@ -82,6 +87,14 @@ def trace_figures(res: dict, out_dir: Path, seed_index: int = 0) -> list[Path]:
         ms=3.5,
         label="pruning + distillation as one step",
     )
+    for o in others:
+        ax.plot(
+            [0] + [t["step"] for t in o["trace"]],
+            [o["p_teacher_validation"]["overall"]] + [t["acc_distilled"] for t in o["trace"]],
+            color="#C44E52",
+            lw=0.7,
+            alpha=0.45,
+        )
     ax.scatter(
         [k - 0.5 for k in range(1, len(trace) + 1)],
         [t["acc_pruned"] for t in trace],
@@ -91,6 +104,7 @@ def trace_figures(res: dict, out_dir: Path, seed_index: int = 0) -> list[Path]:
         zorder=3,
     )
     _shade_stages(ax, trace, lambda i: i + 1)
+    ax.margins(y=0.1)
     ax.set(xlabel="pruning step", ylabel="accuracy (validation)", xticks=range(0, len(trace) + 1))
     ax.set_title(
         "Reproduces Figure 6: accuracy after every pruning and every distillation step", fontsize=10, pad=16
@@ -129,3 +143,109 @@ def trace_figures(res: dict, out_dir: Path, seed_index: int = 0) -> list[Path]:
     ax.legend(fontsize=8)
     paths += _save(fig, out_dir, "figure_11_log2size", footer)
     return paths
+
+
+def _run_points(res: dict) -> tuple[list[str], list[list[float]]]:
+    labels = [r["label"] for r in res["runs"]]
+    return labels, [[s["accuracy"]["overall"] for s in r["seeds"]] for r in res["runs"]]
+
+
+def bars_figure(res: dict, out_dir: Path) -> list[Path]:
+    """Accuracy of every run: seeds as dots, their mean as a bar-less tick with its value, the paper's value
+    as a diamond, the teacher as a dashed line (Figure 8, distillation ablations). Points, not bars from 0, so
+    that a zoomed axis cannot exaggerate a bar's length."""
+    sns.set_theme(style="whitegrid", context="paper")
+    labels, accs = _run_points(res)
+    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(labels), 3.8))
+    palette = sns.color_palette("deep", len(labels))
+    for i, a in enumerate(accs):
+        mean = sum(a) / len(a)
+        ax.scatter(
+            [i] * len(a), a, color=palette[i], s=22, zorder=3, label="ours, one seed" if i == 0 else None
+        )
+        ax.hlines(
+            mean,
+            i - 0.25,
+            i + 0.25,
+            color=palette[i],
+            lw=2.5,
+            label="ours, mean over seeds" if i == 0 else None,
+        )
+        ax.annotate(f"{mean:.3f}", (i + 0.28, mean), va="center", fontsize=8)
+    paper = [
+        (i, r["spec"]["paper"]["overall"])
+        for i, r in enumerate(res["runs"])
+        if r["spec"].get("paper") and r["spec"]["paper"].get("overall") is not None
+    ]
+    if paper:
+        ax.scatter(
+            *zip(*paper, strict=True),
+            marker="D",
+            s=36,
+            facecolor="none",
+            edgecolor="#C44E52",
+            lw=1.5,
+            zorder=4,
+            label="paper (AntGMM on MAAD)",
+        )
+    ax.axhline(res["teacher"]["accuracy"]["overall"], color="0.3", ls="--", lw=1, label="teacher (ours)")
+    ax.set_xticks(range(len(labels)), labels, fontsize=8)
+    ax.set_xlim(-0.6, len(labels) - 0.2)
+    ax.margins(y=0.15)
+    ax.set(ylabel="overall accuracy (test)")
+    ax.set_title(f"Reproduces {res['experiment']['reproduces']}", fontsize=9)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, out_dir, "figure_8_distillation", _footer(res, f"{len(accs[0])} seed(s), test split"))
+
+
+def sample_size_figure(res: dict, out_dir: Path) -> list[Path]:
+    """Figure 7: final accuracy against the size of the distillation/pruning set, seeds as dots."""
+    sns.set_theme(style="whitegrid", context="paper")
+    runs = sorted(res["runs"], key=lambda r: r["seeds"][0]["d_d_samples"])
+    xs = [r["seeds"][0]["d_d_samples"] for r in runs]
+    accs = [[s["accuracy"]["overall"] for s in r["seeds"]] for r in runs]
+    means = [sum(a) / len(a) for a in accs]
+    fig, ax = plt.subplots(figsize=(5.8, 3.8))
+    ax.plot(xs, means, marker="o", color="#4C72B0", label="ours: compressed model (mean over seeds)")
+    for x, a in zip(xs, accs, strict=True):
+        ax.scatter([x] * len(a), a, color="black", s=10, zorder=3)
+    ax.axhline(res["teacher"]["accuracy"]["overall"], color="0.3", ls="--", lw=1, label="teacher (ours)")
+    ax.set_xticks(
+        xs,
+        [f"{x}\n({r['spec']['data_fraction']:g} of train)" for x, r in zip(xs, runs, strict=True)],
+        fontsize=8,
+    )
+    ax.set(xlabel="samples in D_d (= D_p pool)", ylabel="overall accuracy (test)")
+    ax.set_title("Reproduces Figure 7: sample size vs performance after compression", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    return _save(fig, out_dir, "figure_7_sample_size", _footer(res, f"{len(accs[0])} seed(s), test split"))
+
+
+def tradeoff_figure(res: dict, out_dir: Path) -> list[Path]:
+    """Every method at its final size: accuracy vs parameters and batch-1 throughput vs parameters (teacher as
+    a star); error bars are the std over seeds."""
+    sns.set_theme(style="whitegrid", context="paper")
+    fig, (ax_acc, ax_speed) = plt.subplots(1, 2, figsize=(10, 4.2))
+    palette = sns.color_palette("deep", len(res["runs"]))
+    t = res["teacher"]
+    t_params = t["parameters"]["total"] / 1e6
+    ax_acc.scatter(t_params, t["accuracy"]["overall"], marker="*", s=120, color="black", label="teacher")
+    speed = res.get("throughput", {})
+    if "teacher" in speed:
+        ax_speed.scatter(
+            t_params, speed["teacher"]["batch_1"]["samples_per_s"], marker="*", s=120, color="black"
+        )
+    for color, run in zip(palette, res["runs"], strict=True):
+        params = [s["parameters"]["total"] / 1e6 for s in run["seeds"]]
+        accs = [s["accuracy"]["overall"] for s in run["seeds"]]
+        p, a = sum(params) / len(params), sum(accs) / len(accs)
+        err = (sum((x - a) ** 2 for x in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0
+        ax_acc.errorbar(p, a, yerr=err, fmt="o", color=color, capsize=3, label=run["label"])
+        if run["label"] in speed:
+            ax_speed.scatter(p, speed[run["label"]]["batch_1"]["samples_per_s"], color=color, s=30)
+    ax_acc.set(xlabel="parameters (millions, whole model)", ylabel="overall accuracy (test)")
+    ax_speed.set(xlabel="parameters (millions, whole model)", ylabel="samples/s at batch 1 (first seed)")
+    ax_acc.legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"{res['experiment']['reproduces']}: accuracy and speed against size", fontsize=10)
+    n = len(res["runs"][0]["seeds"])
+    return _save(fig, out_dir, "figure_baselines_tradeoff", _footer(res, f"{n} seed(s), test split"))

@@ -1,5 +1,6 @@
 """Copy rendered tables into the README and data cards, between markers, so prose never carries a
-hand-typed number: `<!-- table:NAME -->` ... `<!-- /table:NAME -->` is replaced by results/NAME/table.md."""
+hand-typed number: `<!-- table:NAME -->` ... `<!-- /table:NAME -->` is replaced by
+results/NAME/table.md (or results/NAME.md)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ def fill_tables(results_root: Path, documents: tuple[Path, ...] = DOCUMENTS) -> 
 
         def sub(m: re.Match) -> str:
             table = Path(results_root) / m["name"] / "table.md"
+            if not table.is_file():
+                table = Path(results_root) / f"{m['name']}.md"  # e.g. claims.md
             if not table.is_file():
                 return m.group(0)
             return f"{m.group(1)}{table.read_text(encoding='utf-8')}{m.group(4)}"

@@ -1,0 +1,69 @@
+"""Public BLIP-2-family checkpoints: BLIP-2 and InstructBLIP with a decoder-only language model.
+
+Why one loader: every part of the harness (evaluation, measurement, Algorithm 1, save/load of pruned steps)
+takes "a BLIP-2-like model and its processor"; this is the one place that knows which class a folder holds.
+Checkpoints load from a local folder; a hub id is tried only when the caller allows the network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import (
+    AutoConfig,
+    AutoProcessor,
+    Blip2ForConditionalGeneration,
+    InstructBlipForConditionalGeneration,
+)
+
+CLASSES = {"blip-2": Blip2ForConditionalGeneration, "instructblip": InstructBlipForConditionalGeneration}
+DECODER_ONLY = ("opt", "llama", "qwen2")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint the harness cannot use; raised before any weights are loaded."""
+
+
+def check_config(config, where: str) -> None:
+    """Refuse what the harness cannot evaluate or compress, saying why and what is supported."""
+    if config.model_type not in CLASSES:
+        raise CheckpointError(
+            f"{where}: model_type '{config.model_type}' is not a BLIP-2-family model; "
+            f"supported: {', '.join(CLASSES)}"
+        )
+    lm = config.text_config.model_type
+    if not config.use_decoder_only_language_model:
+        raise CheckpointError(
+            f"{where}: the language model is an encoder-decoder ('{lm}', e.g. the Flan-T5 BLIP-2 "
+            "checkpoints); Algorithm 1's stages and the cached-query distillation are written for "
+            f"decoder-only language models: {', '.join(DECODER_ONLY)}"
+        )
+    if lm not in DECODER_ONLY:
+        raise CheckpointError(
+            f"{where}: language model '{lm}' is not supported; supported: {', '.join(DECODER_ONLY)}"
+        )
+
+
+def load_model(path: str | Path, allow_download: bool = False):
+    """The model saved in `path` (BLIP-2 or InstructBLIP), in eval mode."""
+    config = AutoConfig.from_pretrained(path, local_files_only=not allow_download)
+    check_config(config, str(path))
+    return CLASSES[config.model_type].from_pretrained(path, local_files_only=not allow_download).eval()
+
+
+def load_lmm(path: str | Path, allow_download: bool = False):
+    """(model, processor) from a checkpoint folder (or a hub id with `allow_download`)."""
+    local = Path(path).is_dir()
+    if not local and not allow_download:
+        raise CheckpointError(
+            f"{path}: no such folder; pass a local save_pretrained folder (hub ids need allow_download)"
+        )
+    model = load_model(path, allow_download)
+    processor = AutoProcessor.from_pretrained(path, local_files_only=not allow_download)
+    if getattr(processor, "num_query_tokens", None) is None:
+        processor.num_query_tokens = model.config.num_query_tokens
+    return model, processor
+
+
+def is_instructblip(model) -> bool:
+    return model.config.model_type == "instructblip"

@@ -1,0 +1,61 @@
+"""Claim verdicts: the decision rule, and a report computed from result files (nothing typed by hand)."""
+
+import json
+
+import pytest
+
+from harness.report.claims import NOISE_FLOOR, combine, compare, write_claims
+
+
+@pytest.mark.parametrize(
+    "better, worse, verdict",
+    [
+        ([0.90, 0.91, 0.92], [0.80, 0.81, 0.82], "reproduced"),
+        ([0.80, 0.81, 0.82], [0.90, 0.91, 0.92], "not reproduced"),
+        ([0.90, 0.80, 0.85], [0.86, 0.84, 0.82], "inconclusive"),  # difference within the seeds' spread
+        ([0.905], [0.900], "inconclusive"),  # one seed: the noise floor decides
+        ([0.92], [0.90], "reproduced"),
+    ],
+)
+def test_compare_needs_the_difference_to_beat_the_spread_and_the_floor(better, worse, verdict):
+    delta, threshold, v = compare(better, worse)
+    assert v == verdict and threshold >= NOISE_FLOOR
+
+
+def test_combine():
+    assert combine(["reproduced", "reproduced"]) == "reproduced"
+    assert combine(["reproduced", "inconclusive"]) == "inconclusive"
+    assert combine(["reproduced", "not reproduced"]) == "not reproduced"
+
+
+def _result(tmp_path, name, runs):
+    folder = tmp_path / name
+    folder.mkdir()
+    res = {
+        "experiment": {"name": name},
+        "profile": {"name": "test"},
+        "runs": [
+            {
+                "label": label,
+                "spec": {"paper": None, "data_fraction": 1.0},
+                "seeds": [{"accuracy": {"overall": a}, "d_d_samples": 100} for a in accs],
+            }
+            for label, accs in runs.items()
+        ],
+    }
+    (folder / "result.json").write_text(json.dumps(res))
+
+
+def test_report_is_computed_from_the_result_files(tmp_path):
+    _result(
+        tmp_path, "rq6_pairwise", {"All stages": [0.90, 0.91, 0.92], "No pairwise loss": [0.80, 0.82, 0.81]}
+    )
+    _result(
+        tmp_path, "rq5_hard_label", {"All stages": [0.90, 0.91, 0.92], "Hard-label distillation": [0.95] * 3}
+    )
+    text = write_claims(tmp_path).read_text()
+    rows = {line.split(" |")[0][2:]: line for line in text.splitlines() if line.startswith("| C")}
+    assert "**reproduced**" in rows["C6 (RQ6): the pairwise term of Eq. 5 helps"]
+    assert "0.910 ± 0.010" in rows["C6 (RQ6): the pairwise term of Eq. 5 helps"]
+    assert "**not reproduced**" in next(r for k, r in rows.items() if k.startswith("C5"))
+    assert "not run" in next(r for k, r in rows.items() if k.startswith("C1"))

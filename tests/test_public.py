@@ -1,0 +1,276 @@
+"""Public BLIP-2-family checkpoints from disk (tiny random BLIP-2-OPT and InstructBLIP-Llama): load, evaluate,
+compress, save_pretrained, from_pretrained; and clear refusals."""
+
+import json
+
+import pytest
+import torch
+from transformers import (
+    Blip2Config,
+    Blip2ForConditionalGeneration,
+    InstructBlipConfig,
+    InstructBlipForConditionalGeneration,
+    InstructBlipProcessor,
+    LlamaConfig,
+    OPTConfig,
+    T5Config,
+)
+
+from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
+from harness.distill.loop import teacher_batches
+from harness.evaluate import evaluate
+from harness.models.public import CheckpointError, load_lmm
+from harness.pipeline import run_compression, step_model
+from harness.prune.step import structures_to_remove
+from harness.prune.structures import PruningError
+from harness.runs import get_dataset, new_model
+from harness.spec import load_profile
+
+VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "image_size": 32,
+    "patch_size": 8,
+}
+QFORMER = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "encoder_hidden_size": 32,
+    "cross_attention_frequency": 1,
+    "max_position_embeddings": 128,
+}
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    prof = load_profile("smoke")
+    data = get_dataset(prof, tmp_path_factory.mktemp("cache"), progress=False)
+    _, processor = new_model(prof, data)  # a processor fitted on SynthAd, as a fine-tune would use
+    return prof, data, processor
+
+
+def _special(tok) -> dict:
+    return {
+        "bos_token_id": tok.bos_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+    }
+
+
+def _save(model, processor, folder):
+    tok = processor.tokenizer
+    model.generation_config.pad_token_id = tok.pad_token_id
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def blip2_opt(processor, folder):
+    tok = processor.tokenizer
+    text = OPTConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        ffn_dim=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        word_embed_proj_dim=32,
+        max_position_embeddings=128,
+        **_special(tok),
+    )
+    config = Blip2Config(
+        vision_config=VISION,
+        qformer_config=QFORMER,
+        text_config=text.to_dict(),
+        num_query_tokens=processor.num_query_tokens,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(0)
+    return _save(Blip2ForConditionalGeneration(config), processor, folder)
+
+
+def instructblip_llama(processor, folder):
+    tok = processor.tokenizer
+    text = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        max_position_embeddings=128,
+        **_special(tok),
+    )
+    config = InstructBlipConfig(
+        vision_config=VISION,
+        qformer_config={**QFORMER, "vocab_size": len(tok)},
+        text_config=text.to_dict(),
+        num_query_tokens=processor.num_query_tokens,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(0)
+    proc = InstructBlipProcessor(
+        image_processor=processor.image_processor,
+        tokenizer=tok,
+        qformer_tokenizer=tok,
+        num_query_tokens=processor.num_query_tokens,
+    )
+    return _save(InstructBlipForConditionalGeneration(config), proc, folder)
+
+
+def _logits(model, processor, split):
+    b = prompt_batch(processor, split["question"][:4])
+    with torch.no_grad():
+        return model(
+            pixel_values=pixel_values(processor, split["image"][:4]),
+            input_ids=b["input_ids"],
+            attention_mask=b["attention_mask"],
+            **qformer_kwargs(b),
+        ).logits
+
+
+@pytest.mark.parametrize(
+    "build, stages, cls",
+    [
+        (blip2_opt, ["block", "ffn"], Blip2ForConditionalGeneration),
+        (instructblip_llama, ["block", "ffn", "attention", "hidden"], InstructBlipForConditionalGeneration),
+    ],
+)
+def test_load_evaluate_compress_and_round_trip(smoke, tmp_path, build, stages, cls):
+    prof, data, base_processor = smoke
+    model, processor = load_lmm(build(base_processor, tmp_path / "ckpt"))
+    assert isinstance(model, cls)
+    acc = evaluate(model, processor, data["test"], 50)
+    assert 0.0 <= acc["overall"] <= 1.0 and set(acc["per_task"]) == {
+        "color",
+        "manifestation",
+        "content",
+        "logo",
+        "style",
+    }
+    d_d = teacher_batches(model, processor, data["train"].select(range(64)), 32)
+    assert ("qformer_input_ids" in d_d[0]) == (cls is InstructBlipForConditionalGeneration)
+    width = model.config.text_config.hidden_size
+    c = {
+        **prof.compression.model_dump(),
+        "n_b": 1,
+        "N_blocks": 1,
+        "n_h_ffn": 16,
+        "N_ffn": 32,
+        "n_h_att": 16,
+        "N_att": 16,
+        "n_d": 8,
+        "N_input": 8,
+        "epochs": 1,
+    }
+    cfg = {
+        "stages": stages,
+        "mode": "iterative",
+        "criterion": "first_order",
+        "variant": "eq5",
+        "seed": 0,
+        "data_fraction": 1.0,
+        "compression": c,
+        "eval_batch_size": 50,
+        "targets": {},
+        "total_epochs": 0,
+    }
+    state = run_compression(
+        model, processor, data["validation"], d_d, d_d, cfg, tmp_path / "run", progress=False
+    )
+    assert [t["stage"] for t in state["trace"]] == [s for s in stages for _ in range(1 if s != "ffn" else 2)]
+    student = step_model(tmp_path / "run")
+    assert isinstance(student, cls)
+    assert student.config.text_config.num_hidden_layers == 1
+    if "hidden" in stages:
+        assert student.config.text_config.hidden_size == width - 8
+    student.save_pretrained(tmp_path / "out")
+    processor.save_pretrained(tmp_path / "out")
+    again, again_proc = load_lmm(tmp_path / "out")
+    torch.testing.assert_close(
+        _logits(again, again_proc, data["test"]), _logits(student, processor, data["test"])
+    )
+
+
+def test_opt_refuses_heads_and_hidden_with_the_reason(smoke, tmp_path):
+    _, _, base_processor = smoke
+    model, _ = load_lmm(blip2_opt(base_processor, tmp_path / "opt"))
+    for level, amount in (("attention", 16), ("hidden", 8)):
+        with pytest.raises(PruningError, match="OPT"):
+            structures_to_remove(model, level, amount)
+
+
+def test_refused_checkpoints_name_the_folder_and_what_is_supported(smoke, tmp_path):
+    _, _, base_processor = smoke
+    tok = base_processor.tokenizer
+    t5 = Blip2Config(
+        vision_config=VISION,
+        qformer_config=QFORMER,
+        text_config=T5Config(
+            vocab_size=len(tok), d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16
+        ).to_dict(),
+        num_query_tokens=4,
+    )
+    folder = tmp_path / "flan"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(t5.to_dict()))
+    with pytest.raises(CheckpointError, match=r"flan: the language model is an encoder-decoder \('t5'"):
+        load_lmm(folder)
+    plain = tmp_path / "llama"
+    plain.mkdir()
+    (plain / "config.json").write_text(json.dumps(LlamaConfig(hidden_size=32).to_dict()))
+    with pytest.raises(
+        CheckpointError, match="model_type 'llama' is not a BLIP-2-family model; supported: blip-2"
+    ):
+        load_lmm(plain)
+    with pytest.raises(CheckpointError, match="no such folder"):
+        load_lmm(tmp_path / "missing")
+
+
+def test_public_lmms_experiment_adds_a_checkpoint_in_one_line(smoke, tmp_path):
+    from harness.cli import run_experiment
+
+    _, _, base_processor = smoke
+    ckpt = blip2_opt(base_processor, tmp_path / "blip2-opt")
+    exp = tmp_path / "public.yaml"
+    exp.write_text(
+        "name: public\nreproduces: Public LMMs\nkind: public_lmms\ndescription: x\nmodels:\n"
+        "  - {name: Stand-in teacher, checkpoint: teacher}\n"
+        f"  - {{name: Tiny BLIP-2 OPT, checkpoint: {ckpt}, fine_tune_epochs: 1, compress: true,\n"
+        "     compression: {n_b: 1, N_blocks: 1, n_h_ffn: 16, N_ffn: 32}}\n"
+    )
+    out, how = run_experiment(exp, "smoke", tmp_path / "results", tmp_path / "cache", False, progress=False)
+    res = json.loads((out / "result.json").read_text())
+    names = [r["row"] for r in res["rows"]]
+    assert names == [
+        "Stand-in teacher (as is)",
+        "Tiny BLIP-2 OPT (zero-shot)",
+        "Tiny BLIP-2 OPT (fine-tuned 1 ep)",
+        "Tiny BLIP-2 OPT (compressed (block→ffn))",
+    ]
+    small = res["rows"][-1]["structure"]
+    assert small["num_hidden_layers"] == 1 and small["intermediate_size"] == 64 - 32
+    assert set(res["throughput"]) == set(names)
+    assert "Tiny BLIP-2 OPT (fine-tuned 1 ep)" in (out / "table.md").read_text()
+
+
+def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
+    from harness.spec import SpecError, resolve
+
+    _, _, base_processor = smoke
+    ckpt = blip2_opt(base_processor, tmp_path / "blip2-opt")
+    exp = tmp_path / "public.yaml"
+    for entry, message in [
+        ("{name: x, checkpoint: /nowhere}", "field 'models.0.checkpoint': /nowhere is not a save_pretrained"),
+        (f"{{name: x, checkpoint: {ckpt}, compression: {{n_hh: 1}}}}", "field 'models.0.compression.n_hh'"),
+    ]:
+        exp.write_text(
+            f"name: public\nreproduces: x\nkind: public_lmms\ndescription: x\nmodels:\n  - {entry}\n"
+        )
+        with pytest.raises(SpecError, match=message):
+            resolve(exp, "smoke")
