@@ -246,8 +246,8 @@ def structure(model) -> dict:
     cfg = model.config.text_config
     return {
         "num_hidden_layers": cfg.num_hidden_layers,
-        "intermediate_size": cfg.intermediate_size,
+        "intermediate_size": cfg.ffn_dim if cfg.model_type == "opt" else cfg.intermediate_size,
         "num_attention_heads": cfg.num_attention_heads,
-        "num_key_value_heads": cfg.num_key_value_heads,
+        "num_key_value_heads": getattr(cfg, "num_key_value_heads", cfg.num_attention_heads),
         "hidden_size": cfg.hidden_size,
     }

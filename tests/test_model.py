@@ -49,5 +49,5 @@ def test_cpu_profile_language_model_holds_most_parameters():
     with torch.device("meta"):
         model = Blip2ForConditionalGeneration(config)
     counts = parameter_counts(model)
-    assert counts["language_model"] / counts["total"] >= 0.80
+    assert counts["language_model"] / counts["total"] >= 0.70
     assert model.config.text_config.head_dim == prof.model.language_model.head_dim

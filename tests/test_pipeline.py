@@ -101,7 +101,7 @@ def _cli(cache, results):
         "-m",
         "harness",
         "run",
-        "multistage",
+        "rq1_stagewise",
         "--profile",
         "smoke",
         "--cache-dir",
@@ -146,7 +146,7 @@ def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
             break
         time.sleep(0.05)
     assert killed_at is not None, "the run finished before it could be killed"
-    assert not (tmp_path / "b" / "res" / "multistage" / "result.json").exists()
+    assert not (tmp_path / "b" / "res" / "rq1_stagewise" / "result.json").exists()
     resumed = subprocess.run(
         _cli(tmp_path / "b" / "cache", tmp_path / "b" / "res"),
         cwd=ROOT,
@@ -157,8 +157,8 @@ def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
-    a = json.loads((tmp_path / "a" / "res" / "multistage" / "result.json").read_text())["seeds"][0]
-    b = json.loads((tmp_path / "b" / "res" / "multistage" / "result.json").read_text())["seeds"][0]
+    a = json.loads((tmp_path / "a" / "res" / "rq1_stagewise" / "result.json").read_text())["runs"][0]["seeds"][0]
+    b = json.loads((tmp_path / "b" / "res" / "rq1_stagewise" / "result.json").read_text())["runs"][0]["seeds"][0]
     strip = lambda trace: [{k: v for k, v in s.items() if k != "seconds"} for s in trace]  # noqa: E731
     assert strip(a["trace"]) == strip(b["trace"]) and a["accuracy"] == b["accuracy"]
     ma = step_model(next((tmp_path / "a" / "cache" / "compression").glob("run-*")))
