@@ -157,8 +157,12 @@ def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
-    a = json.loads((tmp_path / "a" / "res" / "rq1_stagewise" / "result.json").read_text())["runs"][0]["seeds"][0]
-    b = json.loads((tmp_path / "b" / "res" / "rq1_stagewise" / "result.json").read_text())["runs"][0]["seeds"][0]
+    a, b = (
+        json.loads((tmp_path / x / "res" / "rq1_stagewise" / "result.json").read_text())["runs"][0]["seeds"][
+            0
+        ]
+        for x in ("a", "b")
+    )
     strip = lambda trace: [{k: v for k, v in s.items() if k != "seconds"} for s in trace]  # noqa: E731
     assert strip(a["trace"]) == strip(b["trace"]) and a["accuracy"] == b["accuracy"]
     ma = step_model(next((tmp_path / "a" / "cache" / "compression").glob("run-*")))

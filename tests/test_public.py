@@ -270,7 +270,8 @@ def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
         (f"{{name: x, checkpoint: {ckpt}, compression: {{n_hh: 1}}}}", "field 'models.0.compression.n_hh'"),
     ]:
         exp.write_text(
-            f"name: public\nreproduces: Public LMMs\nkind: public_lmms\ndescription: x\nmodels:\n  - {entry}\n"
+            "name: public\nreproduces: Public LMMs\nkind: public_lmms\ndescription: x\n"
+            f"models:\n  - {entry}\n"
         )
         with pytest.raises(SpecError, match=message):
             resolve(exp, "smoke")

@@ -110,7 +110,7 @@ def test_cli_validate_exits_nonzero_before_running(tmp_path, capsys):
         ("runs: [{label: a}, {label: a}]\n", "runs", "labels must be unique"),
         ("runs: [{label: a, stages: [ffn, block]}]\n", "runs.0.stages", "in the order"),
         ("runs: [{label: a, data_fraction: 1.5}]\n", "runs.0.data_fraction", "less than or equal to 1"),
-        ("runs: [{label: a, lr: 1}]\n", "runs.0.lr", "allowed keys here: block_criterion, criterion, data_fraction"),
+        ("runs: [{label: a, lr: 1}]\n", "runs.0.lr", "allowed keys here: block_criterion, criterion"),
         ("runs: [{label: a, mode: one_shot}]\ntable: stages\n", "table", "needs an iterative first run"),
         ("runs: [{label: a}]\nfigures: [pie]\n", "figures.0", "'trace', 'bars', 'sample_size' or 'tradeoff'"),
     ],
