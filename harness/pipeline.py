@@ -79,8 +79,7 @@ def _resume(out: Path, teacher) -> tuple[object, dict | None]:
     if not state_path.is_file():
         return copy.deepcopy(teacher).eval(), None
     state = json.loads(state_path.read_text())
-    model = load_model(out / "steps" / f"step_{state['step']:03d}")
-    return model, state
+    return step_model(out, state["step"]), state
 
 
 def _record(student, step, stage, amount, removed_total, acc_pruned, acc, losses, t0) -> dict:

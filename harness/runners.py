@@ -115,18 +115,28 @@ def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
     }
 
 
-def _run_config(profile: Profile, run: CompressionRun, seed: int) -> dict:
-    c = profile.compression.model_dump()
+def _run_config(c: dict, run: dict, seed: int, eval_batch_size: int) -> dict:
+    """What `run_compression` takes: the run variant, its seed, the compression section `c`, each stage's
+    one-shot target and the one-shot epoch budget (E × the iterative run's step count)."""
     targets = {level: c[STEP_KEYS[level][1]] for level in STEP_KEYS}
     steps = {level: c[STEP_KEYS[level][1]] // c[STEP_KEYS[level][0]] for level in STEP_KEYS}
     return {
-        **run.key(),
+        **run,
         "seed": seed,
         "compression": c,
-        "eval_batch_size": profile.evaluation_batch_size,
+        "eval_batch_size": eval_batch_size,
         "targets": targets,
-        "total_epochs": c["epochs"] * sum(steps[s] for s in run.stages),
+        "total_epochs": c["epochs"] * sum(steps[s] for s in run["stages"]),
     }
+
+
+def _run_dir(profile: Profile, run: CompressionRun, seed: int, cache_dir: Path) -> Path:
+    return Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, run, seed))}"
+
+
+def pruning_set(d_d: list, pruning_samples: int | None, batch_size: int) -> list:
+    """D_p: the first `pruning_samples` of D_d (all of D_d when unset, as in the paper)."""
+    return d_d if pruning_samples is None else d_d[: math.ceil(pruning_samples / batch_size)]
 
 
 def _test_accuracy(run_dir: Path, step: int, processor, test, batch_size: int) -> dict:
@@ -171,12 +181,17 @@ def stage_ends(trace: list[dict]) -> dict[str, int]:
     return {row["stage"]: row["step"] for row in trace}
 
 
-def _scratch(profile, data, teacher, processor, run, seed, d_p, d_d, cache_dir, run_dir, progress) -> dict:
-    """The matching iterative run (computed or cached), then its final structure trained from scratch."""
+def _compress(profile, run, seed, teacher, processor, data, sets, cache_dir, progress) -> tuple[dict, Path]:
+    """One run for one seed (computed, resumed or cached): Algorithm 1 or a variant on D_d, D_p = `sets`;
+    for mode 'scratch', the matching iterative run first, then its final structure trained from scratch."""
+    d_d, d_p = sets
+    run_dir = _run_dir(profile, run, seed, cache_dir)
+    if run.mode != "scratch":
+        cfg = _run_config(profile.compression.model_dump(), run.key(), seed, profile.evaluation_batch_size)
+        state = run_compression(teacher, processor, data["validation"], d_p, d_d, cfg, run_dir, progress)
+        return state, run_dir
     ref = run.model_copy(update={"mode": "iterative"})
-    ref_dir = Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, ref, seed))}"
-    cfg = _run_config(profile, ref, seed)
-    ref_state = run_compression(teacher, processor, data["validation"], d_p, d_d, cfg, ref_dir, progress)
+    ref_state, ref_dir = _compress(profile, ref, seed, teacher, processor, data, sets, cache_dir, progress)
     n_dd, n_dp = (sum(len(b["input_ids"]) for b in x) for x in (d_d, d_p))
     compute = compression_compute(
         ref_state["trace"],
@@ -190,7 +205,15 @@ def _scratch(profile, data, teacher, processor, run, seed, d_p, d_d, cache_dir, 
         "compute": compute,
         "p_teacher": ref_state["p_teacher"],
     }
-    return train_from_scratch(profile, data, reference, seed, run_dir, progress)
+    return train_from_scratch(profile, data, reference, seed, run_dir, progress), run_dir
+
+
+def _training_sets(profile, run, teacher, processor, data, tdir, progress) -> tuple[list, list]:
+    """(D_d, D_p) for a run: its share of the training split with the teacher's outputs, and D_p from it."""
+    c = profile.compression
+    n = max(1, math.floor(run.data_fraction * len(data["train"])))
+    d_d = cached_teacher_batches(tdir, teacher, processor, data["train"], n, c.batch_size, progress)
+    return d_d, pruning_set(d_d, c.pruning_samples, c.batch_size)
 
 
 def run_compression_experiment(
@@ -204,38 +227,29 @@ def run_compression_experiment(
     teacher, processor, tdir, _ = get_teacher(profile, cache_dir, data, progress)
     bs, test = profile.evaluation_batch_size, data["test"]
     teacher_acc = teacher_test_accuracy(tdir, teacher, processor, test, bs)
-    c = profile.compression
     runs = []
     for run in exp.runs:
-        n = max(1, math.floor(run.data_fraction * len(data["train"])))
-        d_d = cached_teacher_batches(tdir, teacher, processor, data["train"], n, c.batch_size, progress)
-        d_p = d_d if c.pruning_samples is None else d_d[: math.ceil(c.pruning_samples / c.batch_size)]
+        sets = _training_sets(profile, run, teacher, processor, data, tdir, progress)
         seeds = []
         for seed in profile.seeds:
-            run_hash = content_hash(compression_key(profile, run, seed))
-            run_dir = Path(cache_dir) / "compression" / f"run-{run_hash}"
             if progress:
-                print(f"  [{exp.name}] {run.label}, seed {seed} (run {run_hash})", flush=True)
+                where = _run_dir(profile, run, seed, cache_dir).name
+                print(f"  [{exp.name}] {run.label}, seed {seed} ({where})", flush=True)
             t0 = time.perf_counter()
-            if run.mode == "scratch":
-                state = _scratch(
-                    profile, data, teacher, processor, run, seed, d_p, d_d, cache_dir, run_dir, progress
-                )
-            else:
-                cfg = _run_config(profile, run, seed)
-                state = run_compression(
-                    teacher, processor, data["validation"], d_p, d_d, cfg, run_dir, progress
-                )
+            state, run_dir = _compress(
+                profile, run, seed, teacher, processor, data, sets, cache_dir, progress
+            )
+            final = step_model(run_dir, state["step"])
             record = {
                 "seed": seed,
-                "run": run_hash,
+                "run": run_dir.name.removeprefix("run-"),
                 "run_dir": str(run_dir),
                 "seconds_this_call": time.perf_counter() - t0,
                 "compression_seconds": sum(t["seconds"] for t in state["trace"]),
-                "d_d_samples": sum(len(b["input_ids"]) for b in d_d),
-                "d_p_samples": sum(len(b["input_ids"]) for b in d_p),
-                "structure": structure(step_model(run_dir, state["step"])),
-                "parameters": parameter_counts(step_model(run_dir, state["step"])),
+                "d_d_samples": sum(len(b["input_ids"]) for b in sets[0]),
+                "d_p_samples": sum(len(b["input_ids"]) for b in sets[1]),
+                "structure": structure(final),
+                "parameters": parameter_counts(final),
                 "accuracy": _test_accuracy(run_dir, state["step"], processor, test, bs),
                 "trace": state["trace"],
                 "epochs_used": state["epochs_used"],
@@ -301,18 +315,11 @@ def _public_model(entry, profile, data, teacher, teacher_processor, tdir, cache_
     if entry.checkpoint == "teacher":
         return copy.deepcopy(teacher), teacher_processor, {"teacher": teacher_key(profile)}
     if entry.checkpoint == "compressed":
-        full = CompressionRun(label="All stages")
-        seed = profile.seeds[0]
-        run_dir = (
-            Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, full, seed))}"
+        full, seed = CompressionRun(label="All stages"), profile.seeds[0]
+        sets = _training_sets(profile, full, teacher, teacher_processor, data, tdir, progress)
+        _, run_dir = _compress(
+            profile, full, seed, teacher, teacher_processor, data, sets, cache_dir, progress
         )
-        c = profile.compression
-        d_d = cached_teacher_batches(
-            tdir, teacher, teacher_processor, data["train"], len(data["train"]), c.batch_size, progress
-        )
-        d_p = d_d if c.pruning_samples is None else d_d[: math.ceil(c.pruning_samples / c.batch_size)]
-        cfg = _run_config(profile, full, seed)
-        run_compression(teacher, teacher_processor, data["validation"], d_p, d_d, cfg, run_dir, progress)
         return step_model(run_dir), teacher_processor, compression_key(profile, full, seed)
     model, processor = load_lmm(entry.checkpoint, entry.allow_download)
     config = (Path(entry.checkpoint) / "config.json").read_text() if Path(entry.checkpoint).is_dir() else ""
@@ -348,24 +355,11 @@ def run_public_lmms(
             c = {**profile.compression.model_dump(), **entry.compression}
             stages = entry.stages or (["block", "ffn"] if lm_family(base) == "opt" else list(STEP_KEYS))
             run = {"stages": stages, "mode": "iterative", "criterion": "first_order", "variant": "eq5"}
-            seed = profile.seeds[0]
-            targets = {level: c[STEP_KEYS[level][1]] for level in STEP_KEYS}
-            cfg = {
-                **run,
-                "seed": seed,
-                "compression": c,
-                "eval_batch_size": bs,
-                "targets": targets,
-                "total_epochs": 0,
-            }
+            cfg = _run_config(c, run, profile.seeds[0], bs)
             run_key = {"model": key, "fine_tune": entry.fine_tune_epochs, "lr": entry.fine_tune_lr, **cfg}
             run_dir = Path(cache_dir) / "compression" / f"public-{content_hash(run_key)}"
             d_d = teacher_batches(base, processor, data["train"], c["batch_size"], progress)
-            d_p = (
-                d_d
-                if c["pruning_samples"] is None
-                else d_d[: math.ceil(c["pruning_samples"] / c["batch_size"])]
-            )
+            d_p = pruning_set(d_d, c["pruning_samples"], c["batch_size"])
             run_compression(base, processor, data["validation"], d_p, d_d, cfg, run_dir, progress)
             variants.append((f"compressed ({'→'.join(stages)})", step_model(run_dir)))
         for how, m in variants:

@@ -92,6 +92,18 @@ def render_original(out_dir: Path) -> str:
     return make_table(headers, rows, caption, out_dir)
 
 
+def _size_and_speed(res: dict, records: list[dict], name: str, t1: float | None, t32: float | None) -> list:
+    """Params and LM params (mean ± std over seeds), samples/s at batch 1 and speed-ups over the teacher."""
+    s1 = _speed(res, name, 1)
+    return [
+        fmt([r["parameters"]["total"] / 1e6 for r in records], 2),
+        fmt([r["parameters"]["language_model"] / 1e6 for r in records], 2),
+        s1,
+        _ratio(s1, t1),
+        _ratio(_speed(res, name, 32), t32),
+    ]
+
+
 def _seeds_note(res: dict) -> str:
     n = len(res["runs"][0]["seeds"])
     return f"mean ± std over {n} seeds" if n > 1 else "1 seed"
@@ -121,16 +133,8 @@ def _stage_table(res: dict) -> tuple[list[str], list[list]]:
     for i, end in enumerate(run["seeds"][0]["stage_ends"]):
         ends = [s["stage_ends"][i] for s in run["seeds"]]
         name = f"{run['label']} @ {end['stage']}"
-        s1 = _speed(res, name, 1)
         rows.append(
-            [
-                f"{STAGE_ROWS[end['stage']]} — ours",
-                fmt([e["parameters"]["total"] / 1e6 for e in ends], 2),
-                fmt([e["parameters"]["language_model"] / 1e6 for e in ends], 2),
-                s1,
-                _ratio(s1, t1),
-                _ratio(_speed(res, name, 32), t32),
-            ]
+            [f"{STAGE_ROWS[end['stage']]} — ours", *_size_and_speed(res, ends, name, t1, t32)]
             + [fmt([e["accuracy"][k] for e in ends]) for k in TASKS]
             + [fmt([e["accuracy"]["overall"] for e in ends])]
         )
@@ -170,15 +174,10 @@ def _run_table(res: dict) -> tuple[list[str], list[list]]:
         rows.append(row)
     for run in res["runs"]:
         s = run["seeds"]
-        s1 = _speed(res, run["label"], 1)
         rows.append(
             [
                 f"{run['label']} — ours",
-                fmt([x["parameters"]["total"] / 1e6 for x in s], 2),
-                fmt([x["parameters"]["language_model"] / 1e6 for x in s], 2),
-                s1,
-                _ratio(s1, t1),
-                _ratio(_speed(res, run["label"], 32), t32),
+                *_size_and_speed(res, s, run["label"], t1, t32),
                 fmt([x["accuracy"]["overall"] for x in s]),
             ]
         )
