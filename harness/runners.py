@@ -23,12 +23,13 @@ from harness.measure import checkpoint_bytes, device_info, throughput, vision_si
 from harness.models.blip2 import parameter_counts
 from harness.models.public import load_lmm
 from harness.pipeline import STEP_KEYS, run_compression, step_model, structure
+from harness.profile import Profile
 from harness.provenance import provenance
 from harness.prune.structures import lm_family
 from harness.report.render import render_compression, render_original, render_public
 from harness.runs import dataset_key, get_dataset, get_teacher, teacher_key
 from harness.scratch import compression_compute, train_from_scratch
-from harness.spec import CompressionRun, Experiment, Profile
+from harness.spec import CompressionRun, Experiment
 
 
 def spec_record(exp: Experiment, profile: Profile) -> dict:

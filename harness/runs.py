@@ -19,7 +19,7 @@ from harness.data.synth_ads import SynthAdParams
 from harness.models.blip2 import build_config, build_model
 from harness.models.public import load_lmm
 from harness.models.teacher import train_teacher
-from harness.spec import Profile
+from harness.profile import Profile
 
 
 def dataset_key(profile: Profile) -> dict:

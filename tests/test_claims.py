@@ -59,3 +59,22 @@ def test_report_is_computed_from_the_result_files(tmp_path):
     assert "0.910 ± 0.010" in rows["C6 (RQ6): the pairwise term of Eq. 5 helps"]
     assert "**not reproduced**" in next(r for k, r in rows.items() if k.startswith("C5"))
     assert "not run" in next(r for k, r in rows.items() if k.startswith("C1"))
+
+
+def test_baseline_rows_say_whether_our_method_beats_each_peer(tmp_path):
+    _result(
+        tmp_path,
+        "baselines",
+        {
+            "All stages": [0.90, 0.91, 0.92],
+            "Random": [0.80, 0.81, 0.82],
+            "L1 magnitude": [0.95, 0.96, 0.97],
+            "L2 magnitude": [0.905, 0.91, 0.915],
+        },
+    )
+    text = write_claims(tmp_path).read_text()
+    rows = {line.split(":")[0][2:]: line for line in text.splitlines() if line.startswith("| B")}
+    assert set(rows) == {"B1", "B2", "B3"}  # peers not run get no row
+    assert rows["B3"].endswith("**holds** |")
+    assert rows["B1"].endswith("**does not hold (peer better)** |")
+    assert rows["B2"].endswith("**inconclusive** |")

@@ -72,7 +72,7 @@ def trace_figures(res: dict, out_dir: Path) -> list[Path]:
     paths = []
 
     # Figure 6: the saw-tooth
-    fig, ax = plt.subplots(figsize=(7.5, 3.6))
+    fig, ax = plt.subplots(figsize=(7.5, 4.0))
     xs, ys = [0.0], [p0]
     for k, step in enumerate(trace, start=1):
         xs += [k - 0.5, k]
@@ -87,13 +87,14 @@ def trace_figures(res: dict, out_dir: Path) -> list[Path]:
         ms=3.5,
         label="pruning + distillation as one step",
     )
-    for o in others:
+    for i, o in enumerate(others):
         ax.plot(
             [0] + [t["step"] for t in o["trace"]],
             [o["p_teacher_validation"]["overall"]] + [t["acc_distilled"] for t in o["trace"]],
             color="#C44E52",
             lw=0.7,
             alpha=0.45,
+            label="other seeds" if i == 0 else None,
         )
     ax.scatter(
         [k - 0.5 for k in range(1, len(trace) + 1)],
@@ -109,7 +110,8 @@ def trace_figures(res: dict, out_dir: Path) -> list[Path]:
     ax.set_title(
         "Reproduces Figure 6: accuracy after every pruning and every distillation step", fontsize=10, pad=16
     )
-    ax.legend(loc="lower left", fontsize=8)
+    # below the axes: inside, it hid the deepest dips
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
     paths += _save(fig, out_dir, "figure_6_sawtooth", footer)
 
     # Figure 10: size vs step
@@ -207,8 +209,8 @@ def sample_size_figure(res: dict, out_dir: Path) -> list[Path]:
     means = [sum(a) / len(a) for a in accs]
     fig, ax = plt.subplots(figsize=(5.8, 3.8))
     ax.plot(xs, means, marker="o", color="#4C72B0", label="ours: compressed model (mean over seeds)")
-    for x, a in zip(xs, accs, strict=True):
-        ax.scatter([x] * len(a), a, color="black", s=10, zorder=3)
+    for i, (x, a) in enumerate(zip(xs, accs, strict=True)):
+        ax.scatter([x] * len(a), a, color="black", s=10, zorder=3, label="one seed" if i == 0 else None)
     ax.axhline(res["teacher"]["accuracy"]["overall"], color="0.3", ls="--", lw=1, label="teacher (ours)")
     ax.set_xticks(
         xs,
@@ -217,7 +219,7 @@ def sample_size_figure(res: dict, out_dir: Path) -> list[Path]:
     )
     ax.set(xlabel="samples in D_d (= D_p pool)", ylabel="overall accuracy (test)")
     ax.set_title("Reproduces Figure 7: sample size vs performance after compression", fontsize=10)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     return _save(fig, out_dir, "figure_7_sample_size", _footer(res, f"{len(accs[0])} seed(s), test split"))
 
 

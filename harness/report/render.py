@@ -28,13 +28,16 @@ def mean_std(values: list[float]) -> tuple[float, float | None]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
 
 
-def fmt(values: list[float], digits: int = 3) -> str | None:
-    """'0.884' for one value, '0.884 ± 0.004' for several (sample std)."""
+def fmt(values: list[float], digits: int = 3, exact: bool = False) -> str | None:
+    """'0.884' for one value, '0.884 ± 0.004' for several (sample std). `exact`: quantities that cannot
+    vary by chance (sizes: every seed reaches the same structure) show one value when all seeds agree."""
     values = [v for v in values if v is not None]
     if not values:
         return None
     m, s = mean_std(values)
-    return f"{m:.{digits}f}" if s is None else f"{m:.{digits}f} ± {s:.{digits}f}"
+    if s is None or (exact and s == 0):
+        return f"{m:.{digits}f}"
+    return f"{m:.{digits}f} ± {s:.{digits}f}"
 
 
 def _speed(res: dict, name: str, batch: int) -> float | None:
@@ -96,8 +99,8 @@ def _size_and_speed(res: dict, records: list[dict], name: str, t1: float | None,
     """Params and LM params (mean ± std over seeds), samples/s at batch 1 and speed-ups over the teacher."""
     s1 = _speed(res, name, 1)
     return [
-        fmt([r["parameters"]["total"] / 1e6 for r in records], 2),
-        fmt([r["parameters"]["language_model"] / 1e6 for r in records], 2),
+        fmt([r["parameters"]["total"] / 1e6 for r in records], exact=True),
+        fmt([r["parameters"]["language_model"] / 1e6 for r in records], exact=True),
         s1,
         _ratio(s1, t1),
         _ratio(_speed(res, name, 32), t32),

@@ -10,10 +10,11 @@ from harness.cache import write_atomic
 
 
 def _cell(v) -> str:
+    """Accuracies, shares and millions of parameters to 3 decimals; samples/s to 1; paper sizes whole."""
     if v is None:
         return "–"
     if isinstance(v, float):
-        return f"{v:.3f}" if abs(v) < 100 else f"{v:.0f}"
+        return f"{v:.3f}" if abs(v) < 10 else f"{v:.1f}" if abs(v) < 1000 else f"{v:.0f}"
     return str(v)
 
 

@@ -1,0 +1,226 @@
+"""Profile schema: the stand-in's data, model, teacher recipe, measurement protocol and Algorithm 1's
+hyperparameters, with the cross-field checks that catch an impossible set-up before any compute.
+
+Every model forbids unknown keys (`Strict`), so a typo in a profile YAML fails with the allowed keys listed.
+Loading and error formatting live in `harness.spec`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SynthAdKnobs(Strict):
+    image_size: int = Field(64, ge=16, le=512)
+    color_jitter: int = Field(22, ge=0, le=80)
+    noise_std: float = Field(10.0, ge=0.0, le=64.0)
+    occluder_prob: float = Field(0.3, ge=0.0, le=1.0)
+    icon_hidden_prob: float = Field(0.3, ge=0.0, le=1.0)
+    ambiguous_title_prob: float = Field(0.3, ge=0.0, le=1.0)
+    misleading_title_prob: float = Field(0.05, ge=0.0, le=1.0)
+    label_noise: float = Field(0.06, ge=0.0, le=1.0)
+
+
+class Sizes(Strict):
+    train: int = Field(ge=10)
+    validation: int = Field(ge=5)
+    test: int = Field(ge=5)
+
+
+class Data(Strict):
+    source: Literal["synth_ads", "maad_folder"] = "synth_ads"
+    path: Path | None = Field(
+        None, description="folder of train/validation/test.jsonl for source maad_folder"
+    )
+    seed: int = 0
+    sizes: Sizes
+    synth_ads: SynthAdKnobs = SynthAdKnobs()
+
+    @model_validator(mode="after")
+    def _path(self) -> Data:
+        if self.source == "maad_folder" and (self.path is None or not Path(self.path).is_dir()):
+            raise ValueError(f"path: source 'maad_folder' needs an existing folder, got {self.path!r}")
+        return self
+
+
+class Vision(Strict):
+    hidden_size: int = Field(ge=8)
+    intermediate_size: int = Field(ge=8)
+    num_layers: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    patch_size: int = Field(ge=1)
+
+
+class QFormer(Strict):
+    hidden_size: int = Field(ge=8)
+    intermediate_size: int = Field(ge=8)
+    num_layers: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    num_query_tokens: int = Field(ge=1)
+
+
+class LanguageModel(Strict):
+    family: Literal["llama", "qwen2"] = "llama"
+    hidden_size: int = Field(ge=8)
+    intermediate_size: int = Field(ge=8)
+    num_layers: int = Field(ge=1)
+    num_heads: int = Field(ge=1)
+    num_kv_heads: int = Field(ge=1)
+    head_dim: int = Field(ge=4)
+    tie_word_embeddings: bool = False
+
+    @model_validator(mode="after")
+    def _heads(self) -> LanguageModel:
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_kv_heads: num_heads ({self.num_heads}) must be a multiple of "
+                f"num_kv_heads ({self.num_kv_heads})"
+            )
+        return self
+
+
+class Model(Strict):
+    image_size: int = Field(ge=16)
+    vision: Vision
+    qformer: QFormer
+    language_model: LanguageModel
+
+    @model_validator(mode="after")
+    def _shapes(self) -> Model:
+        if self.image_size % self.vision.patch_size:
+            raise ValueError(
+                f"vision.patch_size: patch_size ({self.vision.patch_size}) must divide "
+                f"image_size ({self.image_size})"
+            )
+        for name in ("vision", "qformer"):
+            m = getattr(self, name)
+            if m.hidden_size % m.num_heads:
+                raise ValueError(
+                    f"{name}.num_heads: num_heads ({m.num_heads}) must divide hidden_size ({m.hidden_size})"
+                )
+        return self
+
+
+class TrainStage(Strict):
+    epochs: int = Field(ge=1)
+    lr: float = Field(gt=0, lt=1)
+    batch_size: int = Field(ge=1)
+    warmup: float = Field(0.1, ge=0, lt=1, description="fraction of steps spent warming up")
+
+
+class Teacher(Strict):
+    seed: int = 0
+    vocab_size: int = Field(512, ge=300, le=200_000)
+    vision_stage: TrainStage
+    language_stage: TrainStage
+    checkpoint: Path | None = Field(None, description="use this saved teacher instead of training one")
+
+    @model_validator(mode="after")
+    def _checkpoint(self) -> Teacher:
+        if self.checkpoint is not None and not (Path(self.checkpoint) / "config.json").is_file():
+            raise ValueError(
+                f"checkpoint: {self.checkpoint} has no config.json (not a save_pretrained folder)"
+            )
+        return self
+
+
+class Measurement(Strict):
+    batch_sizes: list[int] = Field(default=[1, 32], min_length=1)
+    warmup: int = Field(3, ge=0)
+    min_iterations: int = Field(10, ge=1)
+    min_duration_s: float = Field(2.0, ge=0)
+    num_threads: int | None = Field(None, ge=1, description="torch threads; default: torch's own choice")
+
+
+class Compression(Strict):
+    """Algorithm 1's hyperparameters (paper §4.2 names). Widths count channels / inner width / dims."""
+
+    alpha: float = Field(
+        0.15, gt=0, le=1, description="tolerance α: a stage stops once accuracy fell by α (p_start − p ≥ α)"
+    )
+    epochs: int = Field(4, ge=0, description="E: distillation epochs after each pruning step")
+    lr: float = Field(3e-5, gt=0, lt=1)
+    batch_size: int = Field(ge=1)
+    gamma: float = Field(1.0, ge=0, description="γ of the pairwise term in Eq. 5")
+    n_b: int = Field(ge=1)
+    N_blocks: int = Field(ge=0)
+    n_h_ffn: int = Field(ge=1)
+    N_ffn: int = Field(ge=0)
+    n_h_att: int = Field(ge=1)
+    N_att: int = Field(ge=0)
+    n_d: int = Field(ge=1)
+    N_input: int = Field(ge=0)
+    pruning_samples: int | None = Field(
+        None, ge=1, description="size of D_p (the first samples of D_d); None: all of D_d, as in the paper"
+    )
+
+
+class Profile(Strict):
+    name: str
+    description: str
+    seeds: list[int] = Field(default=[0], min_length=1)
+    data: Data
+    model: Model
+    teacher: Teacher
+    evaluation_batch_size: int = Field(64, ge=1)
+    measurement: Measurement = Measurement()
+    compression: Compression
+
+    @model_validator(mode="after")
+    def _compression_fits_model(self) -> Profile:
+        c, lm = self.compression, self.model.language_model
+        att_width = lm.num_heads * lm.head_dim
+        group = lm.num_heads // lm.num_kv_heads * lm.head_dim
+        checks = [
+            (
+                c.n_b <= max(c.N_blocks, 1),
+                f"compression.n_b: n_b ({c.n_b}) is larger than N_blocks ({c.N_blocks})",
+            ),
+            (
+                c.N_blocks < lm.num_layers,
+                f"compression.N_blocks: N_blocks ({c.N_blocks}) must be below the language model's "
+                f"{lm.num_layers} layers",
+            ),
+            (
+                c.n_h_ffn <= max(c.N_ffn, 1),
+                f"compression.n_h_ffn: n_h_ffn ({c.n_h_ffn}) is larger than N_ffn ({c.N_ffn})",
+            ),
+            (
+                c.N_ffn < lm.intermediate_size,
+                f"compression.N_ffn: N_ffn ({c.N_ffn}) must be below "
+                f"intermediate_size ({lm.intermediate_size})",
+            ),
+            (
+                c.n_h_att % group == 0,
+                f"compression.n_h_att: n_h_att ({c.n_h_att}) must be a multiple of one key-value group's "
+                f"inner width "
+                f"({group} = num_heads/num_kv_heads × head_dim): whole heads are pruned",
+            ),
+            (
+                c.n_h_att <= max(c.N_att, 1),
+                f"compression.n_h_att: n_h_att ({c.n_h_att}) is larger than N_att ({c.N_att})",
+            ),
+            (
+                c.N_att < att_width,
+                f"compression.N_att: N_att ({c.N_att}) must be below the attention width ({att_width})",
+            ),
+            (
+                c.n_d <= max(c.N_input, 1),
+                f"compression.n_d: n_d ({c.n_d}) is larger than N_input ({c.N_input})",
+            ),
+            (
+                c.N_input < lm.hidden_size,
+                f"compression.N_input: N_input ({c.N_input}) must be below hidden_size ({lm.hidden_size})",
+            ),
+        ]
+        bad = [msg for ok, msg in checks if not ok]
+        if bad:
+            raise ValueError("; ".join(bad))
+        return self
