@@ -237,12 +237,14 @@ def tradeoff_figure(res: dict, out_dir: Path) -> list[Path]:
         ax_speed.scatter(
             t_params, speed["teacher"]["batch_1"]["samples_per_s"], marker="*", s=120, color="black"
         )
-    for color, run in zip(palette, res["runs"], strict=True):
+    k = len(res["runs"])
+    for i, (color, run) in enumerate(zip(palette, res["runs"], strict=True)):
         params = [s["parameters"]["total"] / 1e6 for s in run["seeds"]]
         accs = [s["accuracy"]["overall"] for s in run["seeds"]]
         p, a = sum(params) / len(params), sum(accs) / len(accs)
         err = (sum((x - a) ** 2 for x in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0
-        ax_acc.errorbar(p, a, yerr=err, fmt="o", color=color, capsize=3, label=run["label"])
+        dodge = (i - (k - 1) / 2) * 0.012 * t_params  # runs at one size would hide each other's error bars
+        ax_acc.errorbar(p + dodge, a, yerr=err, fmt="o", color=color, capsize=3, label=run["label"])
         if run["label"] in speed:
             ax_speed.scatter(p, speed[run["label"]]["batch_1"]["samples_per_s"], color=color, s=30)
     ax_acc.set(xlabel="parameters (millions, whole model)", ylabel="overall accuracy (test)")
@@ -250,4 +252,5 @@ def tradeoff_figure(res: dict, out_dir: Path) -> list[Path]:
     ax_acc.legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{res['experiment']['reproduces']}: accuracy and speed against size", fontsize=10)
     n = len(res["runs"][0]["seeds"])
-    return _save(fig, out_dir, "figure_baselines_tradeoff", _footer(res, f"{n} seed(s), test split"))
+    what = f"{n} seed(s), test split; runs of one size spread sideways on the left"
+    return _save(fig, out_dir, "figure_baselines_tradeoff", _footer(res, what))
