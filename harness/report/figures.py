@@ -4,6 +4,7 @@ device and profile in a footer, stages shaded, readable without the paper."""
 from __future__ import annotations
 
 import math
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -241,8 +242,8 @@ def tradeoff_figure(res: dict, out_dir: Path) -> list[Path]:
     for i, (color, run) in enumerate(zip(palette, res["runs"], strict=True)):
         params = [s["parameters"]["total"] / 1e6 for s in run["seeds"]]
         accs = [s["accuracy"]["overall"] for s in run["seeds"]]
-        p, a = sum(params) / len(params), sum(accs) / len(accs)
-        err = (sum((x - a) ** 2 for x in accs) / (len(accs) - 1)) ** 0.5 if len(accs) > 1 else 0
+        p, a = statistics.fmean(params), statistics.fmean(accs)
+        err = statistics.stdev(accs) if len(accs) > 1 else 0
         dodge = (i - (k - 1) / 2) * 0.012 * t_params  # runs at one size would hide each other's error bars
         ax_acc.errorbar(p + dodge, a, yerr=err, fmt="o", color=color, capsize=3, label=run["label"])
         if run["label"] in speed:
