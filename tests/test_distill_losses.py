@@ -22,12 +22,29 @@ PAIR = 0.7 - 0.5  # T = argmax student = token 0; P_teacher(T) − P_student(T)
         ("eq5", 1.0, KL + PAIR),
         ("eq5", 0.5, KL + 0.5 * PAIR),
         ("hard_label", 1.0, KL + PAIR - math.log(0.3)),
-        # released code: mean of the top-2 student logits minus the label's logit, in logit space
-        ("released_pairwise", 2.0, KL + 2.0 * ((math.log(0.5) + math.log(0.3)) / 2 - math.log(0.3))),
+        # released code: gap g = mean of the top-2 student logits minus the label's logit (logit space),
+        # hinge max(0, g · min(|g|, 1)); here g = (ln 0.5 − ln 0.3) / 2 ≈ 0.255 < 1, so the term is g²
+        ("released_pairwise", 2.0, KL + 2.0 * ((math.log(0.5) - math.log(0.3)) / 2) ** 2),
     ],
 )
 def test_loss_values_by_hand(variant, gamma, expected):
     got = distillation_loss(STUDENT, TEACHER, LABEL, variant, gamma).item()
+    assert got == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    "logits, label, expected",
+    [
+        ([1.0, 0.6, 0.0], 2, 0.64),  # top-2 mean 0.8, label logit 0.0 → g = 0.8, hinge 0.8 · 0.8
+        ([3.0, 1.0, -1.0], 2, 3.0),  # g = 3.0 ≥ 1: the factor is 1, hinge = g
+        ([1.0, 0.6, 0.0], 0, 0.0),  # the label is the argmax: g = (0.6 − 1.0) / 2 < 0, no loss
+    ],
+)
+def test_released_pairwise_against_the_released_formula(logits, label, expected):
+    """max(0, g · min(|g|, 1)), g = mean(top-2 student logits) − student logit[label], computed by hand."""
+    from harness.distill.losses import pairwise_released
+
+    got = pairwise_released(torch.tensor([logits]), torch.tensor([label])).item()
     assert got == pytest.approx(expected, abs=1e-6)
 
 

@@ -9,8 +9,10 @@ learning rate independent of the answer length and batch size).
 - `kl_only`: without the pairwise term (RQ6).
 - `hard_label`: Eq. 5 plus cross-entropy on the dataset's answer (RQ5).
 - `label_ce`: cross-entropy on the dataset's answer alone: plain fine-tuning, not distillation (public LMMs).
-- `released_pairwise`: KL + γ · max(0, mean(top-2 student logits) − student logit[label]), the pairwise
-  term as it appears in the authors' later code release: in logit space, against the label, not the teacher.
+- `released_pairwise`: KL + γ · max(0, g · min(|g|, 1)), g = mean(top-2 student logits) − student
+  logit[label]: the pairwise term as the authors' later code release computes it (in logit space, against the
+  label, not the teacher; the min(|g|, 1) factor makes it quadratic for gaps below one logit). The release's
+  example weights it 0.1 against the KL term; here γ weighs it, as it weighs Eq. 5's term.
 """
 
 from __future__ import annotations
@@ -37,9 +39,9 @@ def pairwise_eq5(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 
 def pairwise_released(student: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """max(0, mean(top-2 student logits) − student logit[label]) per position."""
-    top2 = student.topk(2, dim=-1).values.mean(-1)
-    return torch.clamp(top2 - student.gather(-1, labels[:, None]).squeeze(-1), min=0)
+    """max(0, g · min(|g|, 1)) per position, g = mean(top-2 student logits) − student logit[label]."""
+    gap = student.topk(2, dim=-1).values.mean(-1) - student.gather(-1, labels[:, None]).squeeze(-1)
+    return torch.clamp(gap * gap.abs().clamp(max=1.0), min=0)
 
 
 def distillation_loss(
