@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from harness.prune.importance import CRITERIA
 from harness.prune.structures import PruningError
 from harness.spec import (
     DEFAULT_PROFILE,
@@ -271,7 +272,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--module", default="language_model", choices=["language_model", "vision_model", "qformer"]
     )
-    pr.add_argument("--criterion", default="first_order", choices=["first_order", "l1", "l2", "random"])
+    pr.add_argument("--criterion", default="first_order", choices=list(CRITERIA))
     pr.add_argument(
         "--loss",
         default="cross_entropy",

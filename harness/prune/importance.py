@@ -3,7 +3,9 @@
 Eq. 1 scores a parameter by |∂L(D_p)/∂θ · θ|, the first-order estimate of the loss change when θ is set to
 zero, with the gradient of the loss over the whole pruning set (accumulated over batches). A structure's
 importance is the sum over the parameters it owns (harness.prune.structures). Magnitude (L1, L2) and random
-criteria share the interface, for the baselines.
+criteria share the interface, for the baselines, and so does `first_order_joint`: |Σ ∂L/∂θ·θ| over the
+structure (signs kept inside it), the first-order estimate of removing the structure whole. Eq. 1 sums
+absolute values instead, so terms that cancel in the real change add up in Eq. 2–4 (README, "Deviations").
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from harness.prune.structures import (
     hidden_slices,
 )
 
-CRITERIA = ("first_order", "l1", "l2", "random")
+CRITERIA = ("first_order", "first_order_joint", "l1", "l2", "random")
 Batch = dict[str, torch.Tensor]
 
 
@@ -67,15 +69,17 @@ def accumulate_gradients(
 
 
 def elementwise(model, criterion: str) -> dict[int, torch.Tensor]:
-    """Per-parameter scores keyed by id(parameter): |g·θ| (first_order), |θ| (l1) or θ² (l2)."""
+    """Per-parameter scores keyed by id(parameter): |g·θ| (first_order), g·θ (first_order_joint, whose
+    absolute value is taken per structure), |θ| (l1) or θ² (l2)."""
     if criterion not in CRITERIA:
         raise ValueError(f"unknown importance criterion '{criterion}'; allowed: {', '.join(CRITERIA)}")
     out = {}
     for p in model.parameters():
-        if criterion == "first_order":
+        if criterion in ("first_order", "first_order_joint"):
             if p.grad is None:
                 continue
-            out[id(p)] = (p.grad * p).abs().detach()
+            score = (p.grad * p).detach()
+            out[id(p)] = score.abs() if criterion == "first_order" else score
         elif criterion == "l1":
             out[id(p)] = p.abs().detach()
         elif criterion == "l2":
@@ -151,14 +155,16 @@ def structure_importance(
     model, level: str, criterion: str, module: str = "language_model", seed: int = 0
 ) -> torch.Tensor:
     """Importance of every structure of `level` from the gradients already accumulated in the model."""
+    if level not in ("ffn", "attention", "hidden"):
+        raise ValueError(f"no importance for level '{level}'; allowed: ffn, attention, hidden")
     scores = None if criterion == "random" else elementwise(model, criterion)
     if level == "ffn":
-        return ffn_importance(model, scores, module, seed)
-    if level == "attention":
-        return attention_importance(model, scores, seed)
-    if level == "hidden":
-        return hidden_importance(model, scores, seed)
-    raise ValueError(f"no importance for level '{level}'; allowed: ffn, attention, hidden")
+        imp = ffn_importance(model, scores, module, seed)
+    elif level == "attention":
+        imp = attention_importance(model, scores, seed)
+    else:
+        imp = hidden_importance(model, scores, seed)
+    return imp.abs() if criterion == "first_order_joint" else imp
 
 
 def keep_indices(importance: torch.Tensor, remove: int) -> torch.Tensor:
