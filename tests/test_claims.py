@@ -78,3 +78,43 @@ def test_baseline_rows_say_whether_our_method_beats_each_peer(tmp_path):
     assert rows["B3"].endswith("**holds** |")
     assert rows["B1"].endswith("**does not hold (peer better)** |")
     assert rows["B2"].endswith("**inconclusive** |")
+
+
+@pytest.mark.parametrize("second_drop, fired", [(0.05, False), (0.2, True)])
+def test_alpha_note_finds_the_largest_drop_from_a_stage_start(tmp_path, second_drop, fired):
+    """Drops count from each stage's start (the accuracy the previous stage ended at), once per run, and
+    runs pruned to a target size (α off) or one-shot runs are left out."""
+    from harness.report.claims import alpha_note
+
+    trace = [
+        {"stage": "block", "acc_distilled": 0.85},  # 0.05 below the teacher's 0.90
+        {"stage": "ffn", "acc_distilled": 0.84},
+        {"stage": "ffn", "acc_distilled": 0.85 - second_drop},  # from the ffn stage's start, 0.85
+    ]
+    seed = {"seed": 0, "run": "abc", "p_teacher_validation": {"overall": 0.90}, "trace": trace}
+    wild = {
+        "seed": 0,
+        "run": "def",
+        "p_teacher_validation": {"overall": 0.9},
+        "trace": [{"stage": "ffn", "acc_distilled": 0.1}],
+    }
+    runs = [
+        {"label": "All stages", "spec": {"mode": "iterative"}, "seeds": [seed]},
+        {"label": "FFN only", "spec": {"mode": "iterative", "target_share": 0.4}, "seeds": [wild]},
+        {"label": "One-shot", "spec": {"mode": "one_shot"}, "seeds": [{**wild, "run": "ghi"}]},
+    ]
+    for name in ("rq1", "rq3"):  # the same run in two experiments counts once
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "result.json").write_text(
+            json.dumps(
+                {
+                    "experiment": {"name": name, "kind": "compression"},
+                    "profile": {"name": "t", "compression": {"alpha": 0.15}},
+                    "runs": runs,
+                }
+            )
+        )
+    note = alpha_note(tmp_path)
+    assert "over the 1 iterative runs" in note
+    assert f"is {max(0.05, second_drop):.3f}" in note
+    assert ("α stopped at least one stage" in note) == fired
