@@ -4,8 +4,8 @@ Iterative (the paper): stages in order block → ffn → attention → hidden. E
 distils E epochs with Eq. 5 against the cached teacher, then measures performance. A stage stops at its
 maximum reduction, or once performance has dropped by α or more from the stage's own starting performance
 (p_start − p < α, as Algorithm 1 writes it; the step that crosses α is kept, as in Algorithm 1).
-One-shot: every named stage is pruned straight to its target, then the model is distilled once for the same
-total number of epochs.
+One-shot: every named stage is pruned straight to the iterative run's maximum (`run_maxima`), then the model
+is distilled once for the same total number of epochs.
 
 Every step is recorded (stage, step, parameters, accuracy after pruning and after distillation, wall time)
 and checkpointed, so a killed run resumes from its last completed step. Each step's randomness is seeded by
@@ -18,26 +18,24 @@ import copy
 import csv
 import io
 import json
+import math
+import shutil
 import time
 from pathlib import Path
+
+import torch
 
 from harness.cache import atomic_dir, write_atomic, write_json
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
 from harness.models.public import load_model
+from harness.profile import STEP_FIELDS as STEP_KEYS
 from harness.prune.importance import accumulate_gradients, block_influence, structure_importance
 from harness.prune.peer import example_inputs, torch_pruning_step
-from harness.prune.step import prune_step, structures_to_remove
-from harness.prune.structures import PruningError
+from harness.prune.step import level_width, prune_step, structures_to_remove
+from harness.prune.structures import PruningError, attention_group, blocks
 
-STAGES = ("block", "ffn", "attention", "hidden")
-STEP_KEYS = {
-    "block": ("n_b", "N_blocks"),
-    "ffn": ("n_h_ffn", "N_ffn"),
-    "attention": ("n_h_att", "N_att"),
-    "hidden": ("n_d", "N_input"),
-}
 TRACE_FIELDS = (
     "step",
     "stage",
@@ -49,6 +47,7 @@ TRACE_FIELDS = (
     "acc_distilled",
     "loss_last_epoch",
     "seconds",
+    "blocks_dropped",
 )
 
 
@@ -62,7 +61,9 @@ def write_trace_csv(path: Path, trace: list[dict]) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=TRACE_FIELDS, extrasaction="ignore")
     writer.writeheader()
-    writer.writerows(trace)
+    writer.writerows(
+        {**row, "blocks_dropped": " ".join(map(str, row.get("blocks_dropped", [])))} for row in trace
+    )
     write_atomic(path, buf.getvalue())
 
 
@@ -74,12 +75,70 @@ def _checkpoint(out: Path, model, state: dict) -> None:
     write_trace_csv(out / "trace.csv", state["trace"])
 
 
-def _resume(out: Path, teacher) -> tuple[object, dict | None]:
+def run_maxima(teacher, c: dict, stages: list[str], target_share: float | None = None) -> dict[str, int]:
+    """Each stage's maximum reduction in the paper's units, a whole number of steps. Without a target: the
+    profile's N_* (validated to be whole steps). With a target share (single-level runs, Table 3): the fewest
+    steps after which the model has at most `target_share` of the teacher's parameters, or every step the
+    level allows (at least one structure stays). Parameters fall linearly with the steps of one level, so one
+    probe step on a copy of the teacher gives the count per step."""
+    maxima = {level: c[STEP_KEYS[level][1]] for level in STEP_KEYS}
+    if target_share is None:
+        return maxima
+    (level,) = stages
+    step = c[STEP_KEYS[level][0]]
+    probe = copy.deepcopy(teacher)
+    before = parameter_counts(probe)["total"]
+    prune_step(probe, level, step, None if level == "block" else _zero_importance(probe, level))
+    per_step = before - parameter_counts(probe)["total"]
+    del probe
+    needed = math.ceil((before - target_share * before) / per_step)
+    allowed = (level_width(teacher, level) - 1) // step
+    return {**maxima, level: min(needed, allowed) * step}
+
+
+def _zero_importance(model, level: str) -> torch.Tensor:
+    layers = len(blocks(model, "language_model"))
+    if level == "ffn":
+        return torch.zeros(layers, level_width(model, "ffn"))
+    if level == "attention":
+        return torch.zeros(layers, attention_group(model)[0])
+    return torch.zeros(level_width(model, "hidden"))
+
+
+def _dropped_last(trace: list[dict], n_layers: int, maxima: dict) -> tuple[list[dict], list[int]]:
+    """For a run cached before dropped blocks were recorded and whose block stage drops the last blocks:
+    which blocks each block step dropped (original indices), and the blocks that remain."""
+    ids = list(range(n_layers))
+    for row in trace:
+        stages = row["stage"].split("+")
+        if "block" in stages:
+            n = row["amount"] if stages == ["block"] else maxima["block"]
+            row["blocks_dropped"], ids = ids[len(ids) - n :], ids[: len(ids) - n]
+    return trace, ids
+
+
+def _resume(out: Path, teacher, cfg: dict) -> tuple[object, dict | None]:
     state_path = out / "state.json"
-    if not state_path.is_file():
-        return copy.deepcopy(teacher).eval(), None
-    state = json.loads(state_path.read_text())
-    return step_model(out, state["step"]), state
+    if state_path.is_file():
+        state = json.loads(state_path.read_text())
+        if "block_ids" in state:
+            return step_model(out, state["step"]), state
+        n_layers = len(blocks(teacher, "language_model"))
+        if cfg["block_criterion"] == "last" or not any("block" in r["stage"] for r in state["trace"]):
+            state["trace"], state["block_ids"] = _dropped_last(state["trace"], n_layers, cfg["maxima"])
+            return step_model(out, state["step"]), state
+        # a Block Influence run cached before dropped blocks were recorded: the blocks cannot be recovered
+        print(f"  {out.name}: cached before dropped blocks were recorded; recomputing", flush=True)
+        state_path.unlink()
+        shutil.rmtree(out / "steps", ignore_errors=True)
+    return copy.deepcopy(teacher).eval(), None
+
+
+def _drop(state: dict, removed: list[int]) -> list[int]:
+    """Map blocks removed by their current index to their index in the teacher, and forget them."""
+    dropped = [state["block_ids"][i] for i in removed]
+    state["block_ids"] = [b for i, b in enumerate(state["block_ids"]) if i not in removed]
+    return dropped
 
 
 def _record(student, step, stage, amount, removed_total, acc_pruned, acc, losses, t0) -> dict:
@@ -101,7 +160,7 @@ def _record(student, step, stage, amount, removed_total, acc_pruned, acc, losses
     }
 
 
-def _importance(model, level: str, criterion: str, d_p, seed: int, block_criterion: str = "last"):
+def _importance(model, level: str, criterion: str, d_p, seed: int, block_criterion: str):
     if level == "block":  # Algorithm 1 drops the last blocks; Block Influence (a baseline) scores them
         return block_influence(model, d_p) if block_criterion == "block_influence" else None
     if criterion != "random":
@@ -113,12 +172,14 @@ def _importance(model, level: str, criterion: str, d_p, seed: int, block_criteri
 
 def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, progress: bool = True) -> dict:
     """Compress `teacher` and return the final state. `cfg` holds: stages, mode (iterative | one_shot),
-    criterion, seed, variant, targets (one-shot amounts per stage) and the profile's compression section
-    (alpha, epochs, lr, gamma, step sizes and maxima). `d_p`: importance batches; `d_d`: teacher batches."""
+    criterion, block_criterion, pruner, seed, variant, maxima (each stage's maximum reduction, `run_maxima`;
+    one-shot prunes to them), use_alpha (False: only the maxima stop a stage), total_epochs (one-shot's
+    budget) and the profile's compression section (alpha, epochs, lr, gamma, step sizes).
+    `d_p`: importance batches; `d_d`: teacher batches."""
     c = cfg["compression"]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    student, state = _resume(out, teacher)
+    student, state = _resume(out, teacher, cfg)
     if state is None:
         p_f = _perf(teacher, processor, val, cfg["eval_batch_size"])
         state = {
@@ -131,21 +192,22 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
             "trace": [],
             "done": False,
             "epochs_used": 0,
+            "block_ids": list(range(len(blocks(teacher, "language_model")))),
         }
         _checkpoint(out, student, state)
     if cfg["mode"] == "one_shot":
         return _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress)
     while not state["done"]:
         level = cfg["stages"][state["stage_index"]]
-        step_key, max_key = STEP_KEYS[level]
-        amount, maximum = c[step_key], c[max_key]
+        amount, maximum = c[STEP_KEYS[level][0]], cfg["maxima"][level]
         dropped = state["p_stage_start"] - state["p_current"]
         feasible = True
         try:
             structures_to_remove(student, level, amount)
         except PruningError:
             feasible = False
-        if state["removed"] + amount > maximum or dropped >= c["alpha"] or not feasible:
+        over_alpha = cfg["use_alpha"] and dropped >= c["alpha"]
+        if state["removed"] + amount > maximum or over_alpha or not feasible:
             # next stage: it starts from the performance reached here
             state.update(stage_index=state["stage_index"] + 1, removed=0, p_stage_start=state["p_current"])
             if state["stage_index"] == len(cfg["stages"]):
@@ -154,18 +216,14 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
             continue
         k = state["step"] + 1
         t0 = time.perf_counter()
-        if cfg.get("pruner", "harness") == "torch_pruning" and level in ("ffn", "hidden"):
+        info = {}
+        if cfg["pruner"] == "torch_pruning" and level in ("ffn", "hidden"):
             torch_pruning_step(student, level, amount, example_inputs(processor, val))
         else:
             imp = _importance(
-                student,
-                level,
-                cfg["criterion"],
-                d_p,
-                cfg["seed"] * 1000 + k,
-                cfg.get("block_criterion", "last"),
+                student, level, cfg["criterion"], d_p, cfg["seed"] * 1000 + k, cfg["block_criterion"]
             )
-            prune_step(student, level, amount, imp)
+            info = prune_step(student, level, amount, imp)
         acc_pruned = _perf(student, processor, val, cfg["eval_batch_size"])
         losses = distill(
             student,
@@ -179,9 +237,10 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
             desc=f"step {k} ({level}), distill",
         )
         acc = _perf(student, processor, val, cfg["eval_batch_size"])
-        state["trace"].append(
-            _record(student, k, level, amount, state["removed"] + amount, acc_pruned, acc, losses, t0)
-        )
+        row = _record(student, k, level, amount, state["removed"] + amount, acc_pruned, acc, losses, t0)
+        if level == "block":
+            row["blocks_dropped"] = _drop(state, info["blocks"])
+        state["trace"].append(row)
         state.update(
             step=k,
             removed=state["removed"] + amount,
@@ -200,17 +259,20 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
 
 
 def _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress) -> dict:
-    """Prune every named stage straight to its target, then distil for the whole epoch budget."""
+    """Prune every named stage straight to the iterative run's maximum, then distil for the whole epoch
+    budget."""
     if state["done"]:
         return state
     c = cfg["compression"]
     t0 = time.perf_counter()
+    dropped = []
     for level in cfg["stages"]:
-        amount = cfg["targets"][level]
-        imp = _importance(
-            student, level, cfg["criterion"], d_p, cfg["seed"] * 1000 + 1, cfg.get("block_criterion", "last")
-        )
-        prune_step(student, level, amount, imp)
+        amount = cfg["maxima"][level]
+        seed = cfg["seed"] * 1000 + 1
+        imp = _importance(student, level, cfg["criterion"], d_p, seed, cfg["block_criterion"])
+        info = prune_step(student, level, amount, imp)
+        if level == "block":
+            dropped = _drop(state, info["blocks"])
     acc_pruned = _perf(student, processor, val, cfg["eval_batch_size"])
     epochs = cfg["total_epochs"]
     losses = distill(
@@ -225,10 +287,11 @@ def _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress) -> d
         desc="one-shot, distill",
     )
     acc = _perf(student, processor, val, cfg["eval_batch_size"])
-    total = sum(cfg["targets"][s] for s in cfg["stages"])
-    state["trace"].append(
-        _record(student, 1, "+".join(cfg["stages"]), total, total, acc_pruned, acc, losses, t0)
-    )
+    total = sum(cfg["maxima"][s] for s in cfg["stages"])
+    row = _record(student, 1, "+".join(cfg["stages"]), total, total, acc_pruned, acc, losses, t0)
+    if "block" in cfg["stages"]:
+        row["blocks_dropped"] = dropped
+    state["trace"].append(row)
     state.update(step=1, p_current=acc["overall"], epochs_used=epochs, done=True)
     _checkpoint(out, student, state)
     return state

@@ -139,6 +139,14 @@ class Measurement(Strict):
     num_threads: int | None = Field(None, ge=1, description="torch threads; default: torch's own choice")
 
 
+STEP_FIELDS = {  # level: (step size n, maximum N) in the paper's §4.2 names
+    "block": ("n_b", "N_blocks"),
+    "ffn": ("n_h_ffn", "N_ffn"),
+    "attention": ("n_h_att", "N_att"),
+    "hidden": ("n_d", "N_input"),
+}
+
+
 class Compression(Strict):
     """Algorithm 1's hyperparameters (paper §4.2 names). Widths count channels / inner width / dims."""
 
@@ -160,6 +168,17 @@ class Compression(Strict):
     pruning_samples: int | None = Field(
         None, ge=1, description="size of D_p (the first samples of D_d); None: all of D_d, as in the paper"
     )
+
+
+def whole_step_problems(c: Compression) -> list[str]:
+    """A maximum must be a whole number of steps: the iterative run stops at ⌊N/n⌋·n, and one-shot prunes to
+    exactly what the iterative run reaches, so a remainder would be a size that no run has."""
+    return [
+        f"compression.{big}: {big} ({getattr(c, big)}) must be a whole number of steps of {step} "
+        f"({getattr(c, step)}), e.g. {getattr(c, big) // getattr(c, step) * getattr(c, step)}"
+        for step, big in STEP_FIELDS.values()
+        if getattr(c, step) <= getattr(c, big) and getattr(c, big) % getattr(c, step)
+    ]
 
 
 class Profile(Strict):
@@ -221,6 +240,7 @@ class Profile(Strict):
             ),
         ]
         bad = [msg for ok, msg in checks if not ok]
+        bad += [m for m in whole_step_problems(c) if m.split(":")[0] not in {b.split(":")[0] for b in bad}]
         if bad:
             raise ValueError("; ".join(bad))
         return self

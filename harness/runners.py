@@ -22,21 +22,31 @@ from harness.evaluate import evaluate, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, device_info, throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
 from harness.models.public import load_lmm
-from harness.pipeline import STEP_KEYS, run_compression, step_model, structure
+from harness.pipeline import STEP_KEYS, run_compression, run_maxima, step_model, structure
 from harness.profile import Profile
 from harness.provenance import provenance
 from harness.prune.structures import lm_family
 from harness.report.render import render_compression, render_original, render_public
 from harness.runs import dataset_key, get_dataset, get_teacher, teacher_key
 from harness.scratch import compression_compute, train_from_scratch
-from harness.spec import CompressionRun, Experiment
+from harness.spec import ADDED_LATER, LOSS_REVISIONS, CompressionRun, Experiment
 
 
 def spec_record(exp: Experiment, profile: Profile) -> dict:
     """The resolved spec and its hash. Seeds are left out of the hash: a result computed for more seeds
     answers a request for fewer (see cli.run_experiment)."""
     resolved = {"experiment": exp.model_dump(mode="json"), "profile": profile.model_dump(mode="json")}
-    hashed = {**resolved, "profile": {k: v for k, v in resolved["profile"].items() if k != "seeds"}}
+    runs = [  # as CompressionRun.key(): new fields at their default left out, corrected losses' revisions in
+        {
+            **{k: v for k, v in dumped.items() if k not in ADDED_LATER or v != ADDED_LATER[k]},
+            **({"loss_revision": LOSS_REVISIONS[run.variant]} if run.variant in LOSS_REVISIONS else {}),
+        }
+        for run, dumped in zip(exp.runs, resolved["experiment"]["runs"], strict=True)
+    ]
+    hashed = {
+        "experiment": {**resolved["experiment"], "runs": runs},
+        "profile": {k: v for k, v in resolved["profile"].items() if k != "seeds"},
+    }
     return {**resolved, "spec_hash": content_hash(hashed)}
 
 
@@ -116,18 +126,20 @@ def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
     }
 
 
-def _run_config(c: dict, run: dict, seed: int, eval_batch_size: int) -> dict:
+def _run_config(c: dict, run: CompressionRun, seed: int, eval_batch_size: int, teacher) -> dict:
     """What `run_compression` takes: the run variant, its seed, the compression section `c`, each stage's
-    one-shot target and the one-shot epoch budget (E × the iterative run's step count)."""
-    targets = {level: c[STEP_KEYS[level][1]] for level in STEP_KEYS}
-    steps = {level: c[STEP_KEYS[level][1]] // c[STEP_KEYS[level][0]] for level in STEP_KEYS}
+    maximum (the iterative run's stopping point and one-shot's target), whether α stops a stage (not for a
+    run pruned to a target size) and the one-shot epoch budget (E × the iterative run's step count)."""
+    maxima = run_maxima(teacher, c, run.stages, run.target_share)
+    steps = {level: maxima[level] // c[STEP_KEYS[level][0]] for level in STEP_KEYS}
     return {
-        **run,
+        **run.model_dump(mode="json", exclude={"label", "paper"}),
         "seed": seed,
         "compression": c,
         "eval_batch_size": eval_batch_size,
-        "targets": targets,
-        "total_epochs": c["epochs"] * sum(steps[s] for s in run["stages"]),
+        "maxima": maxima,
+        "use_alpha": run.target_share is None,
+        "total_epochs": c["epochs"] * sum(steps[s] for s in run.stages),
     }
 
 
@@ -188,7 +200,7 @@ def _compress(profile, run, seed, teacher, processor, data, sets, cache_dir, pro
     d_d, d_p = sets
     run_dir = _run_dir(profile, run, seed, cache_dir)
     if run.mode != "scratch":
-        cfg = _run_config(profile.compression.model_dump(), run.key(), seed, profile.evaluation_batch_size)
+        cfg = _run_config(profile.compression.model_dump(), run, seed, profile.evaluation_batch_size, teacher)
         state = run_compression(teacher, processor, data["validation"], d_p, d_d, cfg, run_dir, progress)
         return state, run_dir
     ref = run.model_copy(update={"mode": "iterative"})
@@ -254,6 +266,7 @@ def run_compression_experiment(
                 "accuracy": _test_accuracy(run_dir, state["step"], processor, test, bs),
                 "trace": state["trace"],
                 "epochs_used": state["epochs_used"],
+                "blocks_dropped": sorted(b for t in state["trace"] for b in t.get("blocks_dropped", [])),
                 "p_teacher_validation": state["p_teacher"],
             }
             if exp.table == "stages":
@@ -355,8 +368,8 @@ def run_public_lmms(
             base = variants[-1][1]
             c = {**profile.compression.model_dump(), **entry.compression}
             stages = entry.stages or (["block", "ffn"] if lm_family(base) == "opt" else list(STEP_KEYS))
-            run = {"stages": stages, "mode": "iterative", "criterion": "first_order", "variant": "eq5"}
-            cfg = _run_config(c, run, profile.seeds[0], bs)
+            run = CompressionRun(label=entry.name, stages=stages)
+            cfg = _run_config(c, run, profile.seeds[0], bs, base)
             run_key = {"model": key, "fine_tune": entry.fine_tune_epochs, "lr": entry.fine_tune_lr, **cfg}
             run_dir = Path(cache_dir) / "compression" / f"public-{content_hash(run_key)}"
             d_d = teacher_batches(base, processor, data["train"], c["batch_size"], progress)

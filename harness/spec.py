@@ -13,12 +13,22 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from harness.profile import Compression, Profile, Strict
+from harness.profile import Compression, Profile, Strict, whole_step_problems
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = ROOT / "experiments"
 PROFILES_DIR = EXPERIMENTS_DIR / "profiles"
 DEFAULT_PROFILE = "cpu"
+
+
+# Bumped when a loss variant's formula (harness/distill/losses.py) is corrected, so that cached runs made with
+# the old formula are not reused. released_pairwise 2: the released code's min(|g|, 1) factor (1 lacked it).
+LOSS_REVISIONS = {"released_pairwise": 2}
+
+
+# Run fields added after results were committed, with their defaults: left out of cache keys and spec hashes
+# at the default, so that committed results and cached runs that do not use them stay valid.
+ADDED_LATER = {"target_share": None}
 
 
 class PaperRow(Strict):
@@ -46,7 +56,11 @@ class CompressionRun(Strict):
         "iterative",
         description="scratch: the iterative run's final structure trained from scratch (baseline)",
     )
-    criterion: Literal["first_order", "l1", "l2", "random"] = "first_order"
+    criterion: Literal["first_order", "first_order_joint", "l1", "l2", "random"] = Field(
+        "first_order",
+        description="first_order: Eq. 1 summed per structure (Eq. 2–4); first_order_joint: |Σ ∂L/∂θ·θ| over "
+        "the structure, the first-order estimate of removing it whole (baseline)",
+    )
     block_criterion: Literal["last", "block_influence"] = Field(
         "last", description="which blocks the block stage drops: the last (paper) or lowest Block Influence"
     )
@@ -57,6 +71,14 @@ class CompressionRun(Strict):
     data_fraction: float = Field(
         1.0, gt=0, le=1, description="share of the training split used as D_d and D_p (RQ2)"
     )
+    target_share: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="single-level runs (Table 3): prune until the model has at most this share of the "
+        "teacher's parameters, or as far as the level allows; the level's maximum is then the fewest whole "
+        "steps that reach it, and α does not stop the run (the paper's single-level rows went far past α)",
+    )
     paper: PaperRow | None = Field(None, description="the paper's values for this row, if it has one")
 
     @model_validator(mode="after")
@@ -64,15 +86,23 @@ class CompressionRun(Strict):
         order = ["block", "ffn", "attention", "hidden"]
         if len(set(self.stages)) != len(self.stages) or self.stages != sorted(self.stages, key=order.index):
             raise ValueError(f"stages: each stage at most once, in the order {order}; got {self.stages}")
+        if self.target_share is not None and len(self.stages) != 1:
+            raise ValueError(
+                f"target_share: only for a single-level run (one stage), got stages {self.stages}; a "
+                "multi-stage run reaches its size through each stage's maximum"
+            )
         return self
 
     def key(self) -> dict:
         """What determines the run's outcome (label and paper values do not). Fields added after results
-        were first committed stay out of the key at their default, so those runs keep their cache entries."""
+        were first committed stay out of the key at their default, so those runs keep their cache entries;
+        a loss whose formula was corrected carries its revision, so runs made with the old one are redone."""
         key = self.model_dump(mode="json", exclude={"label", "paper"})
-        for field, default in (("block_criterion", "last"), ("pruner", "harness")):
+        for field, default in (("block_criterion", "last"), ("pruner", "harness"), *ADDED_LATER.items()):
             if key[field] == default:
                 del key[field]
+        if self.variant in LOSS_REVISIONS:
+            key["loss_revision"] = LOSS_REVISIONS[self.variant]
         return key
 
 
@@ -252,10 +282,13 @@ def resolve(
     prof = load_profile(profile, overrides, source=path)
     for i, m in enumerate(exp.models):  # per-model compression changes, checked against the schema now
         try:
-            Compression.model_validate({**prof.compression.model_dump(), **m.compression})
+            c = Compression.model_validate({**prof.compression.model_dump(), **m.compression})
         except ValidationError as e:
             msg = _format(e, Compression, path).replace("field '", f"field 'models.{i}.compression.")
             raise SpecError(msg) from None
+        if bad := whole_step_problems(c):
+            lines = [f"  - field 'models.{i}.{b.split(': ', 1)[0]}': {b.split(': ', 1)[1]}" for b in bad]
+            raise SpecError("\n".join([f"{path}: invalid compression ({len(bad)} problem(s))", *lines]))
     return exp, prof
 
 

@@ -69,6 +69,22 @@ def test_removing_a_middle_block_equals_skipping_it_and_generation_still_works()
     assert out.shape[1] == b["input_ids"].shape[1] + 3
 
 
+@pytest.mark.parametrize("identity", [0, 1, 2])
+def test_block_influence_drops_the_block_that_does_nothing(identity):
+    """Known answer: a block whose attention output and MLP down projections are zero adds nothing to the
+    residual stream (output = input, influence 0), so Block Influence must rank it lowest and drop it, and
+    prune_step must report its index; dropping the last block instead would report index 2."""
+    model, proc = _three_blocks()
+    layer = model.language_model.model.layers[identity]
+    with torch.no_grad():
+        layer.self_attn.o_proj.weight.zero_()
+        layer.mlp.down_proj.weight.zero_()
+    scores = block_influence(model, [_batch(proc, model)])
+    assert scores[identity].item() == pytest.approx(0.0, abs=1e-6) and scores.argmin().item() == identity
+    assert prune_step(copy.deepcopy(model), "block", 1, scores)["blocks"] == [identity]
+    assert prune_step(copy.deepcopy(model), "block", 1)["blocks"] == [2]
+
+
 def test_bad_block_indices_are_refused():
     model, _ = _three_blocks()
     with pytest.raises(PruningError, match="distinct indices below 3"):

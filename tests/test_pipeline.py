@@ -1,5 +1,6 @@
 """Algorithm 1 driver: requested structures for every variant, and resumption after SIGKILL."""
 
+import copy
 import json
 import os
 import shutil
@@ -13,7 +14,9 @@ import pytest
 import torch
 
 from harness.distill.loop import teacher_batches
-from harness.pipeline import run_compression, step_model, structure
+from harness.models.blip2 import parameter_counts
+from harness.pipeline import run_compression, run_maxima, step_model, structure
+from harness.prune.step import prune_step
 from harness.runs import get_dataset, get_teacher
 from harness.spec import ROOT, load_profile
 
@@ -34,11 +37,14 @@ def _cfg(prof, **run):
         "stages": ["block", "ffn", "attention", "hidden"],
         "mode": "iterative",
         "criterion": "first_order",
+        "block_criterion": "last",
+        "pruner": "harness",
         "variant": "eq5",
         "seed": 0,
         "compression": c,
         "eval_batch_size": 50,
-        "targets": {"block": 1, "ffn": 64, "attention": 32, "hidden": 32},
+        "maxima": {"block": 1, "ffn": 64, "attention": 32, "hidden": 32},
+        "use_alpha": True,
         "total_epochs": 2,
         **run,
     }
@@ -53,6 +59,8 @@ def test_iterative_run_records_every_step(smoke, tmp_path):
     params = [s["params_total"] for s in state["trace"]]
     assert params == sorted(params, reverse=True) and len(set(params)) == len(params)
     assert (tmp_path / "trace.csv").read_text().count("\n") == 1 + len(stages)
+    # the block stage records which of the teacher's blocks it dropped: the last one (Algorithm 1)
+    assert state["trace"][0]["blocks_dropped"] == [1] and state["block_ids"] == [0]
     assert structure(step_model(tmp_path)) == {
         "num_hidden_layers": 1,
         "intermediate_size": 64,
@@ -93,6 +101,58 @@ def test_one_shot_prunes_to_the_targets_at_once(smoke, tmp_path):
     )
     s = structure(step_model(tmp_path))
     assert s["intermediate_size"] == 128 - 64 and s["hidden_size"] == 64 - 32 and s["num_hidden_layers"] == 2
+
+
+def test_one_shot_ends_at_the_iterative_runs_structure(smoke, tmp_path):
+    """One-shot prunes to exactly what the iterative run reaches (the maxima), never to another size."""
+    prof, data, teacher, proc, d_d, _, _ = smoke
+    cfg = {**_cfg(prof), "compression": {**_cfg(prof)["compression"], "epochs": 0}}
+    it = run_compression(teacher, proc, data["validation"], d_d, d_d, cfg, tmp_path / "it", progress=False)
+    one = run_compression(
+        teacher, proc, data["validation"], d_d, d_d, {**cfg, "mode": "one_shot"}, tmp_path / "one", False
+    )
+    assert structure(step_model(tmp_path / "it")) == structure(step_model(tmp_path / "one"))
+    assert it["block_ids"] == one["block_ids"] == [0] and one["trace"][0]["blocks_dropped"] == [1]
+
+
+@pytest.mark.parametrize(
+    "level, share, expected",
+    [
+        ("block", 0.01, 1),  # far below reach: every step the level allows (2 blocks, one must stay)
+        ("ffn", 0.01, 96),  # 128 channels, steps of 32: 3 steps, one step's width must stay
+        ("attention", 0.5, 32),  # 2 key-value groups of 32: at most 1
+        ("hidden", 0.99, 16),  # one step already reaches 99%
+    ],
+)
+def test_target_share_sets_the_fewest_whole_steps_that_reach_it(smoke, level, share, expected):
+    prof, _, teacher, _, _, _, _ = smoke
+    c = prof.compression.model_dump()
+    maxima = run_maxima(teacher, c, [level], share)
+    assert maxima[level] == expected
+    assert {k: v for k, v in maxima.items() if k != level} == {
+        k: v for k, v in run_maxima(teacher, c, [level]).items() if k != level
+    }
+
+
+def test_target_share_reaches_the_share_when_the_level_can(smoke):
+    """FFN alone: parameters fall linearly per step, so the computed maximum is the first one under the
+    target, and one step fewer is above it."""
+    prof, _, teacher, _, _, _, _ = smoke
+    c = prof.compression.model_dump()
+    total = parameter_counts(teacher)["total"]
+    n = c["n_h_ffn"]
+    one = copy.deepcopy(teacher)
+    prune_step(one, "ffn", n, torch.rand(2, 128))
+    per_step = 1 - parameter_counts(one)["total"] / total
+    for share in (1 - 0.5 * per_step, 1 - 1.5 * per_step, 1 - 2.5 * per_step, 1 - 3 * per_step):
+        m = run_maxima(teacher, c, ["ffn"], share)["ffn"]
+        sizes = []
+        for amount in (m - n, m):
+            model = copy.deepcopy(teacher)
+            if amount:
+                prune_step(model, "ffn", amount, torch.rand(2, 128))
+            sizes.append(parameter_counts(model)["total"] / total)
+        assert sizes[1] <= share + 1e-9 < sizes[0]
 
 
 def _cli(cache, results):

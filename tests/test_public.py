@@ -172,12 +172,15 @@ def test_load_evaluate_compress_and_round_trip(smoke, tmp_path, build, stages, c
         "stages": stages,
         "mode": "iterative",
         "criterion": "first_order",
+        "block_criterion": "last",
+        "pruner": "harness",
         "variant": "eq5",
         "seed": 0,
         "data_fraction": 1.0,
         "compression": c,
         "eval_batch_size": 50,
-        "targets": {},
+        "maxima": {"block": 1, "ffn": 32, "attention": 16, "hidden": 8},
+        "use_alpha": True,
         "total_epochs": 0,
     }
     state = run_compression(

@@ -55,6 +55,19 @@ def _profile(tmp_path, **changes):
         ({"model.language_model.family": "gpt"}, "model.language_model.family", "'llama' or 'qwen2'"),
         ({"teacher.checkpoint": "/nonexistent/teacher"}, "teacher.checkpoint", "has no config.json"),
         ({"data.source": "maad_folder"}, "data.path", "needs an existing folder"),
+        # a maximum that is not a whole number of steps: the iterative run would stop short of it
+        (
+            {"compression.N_ffn": 80},
+            "compression.N_ffn",
+            "N_ffn (80) must be a whole number of steps of n_h_ffn (32), e.g. 64",
+        ),
+        # 1.5 key-value groups of attention: validated before any work, not a crash at the attention stage
+        (
+            {"compression.N_att": 48},
+            "compression.N_att",
+            "N_att (48) must be a whole number of steps of n_h_att (32)",
+        ),
+        ({"compression.N_input": 20}, "compression.N_input", "whole number of steps of n_d (16)"),
     ],
 )
 def test_bad_profile_is_rejected_with_file_field_and_rule(tmp_path, changes, field, allowed):
@@ -113,6 +126,8 @@ def test_cli_validate_exits_nonzero_before_running(tmp_path, capsys):
         ("runs: [{label: a, lr: 1}]\n", "runs.0.lr", "allowed keys here: block_criterion, criterion"),
         ("runs: [{label: a, mode: one_shot}]\ntable: stages\n", "table", "needs an iterative first run"),
         ("runs: [{label: a}]\nfigures: [pie]\n", "figures.0", "'trace', 'bars', 'sample_size' or 'tradeoff'"),
+        ("runs: [{label: a, target_share: 0.5}]\n", "runs.0.target_share", "only for a single-level run"),
+        ("runs: [{label: a, stages: [ffn], target_share: 1.5}]\n", "runs.0.target_share", "less than 1"),
     ],
 )
 def test_bad_compression_runs_are_rejected(tmp_path, body, field, allowed):

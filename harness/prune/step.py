@@ -10,11 +10,8 @@ from harness.prune.structures import PruningError, attention_group, blocks, ffn_
 from harness.prune.surgery import prune_attention, prune_blocks, prune_ffn, prune_hidden
 
 
-def structures_to_remove(model, level: str, amount: int, module: str = "language_model") -> int:
-    """How many structures `amount` means at `level`, or a PruningError saying why it is impossible."""
-    refuse(model, module, level)
-    if amount < 1:
-        raise PruningError(f"{level}: the amount to remove must be at least 1, got {amount}")
+def _units(model, level: str, module: str) -> tuple[int, int]:
+    """(structures the level has, width of one structure in the paper's units)."""
     if level == "block":
         have, unit = len(blocks(model, module)), 1
     elif level == "ffn":
@@ -22,13 +19,31 @@ def structures_to_remove(model, level: str, amount: int, module: str = "language
     elif level == "attention":
         groups, per_group, head_dim = attention_group(model)
         have, unit = groups, per_group * head_dim
+    else:
+        have, unit = model.config.text_config.hidden_size, 1
+    return have, unit
+
+
+def level_width(model, level: str, module: str = "language_model") -> int:
+    """The level's whole width in the paper's units: blocks, FFN channels, attention inner width, hidden."""
+    refuse(model, module, level)
+    have, unit = _units(model, level, module)
+    return have * unit
+
+
+def structures_to_remove(model, level: str, amount: int, module: str = "language_model") -> int:
+    """How many structures `amount` means at `level`, or a PruningError saying why it is impossible."""
+    refuse(model, module, level)
+    if amount < 1:
+        raise PruningError(f"{level}: the amount to remove must be at least 1, got {amount}")
+    have, unit = _units(model, level, module)
+    if level == "attention":
+        _, per_group, head_dim = attention_group(model)
         if amount % unit:
             raise PruningError(
                 f"attention: {amount} does not divide into whole key-value groups of inner width "
                 f"{unit} (= {per_group} head(s) × head_dim {head_dim})"
             )
-    else:
-        have, unit = model.config.text_config.hidden_size, 1
     count = amount // unit
     if count >= have:
         raise PruningError(
@@ -42,13 +57,14 @@ def prune_step(
     model, level: str, amount: int, importance: torch.Tensor | None = None, module: str = "language_model"
 ) -> dict:
     """Remove `amount` at `level`: the last blocks, or the least important channels/groups/dimensions.
-    Returns what was kept, for the trace."""
+    Returns what was removed (blocks, by their index before this step) or kept, for the trace."""
     count = structures_to_remove(model, level, amount, module)
     if level == "block":
         # default: the last blocks (Algorithm 1); with scores (Block Influence), the lowest-scoring ones
-        remove = None if importance is None else importance.argsort()[:count].tolist()
-        prune_blocks(model, count, module, remove)
-        return {"level": level, "removed": count, **({"blocks": sorted(remove)} if remove else {})}
+        n = len(blocks(model, module))
+        remove = list(range(n - count, n)) if importance is None else importance.argsort()[:count].tolist()
+        prune_blocks(model, count, module, None if importance is None else remove)
+        return {"level": level, "removed": count, "blocks": sorted(remove)}
     if importance is None:
         raise PruningError(f"{level}: an importance tensor is needed to choose what to remove")
     keep = keep_indices(importance, count)
