@@ -199,6 +199,10 @@ BASELINES = (
     ("Block Influence", "B4: dropping the last blocks (paper) beats dropping the lowest Block Influence"),
     ("Trained from scratch", "B5: pruning + distillation beats training the small model from scratch"),
     ("Torch-Pruning", "B6: the harness's pruning beats Torch-Pruning to the same shape"),
+    (
+        "First-order (joint)",
+        "B7: Eq. 2–4 as written (sums of |∂L/∂θ·θ|) beat the whole-structure estimate |Σ ∂L/∂θ·θ|",
+    ),
 )
 
 
@@ -271,7 +275,7 @@ def write_claims(root: Path) -> Path:
         f"(computed from `{Path(root).name}/*/result.json`). "
         f"A difference counts when it exceeds max(2 × its standard error over seeds, {NOISE_FLOOR}); "
         "'inconclusive' means it did not, or that comparisons disagree without any going the other way. "
-        "Rows B1–B6 are not the paper's: each says whether our method beats a peer at the same final "
+        "Rows B1–B7 are not the paper's: each says whether our method beats a peer at the same final "
         "structure ('holds'), the peer beats it, or neither difference counts.",
         "",
         "| Claim | Paper | Ours | Verdict |",
