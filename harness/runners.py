@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from harness.cache import content_hash, write_json
+from harness.cache import atomic_dir, content_hash, write_json
 from harness.distill.loop import distill, teacher_batches
 from harness.evaluate import evaluate, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, device_info, throughput, vision_side_latency
@@ -62,6 +62,15 @@ def result_header(exp: Experiment, profile: Profile) -> dict:
             "teacher": content_hash(teacher_key(profile)),
         },
     }
+
+
+def _publish_result(out_dir: Path, result: dict, render) -> None:
+    """The result folder (result.json, tables, figures, traces) is built in a temporary folder and replaces
+    the old one only once rendering has succeeded: a render that fails leaves the previous folder as it was,
+    never a new result.json beside stale tables."""
+    with atomic_dir(Path(out_dir)) as tmp:
+        write_json(tmp / "result.json", result)
+        render(tmp)
 
 
 def _threads(profile: Profile) -> None:
@@ -111,8 +120,7 @@ def run_original(
         "rows": rows,
         "paper": [r.model_dump() for r in exp.paper],
     }
-    write_json(out_dir / "result.json", result)
-    render_original(out_dir)
+    _publish_result(out_dir, result, render_original)
     return result
 
 
@@ -295,8 +303,7 @@ def run_compression_experiment(
         result["throughput"], result["vision_side_latency"] = _measure(
             exp, profile, teacher, processor, data, runs
         )
-    write_json(out_dir / "result.json", result)
-    render_compression(out_dir)
+    _publish_result(out_dir, result, render_compression)
     return result
 
 
@@ -398,8 +405,7 @@ def run_public_lmms(
             group = {n: mm for n, (mm, pp) in models.items() if pp is proc}
             speed.update(throughput(group, proc, data["test"], m["batch_sizes"], new_tokens, m))
         result["throughput"] = speed
-    write_json(out_dir / "result.json", result)
-    render_public(out_dir)
+    _publish_result(out_dir, result, render_public)
     return result
 
 

@@ -107,3 +107,65 @@ def test_cache_folder_that_is_a_file_is_refused_by_the_cli(tmp_path, capsys):
     args = ["run", "teacher", "--profile", "smoke", "--cache-dir", str(cache), "--results-dir", str(tmp_path)]
     assert cli(args) == 2
     assert "--cache-dir" in capsys.readouterr().err
+
+
+def test_a_render_that_fails_leaves_the_previous_result_folder_as_it_was(tmp_path):
+    """result.json is published with its tables and figures, or not at all: a crash while rendering must not
+    leave a new result.json beside stale tables (the next run would take it for up to date)."""
+    from harness.runners import _publish_result
+
+    out = tmp_path / "rq1_stagewise"
+    out.mkdir()
+    (out / "result.json").write_text('{"old": true}')
+    (out / "table.md").write_text("old table")
+
+    def broken_render(folder):
+        (folder / "table.md").write_text("half a new table")
+        raise RuntimeError("matplotlib fell over")
+
+    with pytest.raises(RuntimeError, match="fell over"):
+        _publish_result(out, {"new": True}, broken_render)
+    assert (out / "result.json").read_text() == '{"old": true}' and (
+        out / "table.md"
+    ).read_text() == "old table"
+    assert [p.name for p in tmp_path.iterdir()] == ["rq1_stagewise"]  # no temporary folder left behind
+
+    _publish_result(out, {"new": True}, lambda folder: (folder / "table.md").write_text("new table"))
+    assert (
+        '"new": true' in (out / "result.json").read_text() and (out / "table.md").read_text() == "new table"
+    )
+
+
+def test_compression_runs_are_keyed_by_the_teacher_checkpoints_content(tmp_path):
+    """Two different checkpoints must never share cached compression runs (they did: the key ignored
+    `teacher.checkpoint`); the same content under another name shares them; the harness's eval/ cache beside
+    the weights does not change the key."""
+    from harness.runners import compression_key
+    from harness.spec import CompressionRun
+    from tests.helpers import tiny
+
+    keys = {}
+    for name, seed in (("a", 0), ("b", 1), ("a_copy", 0)):
+        model, proc = tiny(seed=seed)
+        model.save_pretrained(tmp_path / name)
+        proc.save_pretrained(tmp_path / name)
+        prof = load_profile("smoke", {"teacher": {"checkpoint": str(tmp_path / name)}})
+        keys[name] = compression_key(prof, CompressionRun(label="x"), 0)
+    assert keys["a"] != keys["b"] and keys["a"] == keys["a_copy"]
+    (tmp_path / "a" / "eval").mkdir()
+    (tmp_path / "a" / "eval" / "test_bs50.json").write_text("{}")
+    prof = load_profile("smoke", {"teacher": {"checkpoint": str(tmp_path / "a")}})
+    assert compression_key(prof, CompressionRun(label="x"), 0) == keys["a"]
+
+
+def test_a_maad_folder_is_keyed_by_its_content(tmp_path):
+    """Rewritten answers (or images) give a new dataset key, so the teacher is retrained, not reused."""
+    from harness.runs import dataset_key
+    from tests.test_synth_ads import _line, _maad_folder
+
+    folder = _maad_folder(tmp_path, [_line()])
+    prof = load_profile("smoke", {"data": {"source": "maad_folder", "path": str(folder)}})
+    before = dataset_key(prof)
+    train = folder / "train.jsonl"
+    train.write_text(train.read_text().replace('"red"', '"blue"', 1))
+    assert dataset_key(prof) != before

@@ -148,6 +148,15 @@ def check_maad_folder(folder: Path) -> dict[str, dict[str, int]]:
     return {split: dict(Counter(r["task"] for r in rows)) for split, rows in splits.items()}
 
 
+def maad_files(folder: Path) -> list[Path]:
+    """The files a MAAD-format folder's content consists of: the split files and every image they name."""
+    folder = Path(folder)
+    check_maad_folder(folder)
+    rows = _checked(str(folder.resolve()), _signature(folder))
+    images = {folder / r["image"] for split in rows.values() for r in split}
+    return [folder / f"{s}.jsonl" for s in SPLIT_IDS] + sorted(images)
+
+
 def load_maad_folder(folder: Path) -> datasets.DatasetDict:
     """Load `<folder>/{train,validation,test}.jsonl` (checked by `check_maad_folder`); image paths are
     relative to the folder."""
