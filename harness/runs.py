@@ -48,7 +48,7 @@ def teacher_key(profile: Profile) -> dict:
     key = {"dataset": dataset_key(profile), "model": profile.model.model_dump(mode="json"), "teacher": t}
     if profile.teacher.checkpoint is not None:
         folder = Path(profile.teacher.checkpoint)
-        # the folder's own files: weights, config, processor (not the eval/ cache the harness writes beside them)
+        # the folder's own files: weights, config, processor (not the eval/ cache the harness writes there)
         key["checkpoint"] = files_hash(folder, [f for f in folder.iterdir() if f.is_file()])
     return key
 
