@@ -70,11 +70,14 @@ def test_baseline_rows_say_whether_our_method_beats_each_peer(tmp_path):
             "Random": [0.80, 0.81, 0.82],
             "L1 magnitude": [0.95, 0.96, 0.97],
             "L2 magnitude": [0.905, 0.91, 0.915],
+            "First-order (joint)": [0.90, 0.91, 0.92],
         },
     )
     text = write_claims(tmp_path).read_text()
     rows = {line.split(":")[0][2:]: line for line in text.splitlines() if line.startswith("| B")}
-    assert set(rows) == {"B1", "B2", "B3"}  # peers not run get no row
+    assert set(rows) == {"B1", "B2", "B3", "B7"}  # peers not run get no row
+    # B7's claim has '|' in it (|∂L/∂θ·θ|): escaped, so the row still has exactly four cells
+    assert rows["B7"].replace("\\|", "").count("|") == 5
     assert rows["B3"].endswith("**holds** |")
     assert rows["B1"].endswith("**does not hold (peer better)** |")
     assert rows["B2"].endswith("**inconclusive** |")

@@ -281,7 +281,10 @@ def write_claims(root: Path) -> Path:
         "| Claim | Paper | Ours | Verdict |",
         "| --- | --- | --- | --- |",
     ]
-    lines += [f"| {r['claim']} | {r['paper']} | {r['ours']} | **{r['verdict']}** |" for r in rows]
+    cell = lambda text: text.replace("|", "\\|")  # noqa: E731 (a '|' inside a cell would split it)
+    lines += [
+        f"| {cell(r['claim'])} | {cell(r['paper'])} | {cell(r['ours'])} | **{r['verdict']}** |" for r in rows
+    ]
     if note := alpha_note(Path(root)):
         lines += ["", note]
     path = Path(root) / "claims.md"
