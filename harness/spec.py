@@ -60,7 +60,7 @@ class CompressionRun(Strict):
     criterion: Literal["first_order", "first_order_joint", "l1", "l2", "random"] = Field(
         "first_order",
         description="first_order: Eq. 1 summed per structure (Eq. 2–4); first_order_joint: |Σ ∂L/∂θ·θ| over "
-        "the structure, the first-order estimate of removing it whole (baseline)",
+        "the structure, the first-order change when its parameters shrink together (baseline)",
     )
     block_criterion: Literal["last", "block_influence"] = Field(
         "last", description="which blocks the block stage drops: the last (paper) or lowest Block Influence"
@@ -127,6 +127,15 @@ class PublicModel(Strict):
         default_factory=dict,
         description="fields of the profile's compression section to change for this model",
     )
+
+    @model_validator(mode="after")
+    def _stages(self) -> PublicModel:
+        order = ["block", "ffn", "attention", "hidden"]
+        if self.stages is not None and (
+            len(set(self.stages)) != len(self.stages) or self.stages != sorted(self.stages, key=order.index)
+        ):
+            raise ValueError(f"stages: each stage at most once, in the order {order}; got {self.stages}")
+        return self
 
     @model_validator(mode="after")
     def _checkpoint(self) -> PublicModel:
