@@ -14,7 +14,7 @@ import time
 from fnmatch import fnmatch
 from pathlib import Path
 
-from harness.cli import DEFAULT_CACHE, publish, quiet_libraries, results_root, run_experiment
+from harness.cli import DEFAULT_CACHE, publish, quiet_libraries, results_root, run_experiment, writable_dir
 from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files, load_profile, resolve
 
 
@@ -49,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         if not files:
             raise SpecError(f"--only {' '.join(args.only)}: matches no experiment in experiments/")
         kinds = {f: resolve(f, args.profile, args.num_seeds)[0].kind for f in files}
+        out_root = writable_dir(args.results_dir or results_root(args.profile), "--results-dir")
+        writable_dir(args.cache_dir, "--cache-dir")
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -56,7 +58,6 @@ def main(argv: list[str] | None = None) -> int:
         quiet_libraries()
     # the teacher's own experiment first (every other one starts from it), then the paper's RQs, then the rest
     files = sorted(kinds, key=lambda f: (kinds[f] != "original", not f.stem.startswith("rq"), f.name))
-    out_root = args.results_dir or results_root(args.profile)
     t0 = time.perf_counter()
     for i, f in enumerate(files, 1):
         t = time.perf_counter()

@@ -8,6 +8,7 @@ half-written artefact that a later run would mistake for a finished one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -22,6 +23,27 @@ def content_hash(obj: Any, length: int = 12) -> str:
     """Stable short hash of a JSON-serialisable object (key order does not matter)."""
     blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:length]
+
+
+@functools.lru_cache(maxsize=65536)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, memoised by its size and modification time: re-keying an unchanged folder reads
+    nothing twice in one process."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def files_hash(root: Path, files: list[Path], length: int = 12) -> str:
+    """Hash of the content of `files` (and of their paths relative to `root`): the key of anything loaded from
+    a folder, so that a changed checkpoint or dataset gets a new key instead of a stale cache entry."""
+    entries = []
+    for f in sorted(set(files)):
+        st = f.stat()
+        entries.append([str(f.relative_to(root)), _file_sha256(str(f.resolve()), st.st_size, st.st_mtime_ns)])
+    return content_hash(entries, length)
 
 
 @contextlib.contextmanager

@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
-
-import yaml
 
 from harness.prune.importance import CRITERIA
 from harness.prune.structures import PruningError
@@ -24,6 +23,7 @@ from harness.spec import (
     experiment_files,
     load_experiment,
     load_profile,
+    read_yaml,
     resolve,
 )
 
@@ -33,6 +33,21 @@ DEFAULT_CACHE = ROOT / ".cache"
 def results_root(profile: str) -> Path:
     """The cpu profile writes the committed `results/`; other profiles write beside it."""
     return ROOT / "results" if profile == DEFAULT_PROFILE else ROOT / f"results-{profile}"
+
+
+def writable_dir(path: Path, option: str) -> Path:
+    """`path` as a folder this process can write in (created if missing), or a SpecError naming the option:
+    found before any work, not after an hour of compression when the result is written."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise SpecError(f"{option}: {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise SpecError(f"{option}: cannot write in {path} ({e.strerror})") from None
+    return path
 
 
 def quiet_libraries() -> None:
@@ -75,6 +90,8 @@ def run_experiment(
 
 
 def cmd_run(args) -> int:
+    writable_dir(args.results_dir or results_root(args.profile), "--results-dir")
+    writable_dir(args.cache_dir, "--cache-dir")
     if args.quiet:
         quiet_libraries()
     for name in args.experiments:
@@ -102,14 +119,19 @@ def cmd_ls(args) -> int:
 
 
 def _is_profile(path: Path) -> bool:
-    """Profiles live in experiments/profiles/; elsewhere, a file with no `kind` is taken for one."""
+    """Profiles live in experiments/profiles/. Elsewhere, a file is taken for a profile only when it has a
+    profile's sections (model, data, teacher, compression) and none of an experiment's; so an experiment
+    that lacks `kind` is reported as an experiment missing `kind`, not as a profile with nine errors."""
     if path.parent.resolve() == PROFILES_DIR.resolve():
         return True
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError):
+        raw = read_yaml(path)
+    except (OSError, SpecError):
         return False
-    return isinstance(raw, dict) and "kind" not in raw
+    if not isinstance(raw, dict):
+        return False
+    experiment_keys = {"kind", "runs", "models", "reproduces", "table", "figures", "overrides"}
+    return not (experiment_keys & set(raw)) and bool({"model", "data", "teacher", "compression"} & set(raw))
 
 
 def cmd_validate(args) -> int:

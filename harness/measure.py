@@ -191,6 +191,9 @@ def device_info(device: torch.device | None = None) -> dict:
         "torch_threads": torch.get_num_threads(),
         "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
         "platform": platform.platform(),
+        # the vector ISA torch dispatches CPU kernels to (e.g. AVX2, AVX512): training on another one can
+        # round differently, so the same seed need not give the same teacher on another machine
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -78,22 +78,29 @@ def _checkpoint(out: Path, model, state: dict) -> None:
 def run_maxima(teacher, c: dict, stages: list[str], target_share: float | None = None) -> dict[str, int]:
     """Each stage's maximum reduction in the paper's units, a whole number of steps. Without a target: the
     profile's N_* (validated to be whole steps). With a target share (single-level runs, Table 3): the fewest
-    steps after which the model has at most `target_share` of the teacher's parameters, or every step the
-    level allows (at least one structure stays). Parameters fall linearly with the steps of one level, so one
-    probe step on a copy of the teacher gives the count per step."""
+    steps after which the language model's transformer blocks (what the paper's sizes count) have at most
+    `target_share` of the teacher's, or every step the level allows (at least one structure stays).
+    Parameters fall linearly with the steps of one level, so one probe step on a weightless (meta-device)
+    copy of the teacher gives the count per step."""
     maxima = {level: c[STEP_KEYS[level][1]] for level in STEP_KEYS}
     if target_share is None:
         return maxima
     (level,) = stages
     step = c[STEP_KEYS[level][0]]
-    probe = copy.deepcopy(teacher)
-    before = parameter_counts(probe)["total"]
+    with torch.device("meta"):
+        probe = type(teacher)(copy.deepcopy(teacher.config))
+    before = parameter_counts(probe)["lm_blocks"]
     prune_step(probe, level, step, None if level == "block" else _zero_importance(probe, level))
-    per_step = before - parameter_counts(probe)["total"]
-    del probe
-    needed = math.ceil((before - target_share * before) / per_step)
+    per_step = before - parameter_counts(probe)["lm_blocks"]
+    needed = -(-(before - math.floor(target_share * before)) // per_step)  # integer ceiling
     allowed = (level_width(teacher, level) - 1) // step
     return {**maxima, level: min(needed, allowed) * step}
+
+
+def reached(trace: list[dict], stages: list[str]) -> dict[str, int]:
+    """What an iterative run removed at each stage, in the paper's units: one-shot's targets, so that one-shot
+    ends at exactly the iterative run's structure even where α or feasibility stopped a stage early."""
+    return {s: sum(r["amount"] for r in trace if r["stage"] == s) for s in stages}
 
 
 def _zero_importance(model, level: str) -> torch.Tensor:
@@ -127,10 +134,11 @@ def _resume(out: Path, teacher, cfg: dict) -> tuple[object, dict | None]:
         if cfg["block_criterion"] == "last" or not any("block" in r["stage"] for r in state["trace"]):
             state["trace"], state["block_ids"] = _dropped_last(state["trace"], n_layers, cfg["maxima"])
             return step_model(out, state["step"]), state
-        # a Block Influence run cached before dropped blocks were recorded: the blocks cannot be recovered
+        # a Block Influence run cached before dropped blocks were recorded: the blocks cannot be recovered,
+        # so the whole folder goes (its step models, trace and cached evaluations)
         print(f"  {out.name}: cached before dropped blocks were recorded; recomputing", flush=True)
-        state_path.unlink()
-        shutil.rmtree(out / "steps", ignore_errors=True)
+        shutil.rmtree(out)
+        out.mkdir(parents=True)
     return copy.deepcopy(teacher).eval(), None
 
 
@@ -268,6 +276,8 @@ def _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress) -> d
     dropped = []
     for level in cfg["stages"]:
         amount = cfg["maxima"][level]
+        if amount == 0:  # the iterative run this one-shot follows removed nothing at this stage
+            continue
         seed = cfg["seed"] * 1000 + 1
         imp = _importance(student, level, cfg["criterion"], d_p, seed, cfg["block_criterion"])
         info = prune_step(student, level, amount, imp)

@@ -8,13 +8,20 @@ Loading and error formatting live in `harness.spec`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Unknown keys are errors, and so are values of the wrong type: `n_b: true` or `n_b: "1"` is refused,
+    not coerced to 1 (strict mode; an int is still accepted where a float is expected)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# A folder or file named in YAML arrives as a string; strict mode would refuse it for a Path.
+PathFromYaml = Annotated[Path, Field(strict=False)]
 
 
 class SynthAdKnobs(Strict):
@@ -36,17 +43,25 @@ class Sizes(Strict):
 
 class Data(Strict):
     source: Literal["synth_ads", "maad_folder"] = "synth_ads"
-    path: Path | None = Field(
+    path: PathFromYaml | None = Field(
         None, description="folder of train/validation/test.jsonl for source maad_folder"
     )
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     sizes: Sizes
     synth_ads: SynthAdKnobs = SynthAdKnobs()
 
     @model_validator(mode="after")
     def _path(self) -> Data:
-        if self.source == "maad_folder" and (self.path is None or not Path(self.path).is_dir()):
+        if self.source != "maad_folder":
+            return self
+        if self.path is None or not Path(self.path).is_dir():
             raise ValueError(f"path: source 'maad_folder' needs an existing folder, got {self.path!r}")
+        from harness.data.loaders import MaadFormatError, check_maad_folder  # datasets only when needed
+
+        try:
+            check_maad_folder(Path(self.path))
+        except MaadFormatError as e:
+            raise ValueError(f"path: {e}") from None
         return self
 
 
@@ -116,11 +131,13 @@ class TrainStage(Strict):
 
 
 class Teacher(Strict):
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     vocab_size: int = Field(512, ge=300, le=200_000)
     vision_stage: TrainStage
     language_stage: TrainStage
-    checkpoint: Path | None = Field(None, description="use this saved teacher instead of training one")
+    checkpoint: PathFromYaml | None = Field(
+        None, description="use this saved teacher instead of training one"
+    )
 
     @model_validator(mode="after")
     def _checkpoint(self) -> Teacher:
@@ -132,7 +149,7 @@ class Teacher(Strict):
 
 
 class Measurement(Strict):
-    batch_sizes: list[int] = Field(default=[1, 32], min_length=1)
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default=[1, 32], min_length=1)
     warmup: int = Field(3, ge=0)
     min_iterations: int = Field(10, ge=1)
     min_duration_s: float = Field(2.0, ge=0)
@@ -184,13 +201,21 @@ def whole_step_problems(c: Compression) -> list[str]:
 class Profile(Strict):
     name: str
     description: str
-    seeds: list[int] = Field(default=[0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0], min_length=1)
     data: Data
     model: Model
     teacher: Teacher
     evaluation_batch_size: int = Field(64, ge=1)
     measurement: Measurement = Measurement()
     compression: Compression
+
+    @model_validator(mode="after")
+    def _distinct_seeds(self) -> Profile:
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(
+                f"seeds: each seed at most once (a repeat is not a new sample), got {self.seeds}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _compression_fits_model(self) -> Profile:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from harness.cache import content_hash, write_json
+from harness.cache import atomic_dir, content_hash, write_json
 from harness.distill.loop import distill, teacher_batches
 from harness.evaluate import evaluate, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, device_info, throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
 from harness.models.public import load_lmm
-from harness.pipeline import STEP_KEYS, run_compression, run_maxima, step_model, structure
+from harness.pipeline import STEP_KEYS, reached, run_compression, run_maxima, step_model, structure
 from harness.profile import Profile
 from harness.provenance import provenance
 from harness.prune.structures import lm_family
@@ -62,6 +62,15 @@ def result_header(exp: Experiment, profile: Profile) -> dict:
             "teacher": content_hash(teacher_key(profile)),
         },
     }
+
+
+def _publish_result(out_dir: Path, result: dict, render) -> None:
+    """The result folder (result.json, tables, figures, traces) is built in a temporary folder and replaces
+    the old one only once rendering has succeeded: a render that fails leaves the previous folder as it was,
+    never a new result.json beside stale tables."""
+    with atomic_dir(Path(out_dir)) as tmp:
+        write_json(tmp / "result.json", result)
+        render(tmp)
 
 
 def _threads(profile: Profile) -> None:
@@ -111,8 +120,7 @@ def run_original(
         "rows": rows,
         "paper": [r.model_dump() for r in exp.paper],
     }
-    write_json(out_dir / "result.json", result)
-    render_original(out_dir)
+    _publish_result(out_dir, result, render_original)
     return result
 
 
@@ -201,6 +209,11 @@ def _compress(profile, run, seed, teacher, processor, data, sets, cache_dir, pro
     run_dir = _run_dir(profile, run, seed, cache_dir)
     if run.mode != "scratch":
         cfg = _run_config(profile.compression.model_dump(), run, seed, profile.evaluation_batch_size, teacher)
+        if run.mode == "one_shot":  # exactly the structure the iterative run reaches, with its epochs
+            ref = run.model_copy(update={"mode": "iterative"})
+            ref_state, _ = _compress(profile, ref, seed, teacher, processor, data, sets, cache_dir, progress)
+            cfg["maxima"] = {**cfg["maxima"], **reached(ref_state["trace"], run.stages)}
+            cfg["total_epochs"] = profile.compression.epochs * len(ref_state["trace"])
         state = run_compression(teacher, processor, data["validation"], d_p, d_d, cfg, run_dir, progress)
         return state, run_dir
     ref = run.model_copy(update={"mode": "iterative"})
@@ -266,7 +279,9 @@ def run_compression_experiment(
                 "accuracy": _test_accuracy(run_dir, state["step"], processor, test, bs),
                 "trace": state["trace"],
                 "epochs_used": state["epochs_used"],
-                "blocks_dropped": sorted(b for t in state["trace"] for b in t.get("blocks_dropped", [])),
+                "blocks_dropped": None  # a model trained from scratch drops nothing
+                if run.mode == "scratch"
+                else sorted(b for t in state["trace"] for b in t.get("blocks_dropped", [])),
                 "p_teacher_validation": state["p_teacher"],
             }
             if exp.table == "stages":
@@ -295,8 +310,7 @@ def run_compression_experiment(
         result["throughput"], result["vision_side_latency"] = _measure(
             exp, profile, teacher, processor, data, runs
         )
-    write_json(out_dir / "result.json", result)
-    render_compression(out_dir)
+    _publish_result(out_dir, result, render_compression)
     return result
 
 
@@ -370,7 +384,16 @@ def run_public_lmms(
             stages = entry.stages or (["block", "ffn"] if lm_family(base) == "opt" else list(STEP_KEYS))
             run = CompressionRun(label=entry.name, stages=stages)
             cfg = _run_config(c, run, profile.seeds[0], bs, base)
-            run_key = {"model": key, "fine_tune": entry.fine_tune_epochs, "lr": entry.fine_tune_lr, **cfg}
+            run_key = {  # what determines the run: the model, its fine-tune, the run, the compression section
+                "model": key,
+                "fine_tune": entry.fine_tune_epochs,
+                "lr": entry.fine_tune_lr,
+                "run": run.key(),
+                "compression": c,
+                "maxima": cfg["maxima"],
+                "seed": profile.seeds[0],
+                "eval_batch_size": bs,
+            }
             run_dir = Path(cache_dir) / "compression" / f"public-{content_hash(run_key)}"
             d_d = teacher_batches(base, processor, data["train"], c["batch_size"], progress)
             d_p = pruning_set(d_d, c["pruning_samples"], c["batch_size"])
@@ -398,8 +421,7 @@ def run_public_lmms(
             group = {n: mm for n, (mm, pp) in models.items() if pp is proc}
             speed.update(throughput(group, proc, data["test"], m["batch_sizes"], new_tokens, m))
         result["throughput"] = speed
-    write_json(out_dir / "result.json", result)
-    render_public(out_dir)
+    _publish_result(out_dir, result, render_public)
     return result
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import datasets
 
-from harness.cache import atomic_dir, content_hash, write_json
-from harness.data.loaders import load_maad_folder, load_synth_ads, synth_ads_key
+from harness.cache import atomic_dir, content_hash, files_hash, write_json
+from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
 from harness.data.processor import build_processor, dataset_texts
 from harness.data.synth_ads import SynthAdParams
 from harness.models.blip2 import build_config, build_model
@@ -23,9 +23,11 @@ from harness.profile import Profile
 
 
 def dataset_key(profile: Profile) -> dict:
+    """A MAAD folder is keyed by the content of its split files and of every image they name (not its path:
+    rewritten answers must not reuse a teacher trained on the old ones); SynthAd by its generator inputs."""
     d = profile.data
     if d.source == "maad_folder":
-        return {"source": "maad_folder", "path": str(Path(d.path).resolve())}
+        return {"source": "maad_folder", "content": files_hash(Path(d.path), maad_files(Path(d.path)))}
     return synth_ads_key(SynthAdParams(**d.synth_ads.model_dump()), d.sizes.model_dump(), d.seed)
 
 
@@ -39,8 +41,16 @@ def get_dataset(profile: Profile, cache_dir: Path, progress: bool = True) -> dat
 
 
 def teacher_key(profile: Profile) -> dict:
+    """What determines the teacher: the data, the model and the recipe; for a given checkpoint, the content of
+    its files (weights, config, processor), so that runs compressed from one checkpoint are never reused for
+    another."""
     t = profile.teacher.model_dump(mode="json", exclude={"checkpoint"})
-    return {"dataset": dataset_key(profile), "model": profile.model.model_dump(mode="json"), "teacher": t}
+    key = {"dataset": dataset_key(profile), "model": profile.model.model_dump(mode="json"), "teacher": t}
+    if profile.teacher.checkpoint is not None:
+        folder = Path(profile.teacher.checkpoint)
+        # the folder's own files: weights, config, processor (not the eval/ cache the harness writes there)
+        key["checkpoint"] = files_hash(folder, [f for f in folder.iterdir() if f.is_file()])
+    return key
 
 
 def teacher_dir(profile: Profile, cache_dir: Path) -> Path:

@@ -7,6 +7,7 @@ spent, with a message that names the file, the field and what is allowed. Every 
 from __future__ import annotations
 
 import copy
+import re
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -59,7 +60,7 @@ class CompressionRun(Strict):
     criterion: Literal["first_order", "first_order_joint", "l1", "l2", "random"] = Field(
         "first_order",
         description="first_order: Eq. 1 summed per structure (Eq. 2–4); first_order_joint: |Σ ∂L/∂θ·θ| over "
-        "the structure, the first-order estimate of removing it whole (baseline)",
+        "the structure, the first-order change when its parameters shrink together (baseline)",
     )
     block_criterion: Literal["last", "block_influence"] = Field(
         "last", description="which blocks the block stage drops: the last (paper) or lowest Block Influence"
@@ -126,6 +127,15 @@ class PublicModel(Strict):
         default_factory=dict,
         description="fields of the profile's compression section to change for this model",
     )
+
+    @model_validator(mode="after")
+    def _stages(self) -> PublicModel:
+        order = ["block", "ffn", "attention", "hidden"]
+        if self.stages is not None and (
+            len(set(self.stages)) != len(self.stages) or self.stages != sorted(self.stages, key=order.index)
+        ):
+            raise ValueError(f"stages: each stage at most once, in the order {order}; got {self.stages}")
+        return self
 
     @model_validator(mode="after")
     def _checkpoint(self) -> PublicModel:
@@ -221,13 +231,48 @@ def _format(err: ValidationError, model: type[BaseModel], source: Path) -> str:
     return "\n".join(lines)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key repeated in one mapping is an error: plain YAML keeps the last
+    value silently, and a repeated `epochs:` would change a run without anyone noticing."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+# YAML 1.1 (PyYAML) reads `1e-3` as a string; read it as the number it is (YAML 1.2's float syntax), so that a
+# strict float field accepts it.
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(path: Path) -> object:
+    """A YAML file's content, or a SpecError naming the file and the line: not UTF-8, not YAML, or a key
+    given twice in one mapping."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except yaml.YAMLError as e:
+        raise SpecError(f"{path}: not valid YAML: {e}") from None
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise SpecError(f"{path}: file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML: {e}") from None
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping of keys to values at the top level")
     return data

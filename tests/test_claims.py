@@ -120,4 +120,16 @@ def test_alpha_note_finds_the_largest_drop_from_a_stage_start(tmp_path, second_d
     note = alpha_note(tmp_path)
     assert "over the 1 iterative runs" in note
     assert f"is {max(0.05, second_drop):.3f}" in note
-    assert ("α stopped at least one stage" in note) == fired
+    assert ("α was reached at least once" in note) == fired and ("stopped no stage" in note) != fired
+
+
+def test_block_influence_row_says_when_it_chose_the_paper_rules_blocks(tmp_path):
+    _result(tmp_path, "baselines", {"All stages": [0.9, 0.9], "Block Influence": [0.9, 0.9]})
+    res_path = tmp_path / "baselines" / "result.json"
+    res = json.loads(res_path.read_text())
+    for run in res["runs"]:
+        for s in run["seeds"]:
+            s["blocks_dropped"] = [2, 3]
+    res_path.write_text(json.dumps(res))
+    row = next(r for r in write_claims(tmp_path).read_text().splitlines() if r.startswith("| B4"))
+    assert "dropped the same blocks as the last-blocks rule in every seed ([2, 3])" in row

@@ -128,22 +128,22 @@ def test_target_share_sets_the_fewest_whole_steps_that_reach_it(smoke, level, sh
     prof, _, teacher, _, _, _, _ = smoke
     c = prof.compression.model_dump()
     maxima = run_maxima(teacher, c, [level], share)
-    assert maxima[level] == expected
+    assert maxima[level] == expected, maxima
     assert {k: v for k, v in maxima.items() if k != level} == {
         k: v for k, v in run_maxima(teacher, c, [level]).items() if k != level
     }
 
 
 def test_target_share_reaches_the_share_when_the_level_can(smoke):
-    """FFN alone: parameters fall linearly per step, so the computed maximum is the first one under the
-    target, and one step fewer is above it."""
+    """FFN alone: the LM blocks' parameters fall linearly per step, so the computed maximum is the first one
+    at or under the target, and one step fewer is above it."""
     prof, _, teacher, _, _, _, _ = smoke
     c = prof.compression.model_dump()
-    total = parameter_counts(teacher)["total"]
+    total = parameter_counts(teacher)["lm_blocks"]
     n = c["n_h_ffn"]
     one = copy.deepcopy(teacher)
     prune_step(one, "ffn", n, torch.rand(2, 128))
-    per_step = 1 - parameter_counts(one)["total"] / total
+    per_step = 1 - parameter_counts(one)["lm_blocks"] / total
     for share in (1 - 0.5 * per_step, 1 - 1.5 * per_step, 1 - 2.5 * per_step, 1 - 3 * per_step):
         m = run_maxima(teacher, c, ["ffn"], share)["ffn"]
         sizes = []
@@ -151,8 +151,59 @@ def test_target_share_reaches_the_share_when_the_level_can(smoke):
             model = copy.deepcopy(teacher)
             if amount:
                 prune_step(model, "ffn", amount, torch.rand(2, 128))
-            sizes.append(parameter_counts(model)["total"] / total)
+            sizes.append(parameter_counts(model)["lm_blocks"] / total)
         assert sizes[1] <= share + 1e-9 < sizes[0]
+
+
+def test_one_shot_follows_the_iterative_run_where_alpha_stops_it_early(smoke, tmp_path):
+    """With a tiny α the iterative run stops each stage after its first step (whenever accuracy fell), short
+    of the maxima; one-shot must then prune to what the iterative run reached, with its epoch budget."""
+    from harness.pipeline import reached
+    from harness.runners import _compress
+    from harness.spec import CompressionRun
+
+    prof, data, teacher, proc, d_d, _, _ = smoke
+    prof = load_profile("smoke", {"compression": {"alpha": 1e-9, "epochs": 0}})
+    it, one = CompressionRun(label="it"), CompressionRun(label="one", mode="one_shot")
+    sets = (d_d, d_d)
+    state, it_dir = _compress(prof, it, 0, teacher, proc, data, sets, tmp_path, False)
+    one_state, one_dir = _compress(prof, one, 0, teacher, proc, data, sets, tmp_path, False)
+    maxima = run_maxima(teacher, prof.compression.model_dump(), it.stages)
+    assert reached(state["trace"], it.stages) != maxima  # α did stop some stage early here
+    assert structure(step_model(it_dir)) == structure(step_model(one_dir))
+    assert one_state["trace"][0]["amount"] == sum(reached(state["trace"], it.stages).values())
+
+
+def test_dropped_blocks_map_to_the_teachers_indices():
+    from harness.pipeline import _drop, _dropped_last
+
+    state = {"block_ids": [0, 1, 2, 3]}
+    assert _drop(state, [1]) == [1] and state["block_ids"] == [0, 2, 3]
+    assert _drop(state, [1]) == [2] and state["block_ids"] == [0, 3]  # current index 1 is now block 2
+    # a run cached before blocks were recorded, with the last-blocks rule: iterative and one-shot rows
+    trace, ids = _dropped_last([{"stage": "block", "amount": 1}, {"stage": "block", "amount": 2}], 4, {})
+    assert [r["blocks_dropped"] for r in trace] == [[3], [1, 2]] and ids == [0]
+    trace, ids = _dropped_last([{"stage": "block+ffn", "amount": 99}], 4, {"block": 2})
+    assert trace[0]["blocks_dropped"] == [2, 3] and ids == [0, 1]
+
+
+def test_run_keys_stay_put_unless_the_run_changes():
+    """Cached runs are found by these keys: a field added later must not move the keys of runs that do not
+    use it, and a corrected loss must move the keys of the runs that used the old one."""
+    from harness.cache import content_hash
+    from harness.spec import CompressionRun
+
+    assert CompressionRun(label="a").key() == {
+        "stages": ["block", "ffn", "attention", "hidden"],
+        "mode": "iterative",
+        "criterion": "first_order",
+        "variant": "eq5",
+        "data_fraction": 1.0,
+    }
+    assert content_hash(CompressionRun(label="a").key()) == "700a50cbd8d8"
+    released = CompressionRun(label="r", variant="released_pairwise").key()
+    assert released["loss_revision"] == 2
+    assert CompressionRun(label="s", stages=["ffn"], target_share=0.4).key()["target_share"] == 0.4
 
 
 def _cli(cache, results):

@@ -6,7 +6,7 @@ import json
 import pytest
 from PIL import Image
 
-from harness.data.loaders import MaadFormatError, load_maad_folder, load_synth_ads
+from harness.data.loaders import MaadFormatError, check_maad_folder, load_maad_folder, load_synth_ads
 from harness.data.synth_ads import LABELS, TASKS, SynthAdParams, generate_sample
 
 SIZES = {"train": 40, "validation": 10, "test": 10}
@@ -67,16 +67,32 @@ def test_image_size_knob():
     assert Image.open(io.BytesIO(row["image"]["bytes"])).size == (32, 32)
 
 
-def _maad_folder(tmp_path, lines):
+def _line(task="color", image="a.png", **extra):
+    return json.dumps({"image": image, "task": task, "question": "q?", "answer": "red", **extra})
+
+
+ALL_TASKS = [_line(t) for t in ("color", "manifestation", "content", "logo", "style")]
+
+
+def _maad_folder(tmp_path, train_lines, splits=("train", "validation", "test")):
+    """A MAAD-format folder: every split covers the five tasks; `train_lines` come first in train.jsonl."""
     Image.new("RGB", (8, 8), (255, 0, 0)).save(tmp_path / "a.png")
-    (tmp_path / "train.jsonl").write_text("\n".join(lines) + "\n")
+    for split in splits:
+        lines = (train_lines if split == "train" else []) + ALL_TASKS
+        (tmp_path / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
     return tmp_path
 
 
 def test_maad_folder_loads(tmp_path):
-    ok = json.dumps({"image": "a.png", "task": "color", "question": "What colour?", "answer": "red"})
-    dd = load_maad_folder(_maad_folder(tmp_path, [ok, ok]))
-    assert dd["train"].num_rows == 2 and dd["train"][0]["answer"] == "red"
+    dd = load_maad_folder(_maad_folder(tmp_path, [_line(), _line()]))
+    assert dd["train"].num_rows == 7 and dd["train"][0]["answer"] == "red"
+    assert check_maad_folder(tmp_path)["train"] == {
+        "color": 3,
+        "manifestation": 1,
+        "content": 1,
+        "logo": 1,
+        "style": 1,
+    }
 
 
 @pytest.mark.parametrize(
@@ -87,17 +103,42 @@ def test_maad_folder_loads(tmp_path):
             json.dumps({"image": "a.png", "task": "color", "question": "q"}),
             "missing or non-string field(s) ['answer']",
         ),
-        (
-            json.dumps({"image": "missing.png", "task": "color", "question": "q", "answer": "red"}),
-            "does not exist",
-        ),
+        (_line(image="missing.png"), "does not exist"),
         (json.dumps(["a list"]), "expected a JSON object"),
+        (_line(task="colour"), "unknown task 'colour'; allowed: color, manifestation"),
+        (_line(image="broken.png"), "broken.png cannot be read"),
     ],
 )
 def test_maad_bad_line_names_file_and_line(tmp_path, bad, message):
-    ok = json.dumps({"image": "a.png", "task": "color", "question": "q", "answer": "red"})
-    folder = _maad_folder(tmp_path, [ok, bad])
+    folder = _maad_folder(tmp_path, [_line(), bad])
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     with pytest.raises(MaadFormatError) as e:
         load_maad_folder(folder)
     assert f"{folder / 'train.jsonl'}:2:" in str(e.value)
     assert message in str(e.value)
+
+
+def test_maad_split_missing_a_task_reports_its_coverage(tmp_path):
+    folder = _maad_folder(tmp_path, [])
+    (folder / "test.jsonl").write_text("\n".join(ALL_TASKS[:3]) + "\n")
+    with pytest.raises(
+        MaadFormatError, match=r"test.jsonl: no sample of task\(s\) logo, style \(coverage: color 1"
+    ):
+        check_maad_folder(folder)
+
+
+def test_maad_missing_split_is_named(tmp_path):
+    folder = _maad_folder(tmp_path, [], splits=("validation", "test"))
+    with pytest.raises(MaadFormatError, match="missing train.jsonl"):
+        check_maad_folder(folder)
+
+
+def test_maad_problems_fail_profile_validation_naming_the_field(tmp_path):
+    """Found when the profile is read, before any work: not an IndexError or KeyError in teacher training."""
+    from harness.spec import SpecError, load_profile
+
+    folder = _maad_folder(
+        tmp_path / "maad" if (tmp_path / "maad").mkdir() is None else None, [_line("colour")]
+    )
+    with pytest.raises(SpecError, match=r"field 'data.path': .*train.jsonl:1: unknown task 'colour'"):
+        load_profile("smoke", {"data": {"source": "maad_folder", "path": str(folder)}})

@@ -7,10 +7,13 @@ same schema, so the real MAAD drops in once it is released.
 
 from __future__ import annotations
 
+import functools
 import json
+from collections import Counter
 from pathlib import Path
 
 import datasets
+from PIL import Image
 from tqdm.auto import tqdm
 
 from harness.cache import atomic_dir, content_hash
@@ -65,48 +68,118 @@ def load_synth_ads(
 
 
 class MaadFormatError(ValueError):
-    """A MAAD-format file has a line that cannot be used; the message names the file and line."""
+    """A MAAD-format folder that cannot be used; the message names the file (and line)."""
+
+
+def _read_split(folder: Path, split: str) -> list[dict]:
+    """The rows of `<folder>/<split>.jsonl`, every line checked: a JSON object, the four fields as strings, a
+    known task, an image that exists and decodes (each image opened once)."""
+    path = folder / f"{split}.jsonl"
+    rows, images = [], {}
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise MaadFormatError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise MaadFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict):
+            raise MaadFormatError(f"{path}:{lineno}: expected a JSON object with keys {MAAD_FIELDS}")
+        missing = [k for k in MAAD_FIELDS if not isinstance(row.get(k), str) or not row.get(k)]
+        if missing:
+            raise MaadFormatError(f"{path}:{lineno}: missing or non-string field(s) {missing}")
+        if row["task"] not in TASKS:
+            raise MaadFormatError(
+                f"{path}:{lineno}: unknown task '{row['task']}'; allowed: {', '.join(TASKS)}"
+            )
+        image = folder / row["image"]
+        if image not in images:
+            if not image.is_file():
+                raise MaadFormatError(f"{path}:{lineno}: image file {image} does not exist")
+            try:
+                with Image.open(image) as im:
+                    im.load()
+            except (OSError, Image.DecompressionBombError) as e:
+                raise MaadFormatError(f"{path}:{lineno}: image {image} cannot be read ({e})") from None
+            images[image] = lineno
+        rows.append({**row, "_line": lineno})
+    return rows
+
+
+@functools.lru_cache(maxsize=4)
+def _checked(folder: str, signature: tuple) -> dict[str, list[dict]]:
+    """Every split read and checked once per process for a given state of its files (`signature`)."""
+    root = Path(folder)
+    splits = {split: _read_split(root, split) for split in SPLIT_IDS}
+    for split, rows in splits.items():
+        counts = Counter(r["task"] for r in rows)
+        absent = [t for t in TASKS if not counts[t]]
+        if absent:
+            coverage = ", ".join(f"{t} {counts[t]}" for t in TASKS)
+            raise MaadFormatError(
+                f"{root / f'{split}.jsonl'}: no sample of task(s) {', '.join(absent)} "
+                f"(coverage: {coverage}); every split needs all five tasks (the teacher's probes and the "
+                "per-task accuracy use them)"
+            )
+    return splits
+
+
+def _signature(folder: Path) -> tuple:
+    """What identifies the split files' state: their sizes and modification times."""
+    return tuple(
+        (s, (folder / f"{s}.jsonl").stat().st_size, (folder / f"{s}.jsonl").stat().st_mtime_ns)
+        for s in SPLIT_IDS
+    )
+
+
+def check_maad_folder(folder: Path) -> dict[str, dict[str, int]]:
+    """Check a MAAD-format folder before any work: train, validation and test present, every line valid,
+    every task known and covered in every split, every image readable. Returns each split's samples per task.
+    Raises MaadFormatError naming the file and line."""
+    folder = Path(folder)
+    absent = [f"{s}.jsonl" for s in SPLIT_IDS if not (folder / f"{s}.jsonl").is_file()]
+    if absent:
+        raise MaadFormatError(f"{folder}: missing {', '.join(absent)} (needs train, validation and test)")
+    splits = _checked(str(folder.resolve()), _signature(folder))
+    return {split: dict(Counter(r["task"] for r in rows)) for split, rows in splits.items()}
+
+
+def maad_files(folder: Path) -> list[Path]:
+    """The files a MAAD-format folder's content consists of: the split files and every image they name."""
+    folder = Path(folder)
+    check_maad_folder(folder)
+    rows = _checked(str(folder.resolve()), _signature(folder))
+    images = {folder / r["image"] for split in rows.values() for r in split}
+    return [folder / f"{s}.jsonl" for s in SPLIT_IDS] + sorted(images)
 
 
 def load_maad_folder(folder: Path) -> datasets.DatasetDict:
-    """Load `<folder>/{train,validation,test}.jsonl`; image paths are relative to the folder."""
+    """Load `<folder>/{train,validation,test}.jsonl` (checked by `check_maad_folder`); image paths are
+    relative to the folder."""
     folder = Path(folder)
-    files = {split: folder / f"{split}.jsonl" for split in SPLIT_IDS if (folder / f"{split}.jsonl").exists()}
-    if not files:
-        raise FileNotFoundError(f"{folder}: no train.jsonl, validation.jsonl or test.jsonl found")
+    check_maad_folder(folder)
     splits = {}
-    for split, path in files.items():
-        rows = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise MaadFormatError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise MaadFormatError(f"{path}:{lineno}: expected a JSON object with keys {MAAD_FIELDS}")
-            missing = [k for k in MAAD_FIELDS if not isinstance(row.get(k), str) or not row.get(k)]
-            if missing:
-                raise MaadFormatError(f"{path}:{lineno}: missing or non-string field(s) {missing}")
-            image = folder / row["image"]
-            if not image.is_file():
-                raise MaadFormatError(f"{path}:{lineno}: image file {image} does not exist")
-            rows.append(
-                {
-                    "id": str(row.get("id", f"{split}-{lineno}")),
-                    "image": str(image),
-                    "task": row["task"],
-                    "question": row["question"],
-                    "answer": row["answer"],
-                    "clean_answer": row["answer"],
-                    "label_noise": False,
-                    "title": str(row.get("title", "")),
-                    "title_kind": "",
-                    "icon_visible": True,
-                    # a MAAD row annotates one task of its image; the others are unknown ("")
-                    **{f"image_{t}": (row["answer"] if t == row["task"] else "") for t in TASKS},
-                }
-            )
-        splits[split] = datasets.Dataset.from_list(rows, features=FEATURES)
+    for split, rows in _checked(str(folder.resolve()), _signature(folder)).items():
+        records = [
+            {
+                "id": str(row.get("id", f"{split}-{row['_line']}")),
+                "image": str(folder / row["image"]),
+                "task": row["task"],
+                "question": row["question"],
+                "answer": row["answer"],
+                "clean_answer": row["answer"],
+                "label_noise": False,
+                "title": str(row.get("title", "")),
+                "title_kind": "",
+                "icon_visible": True,
+                # a MAAD row annotates one task of its image; the others are unknown ("")
+                **{f"image_{t}": (row["answer"] if t == row["task"] else "") for t in TASKS},
+            }
+            for row in rows
+        ]
+        splits[split] = datasets.Dataset.from_list(records, features=FEATURES)
     return datasets.DatasetDict(splits)

@@ -75,10 +75,15 @@ def build_model(config: Blip2Config, seed: int) -> Blip2ForConditionalGeneration
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
-    """Total parameters and the share of each BLIP-2 module (tied weights counted once)."""
+    """Total parameters and the share of each BLIP-2 module (tied weights counted once), plus `lm_blocks`:
+    the language model's transformer blocks alone, which is what the paper's sizes count (README,
+    "Deviations and interpretations")."""
     counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in MODULES}
     counts["query_tokens"] = model.query_tokens.numel()
     counts["total"] = sum(p.numel() for p in model.parameters())
+    inner = model.language_model.model
+    layers = inner.layers if hasattr(inner, "layers") else inner.decoder.layers  # Llama/Qwen2 or OPT
+    counts["lm_blocks"] = sum(p.numel() for p in layers.parameters())
     return counts
 
 

@@ -4,8 +4,9 @@ Eq. 1 scores a parameter by |∂L(D_p)/∂θ · θ|, the first-order estimate of
 zero, with the gradient of the loss over the whole pruning set (accumulated over batches). A structure's
 importance is the sum over the parameters it owns (harness.prune.structures). Magnitude (L1, L2) and random
 criteria share the interface, for the baselines, and so does `first_order_joint`: |Σ ∂L/∂θ·θ| over the
-structure (signs kept inside it), the first-order estimate of removing the structure whole. Eq. 1 sums
-absolute values instead, so terms that cancel in the real change add up in Eq. 2–4 (README, "Deviations").
+structure (signs kept inside it), the first-order change when all of the structure's parameters shrink
+together (for a gated MLP ≈ 3× the change of removing the channel). Eq. 1 sums absolute values instead, so
+terms that cancel in the real change add up in Eq. 2–4 (README, "Deviations and interpretations").
 """
 
 from __future__ import annotations

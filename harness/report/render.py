@@ -191,22 +191,24 @@ def _run_table(res: dict) -> tuple[list[str], list[list]]:
 
 
 def _target_note(res: dict) -> str:
-    """For runs pruned towards a share of the teacher's size (Table 3's single levels): the share aimed at,
-    the share reached, and why a level stopped short of it."""
-    total = res["teacher"]["parameters"]["total"]
+    """For runs pruned towards a share of the teacher's size (Table 3's single levels): the share aimed at and
+    the share reached, both of the language model's transformer-block parameters (what the paper's sizes
+    count), and whether the level stopped short of the target."""
+    teacher = res["teacher"]["parameters"].get("lm_blocks")
     parts = []
     for run in res["runs"]:
         target = run["spec"].get("target_share")
-        if target is None:
+        if target is None or teacher is None:
             continue
-        reached = statistics.fmean(s["parameters"]["total"] for s in run["seeds"]) / total
-        short = " (as far as the level goes: one step's width must stay)" if reached > target + 0.005 else ""
+        reached = statistics.fmean(s["parameters"]["lm_blocks"] for s in run["seeds"]) / teacher
+        short = " (as far as this level can prune)" if reached > target + 0.005 else ""
         parts.append(f"{run['label']} {target:.0%} → {reached:.0%}{short}")
     if not parts:
         return ""
     return (
-        " Single-level rows are pruned towards the paper's share of the original size, and α does not stop "
-        f"them (share aimed at → reached): {'; '.join(parts)}."
+        " Single-level rows are pruned towards the paper's share of the original size, counted over the "
+        "language model's transformer blocks, and α does not stop them (share aimed at → reached): "
+        f"{'; '.join(parts)}."
     )
 
 
