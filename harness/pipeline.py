@@ -34,7 +34,7 @@ from harness.profile import STEP_FIELDS as STEP_KEYS
 from harness.prune.importance import accumulate_gradients, block_influence, structure_importance
 from harness.prune.peer import example_inputs, torch_pruning_step
 from harness.prune.step import level_width, prune_step, structures_to_remove
-from harness.prune.structures import PruningError, attention_group, blocks
+from harness.prune.structures import PruningError, blocks
 
 TRACE_FIELDS = (
     "step",
@@ -90,7 +90,8 @@ def run_maxima(teacher, c: dict, stages: list[str], target_share: float | None =
     with torch.device("meta"):
         probe = type(teacher)(copy.deepcopy(teacher.config))
     before = parameter_counts(probe)["lm_blocks"]
-    prune_step(probe, level, step, None if level == "block" else _zero_importance(probe, level))
+    # which structures go does not change the count: the random criterion gives a tensor of the right shape
+    prune_step(probe, level, step, None if level == "block" else structure_importance(probe, level, "random"))
     per_step = before - parameter_counts(probe)["lm_blocks"]
     needed = -(-(before - math.floor(target_share * before)) // per_step)  # integer ceiling
     allowed = (level_width(teacher, level) - 1) // step
@@ -101,15 +102,6 @@ def reached(trace: list[dict], stages: list[str]) -> dict[str, int]:
     """What an iterative run removed at each stage, in the paper's units: one-shot's targets, so that one-shot
     ends at exactly the iterative run's structure even where α or feasibility stopped a stage early."""
     return {s: sum(r["amount"] for r in trace if r["stage"] == s) for s in stages}
-
-
-def _zero_importance(model, level: str) -> torch.Tensor:
-    layers = len(blocks(model, "language_model"))
-    if level == "ffn":
-        return torch.zeros(layers, level_width(model, "ffn"))
-    if level == "attention":
-        return torch.zeros(layers, attention_group(model)[0])
-    return torch.zeros(level_width(model, "hidden"))
 
 
 def _dropped_last(trace: list[dict], n_layers: int, maxima: dict) -> tuple[list[dict], list[int]]:

@@ -29,22 +29,15 @@ from harness.prune.structures import lm_family
 from harness.report.render import render_compression, render_original, render_public
 from harness.runs import dataset_key, get_dataset, get_teacher, teacher_key
 from harness.scratch import compression_compute, train_from_scratch
-from harness.spec import ADDED_LATER, LOSS_REVISIONS, CompressionRun, Experiment
+from harness.spec import CompressionRun, Experiment
 
 
 def spec_record(exp: Experiment, profile: Profile) -> dict:
     """The resolved spec and its hash. Seeds are left out of the hash: a result computed for more seeds
     answers a request for fewer (see cli.run_experiment)."""
     resolved = {"experiment": exp.model_dump(mode="json"), "profile": profile.model_dump(mode="json")}
-    runs = [  # as CompressionRun.key(): new fields at their default left out, corrected losses' revisions in
-        {
-            **{k: v for k, v in dumped.items() if k not in ADDED_LATER or v != ADDED_LATER[k]},
-            **({"loss_revision": LOSS_REVISIONS[run.variant]} if run.variant in LOSS_REVISIONS else {}),
-        }
-        for run, dumped in zip(exp.runs, resolved["experiment"]["runs"], strict=True)
-    ]
     hashed = {
-        "experiment": {**resolved["experiment"], "runs": runs},
+        "experiment": {**resolved["experiment"], "runs": [run.versioned() for run in exp.runs]},
         "profile": {k: v for k, v in resolved["profile"].items() if k != "seeds"},
     }
     return {**resolved, "spec_hash": content_hash(hashed)}

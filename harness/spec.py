@@ -32,6 +32,14 @@ LOSS_REVISIONS = {"released_pairwise": 2}
 ADDED_LATER = {"target_share": None}
 
 
+STAGE_ORDER = ["block", "ffn", "attention", "hidden"]
+
+
+def _check_stage_order(stages: list[str]) -> None:
+    if len(set(stages)) != len(stages) or stages != sorted(stages, key=STAGE_ORDER.index):
+        raise ValueError(f"stages: each stage at most once, in the order {STAGE_ORDER}; got {stages}")
+
+
 class PaperRow(Strict):
     """One row of a paper table, transcribed as reference (None where the paper gives no value)."""
 
@@ -76,17 +84,16 @@ class CompressionRun(Strict):
         None,
         gt=0,
         lt=1,
-        description="single-level runs (Table 3): prune until the model has at most this share of the "
-        "teacher's parameters, or as far as the level allows; the level's maximum is then the fewest whole "
+        description="single-level runs (Table 3): prune until the language model's transformer blocks have "
+        "at most this share of the teacher's parameters there (as the paper's sizes count), or as far as the "
+        "level allows; the level's maximum is then the fewest whole "
         "steps that reach it, and α does not stop the run (the paper's single-level rows went far past α)",
     )
     paper: PaperRow | None = Field(None, description="the paper's values for this row, if it has one")
 
     @model_validator(mode="after")
     def _order(self) -> CompressionRun:
-        order = ["block", "ffn", "attention", "hidden"]
-        if len(set(self.stages)) != len(self.stages) or self.stages != sorted(self.stages, key=order.index):
-            raise ValueError(f"stages: each stage at most once, in the order {order}; got {self.stages}")
+        _check_stage_order(self.stages)
         if self.target_share is not None and len(self.stages) != 1:
             raise ValueError(
                 f"target_share: only for a single-level run (one stage), got stages {self.stages}; a "
@@ -94,16 +101,23 @@ class CompressionRun(Strict):
             )
         return self
 
+    def versioned(self, exclude: set[str] | None = None) -> dict:
+        """The run as it enters spec hashes and cache keys: fields added later (ADDED_LATER) left out at their
+        default, so results and runs that do not use them stay valid; a corrected loss's revision added, so
+        those made with the old formula are redone."""
+        dump = self.model_dump(mode="json", exclude=exclude)
+        dump = {k: v for k, v in dump.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
+        if self.variant in LOSS_REVISIONS:
+            dump["loss_revision"] = LOSS_REVISIONS[self.variant]
+        return dump
+
     def key(self) -> dict:
-        """What determines the run's outcome (label and paper values do not). Fields added after results
-        were first committed stay out of the key at their default, so those runs keep their cache entries;
-        a loss whose formula was corrected carries its revision, so runs made with the old one are redone."""
-        key = self.model_dump(mode="json", exclude={"label", "paper"})
-        for field, default in (("block_criterion", "last"), ("pruner", "harness"), *ADDED_LATER.items()):
+        """What determines the run's outcome (label and paper values do not); `block_criterion` and `pruner`,
+        added before ADDED_LATER existed, likewise stay out at their default."""
+        key = self.versioned(exclude={"label", "paper"})
+        for field, default in (("block_criterion", "last"), ("pruner", "harness")):
             if key[field] == default:
                 del key[field]
-        if self.variant in LOSS_REVISIONS:
-            key["loss_revision"] = LOSS_REVISIONS[self.variant]
         return key
 
 
@@ -130,11 +144,8 @@ class PublicModel(Strict):
 
     @model_validator(mode="after")
     def _stages(self) -> PublicModel:
-        order = ["block", "ffn", "attention", "hidden"]
-        if self.stages is not None and (
-            len(set(self.stages)) != len(self.stages) or self.stages != sorted(self.stages, key=order.index)
-        ):
-            raise ValueError(f"stages: each stage at most once, in the order {order}; got {self.stages}")
+        if self.stages is not None:
+            _check_stage_order(self.stages)
         return self
 
     @model_validator(mode="after")

@@ -2,25 +2,11 @@
 the field (or the option) before any work starts."""
 
 import pytest
-import yaml
 
 from harness.cli import main as cli
-from harness.spec import PROFILES_DIR, SpecError, load_experiment, load_profile
+from harness.spec import SpecError, load_experiment, load_profile
 from run_all import main as run_all
-
-
-def _smoke(tmp_path, text_edit=None, **changes):
-    raw = yaml.safe_load((PROFILES_DIR / "smoke.yaml").read_text())
-    for dotted, value in changes.items():
-        node = raw
-        *parents, last = dotted.split(".")
-        for p in parents:
-            node = node[p]
-        node[last] = value
-    text = yaml.safe_dump(raw)
-    path = tmp_path / "bad.yaml"
-    path.write_text(text_edit(text) if text_edit else text)
-    return path
+from tests.test_spec import _profile
 
 
 @pytest.mark.parametrize(
@@ -43,7 +29,7 @@ def _smoke(tmp_path, text_edit=None, **changes):
     ],
 )
 def test_wrong_types_and_impossible_values_are_refused(tmp_path, changes, field, rule):
-    path = _smoke(tmp_path, **changes)
+    path = _profile(tmp_path, **changes)
     with pytest.raises(SpecError) as e:
         load_profile(path)
     msg = str(e.value)
@@ -51,7 +37,9 @@ def test_wrong_types_and_impossible_values_are_refused(tmp_path, changes, field,
 
 
 def test_a_key_given_twice_is_refused_with_its_line(tmp_path):
-    path = _smoke(tmp_path, text_edit=lambda t: t.replace("  alpha: 0.15\n", "  alpha: 0.15\n  alpha: 0.5\n"))
+    path = _profile(
+        tmp_path, text_edit=lambda t: t.replace("  alpha: 0.15\n", "  alpha: 0.15\n  alpha: 0.5\n")
+    )
     with pytest.raises(SpecError, match=r"duplicate key 'alpha'") as e:
         load_profile(path)
     assert str(path) in str(e.value) and "line" in str(e.value)
@@ -69,7 +57,7 @@ def test_a_key_given_twice_inside_a_run_is_refused(tmp_path):
 
 def test_exponent_floats_are_numbers_not_strings(tmp_path):
     """YAML 1.1 reads `1e-3` as text; strict types would then refuse it, so the loader reads it as a float."""
-    path = _smoke(tmp_path, text_edit=lambda t: t.replace("lr: 0.001", "lr: 1e-3"))
+    path = _profile(tmp_path, text_edit=lambda t: t.replace("lr: 0.001", "lr: 1e-3"))
     assert "lr: 1e-3" in path.read_text()
     assert load_profile(path).compression.lr == pytest.approx(1e-3)
 

@@ -7,7 +7,8 @@ from harness.cli import main
 from harness.spec import PROFILES_DIR, SpecError, load_experiment, load_profile, resolve
 
 
-def _profile(tmp_path, **changes):
+def _profile(tmp_path, text_edit=None, **changes):
+    """The smoke profile with dotted fields changed (and its YAML text edited by `text_edit`), as bad.yaml."""
     raw = yaml.safe_load((PROFILES_DIR / "smoke.yaml").read_text())
     for dotted, value in changes.items():
         node = raw
@@ -15,8 +16,9 @@ def _profile(tmp_path, **changes):
         for p in parents:
             node = node[p]
         node[last] = value
+    text = yaml.safe_dump(raw)
     path = tmp_path / "bad.yaml"
-    path.write_text(yaml.safe_dump(raw))
+    path.write_text(text_edit(text) if text_edit else text)
     return path
 
 

@@ -136,34 +136,33 @@ def _signature(folder: Path) -> tuple:
     )
 
 
-def check_maad_folder(folder: Path) -> dict[str, dict[str, int]]:
-    """Check a MAAD-format folder before any work: train, validation and test present, every line valid,
-    every task known and covered in every split, every image readable. Returns each split's samples per task.
-    Raises MaadFormatError naming the file and line."""
-    folder = Path(folder)
+def _rows(folder: Path) -> dict[str, list[dict]]:
+    """Every split's checked rows: train, validation and test present, every line valid, every task known
+    and covered in every split, every image readable; else a MaadFormatError naming the file and line."""
     absent = [f"{s}.jsonl" for s in SPLIT_IDS if not (folder / f"{s}.jsonl").is_file()]
     if absent:
         raise MaadFormatError(f"{folder}: missing {', '.join(absent)} (needs train, validation and test)")
-    splits = _checked(str(folder.resolve()), _signature(folder))
-    return {split: dict(Counter(r["task"] for r in rows)) for split, rows in splits.items()}
+    return _checked(str(folder.resolve()), _signature(folder))
+
+
+def check_maad_folder(folder: Path) -> dict[str, dict[str, int]]:
+    """Check a MAAD-format folder before any work (see `_rows`). Returns each split's samples per task."""
+    return {split: dict(Counter(r["task"] for r in rows)) for split, rows in _rows(Path(folder)).items()}
 
 
 def maad_files(folder: Path) -> list[Path]:
     """The files a MAAD-format folder's content consists of: the split files and every image they name."""
     folder = Path(folder)
-    check_maad_folder(folder)
-    rows = _checked(str(folder.resolve()), _signature(folder))
-    images = {folder / r["image"] for split in rows.values() for r in split}
+    images = {folder / r["image"] for rows in _rows(folder).values() for r in rows}
     return [folder / f"{s}.jsonl" for s in SPLIT_IDS] + sorted(images)
 
 
 def load_maad_folder(folder: Path) -> datasets.DatasetDict:
-    """Load `<folder>/{train,validation,test}.jsonl` (checked by `check_maad_folder`); image paths are
+    """Load `<folder>/{train,validation,test}.jsonl` (checked as by `check_maad_folder`); image paths are
     relative to the folder."""
     folder = Path(folder)
-    check_maad_folder(folder)
     splits = {}
-    for split, rows in _checked(str(folder.resolve()), _signature(folder)).items():
+    for split, rows in _rows(folder).items():
         records = [
             {
                 "id": str(row.get("id", f"{split}-{row['_line']}")),

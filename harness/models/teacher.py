@@ -1,11 +1,11 @@
 """Training the stand-in teacher the way BLIP-2 is trained: two stages.
 
 Why two stages: trained end to end from scratch in one generative stage, the five-task mix learns the
-background colour and little else (DESIGN.md §4). So stage 1 trains the vision tower, query tokens and
-Q-Former alone, with one linear probe per task on the flattened query outputs (representation learning);
-stage 2 freezes the vision side, caches its query outputs once, and trains the projection and the language
-model generatively on the prompts. Both stages use warm-up + cosine and gradient clipping, and log per-task
-learning curves on the validation split.
+background colour and little else (README, "How the teacher is trained"). So stage 1 trains the vision
+tower, query tokens and Q-Former alone, with one linear probe per task on the flattened query outputs
+(representation learning); stage 2 freezes the vision side, caches its query outputs once, and trains the
+projection and the language model generatively on the prompts. Both stages use warm-up + cosine and
+gradient clipping, and log per-task learning curves on the validation split.
 """
 
 from __future__ import annotations
