@@ -12,13 +12,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import get_args
 
-from harness.prune.importance import CRITERIA
 from harness.prune.structures import PruningError
 from harness.spec import (
     DEFAULT_PROFILE,
     PROFILES_DIR,
     ROOT,
+    Criterion,
     SpecError,
     experiment_files,
     load_experiment,
@@ -26,6 +27,7 @@ from harness.spec import (
     read_yaml,
     resolve,
 )
+from harness.stages import STAGE_NAMES
 
 DEFAULT_CACHE = ROOT / ".cache"
 
@@ -278,7 +280,7 @@ def parser() -> argparse.ArgumentParser:
         func=cmd_report
     )
     pr = sub.add_parser("prune", parents=[common], help="prune one step of one level and save the checkpoint")
-    pr.add_argument("--level", required=True, choices=["block", "ffn", "attention", "hidden"])
+    pr.add_argument("--level", required=True, choices=list(STAGE_NAMES))
     pr.add_argument(
         "--amount",
         required=True,
@@ -294,7 +296,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--module", default="language_model", choices=["language_model", "vision_model", "qformer"]
     )
-    pr.add_argument("--criterion", default="first_order", choices=list(CRITERIA))
+    pr.add_argument("--criterion", default="first_order", choices=list(get_args(Criterion)))
     pr.add_argument(
         "--loss",
         default="cross_entropy",

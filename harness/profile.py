@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from harness.stages import STAGES
+
 
 class Strict(BaseModel):
     """Unknown keys are errors, and so are values of the wrong type: `n_b: true` or `n_b: "1"` is refused,
@@ -156,12 +158,8 @@ class Measurement(Strict):
     num_threads: int | None = Field(None, ge=1, description="torch threads; default: torch's own choice")
 
 
-STEP_FIELDS = {  # level: (step size n, maximum N) in the paper's §4.2 names
-    "block": ("n_b", "N_blocks"),
-    "ffn": ("n_h_ffn", "N_ffn"),
-    "attention": ("n_h_att", "N_att"),
-    "hidden": ("n_d", "N_input"),
-}
+# level: (step size n, maximum N) in the paper's §4.2 names
+STEP_FIELDS = {s.name: (s.step_field, s.max_field) for s in STAGES}
 
 
 class Compression(Strict):

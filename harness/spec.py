@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from harness.profile import Compression, Profile, Strict, whole_step_problems
+from harness.stages import STAGE_NAMES, StageName
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = ROOT / "experiments"
@@ -32,7 +33,9 @@ LOSS_REVISIONS = {"released_pairwise": 2}
 ADDED_LATER = {"target_share": None}
 
 
-STAGE_ORDER = ["block", "ffn", "attention", "hidden"]
+STAGE_ORDER = list(STAGE_NAMES)
+# importance criteria (harness/prune/importance.py implements each)
+Criterion = Literal["first_order", "first_order_joint", "l1", "l2", "random"]
 
 
 def _check_stage_order(stages: list[str]) -> None:
@@ -58,14 +61,12 @@ class CompressionRun(Strict):
     """One variant of Algorithm 1, computed once per seed and shared by every experiment that names it."""
 
     label: str = Field(min_length=1, description="the row's name in tables and figures")
-    stages: list[Literal["block", "ffn", "attention", "hidden"]] = Field(
-        default=["block", "ffn", "attention", "hidden"], min_length=1
-    )
+    stages: list[StageName] = Field(default=list(STAGE_NAMES), min_length=1)
     mode: Literal["iterative", "one_shot", "scratch"] = Field(
         "iterative",
         description="scratch: the iterative run's final structure trained from scratch (baseline)",
     )
-    criterion: Literal["first_order", "first_order_joint", "l1", "l2", "random"] = Field(
+    criterion: Criterion = Field(
         "first_order",
         description="first_order: Eq. 1 summed per structure (Eq. 2–4); first_order_joint: |Σ ∂L/∂θ·θ| over "
         "the structure, the first-order change when its parameters shrink together (baseline)",
@@ -134,7 +135,7 @@ class PublicModel(Strict):
     fine_tune_epochs: int = Field(0, ge=0, description="generative fine-tuning epochs on the training split")
     fine_tune_lr: float = Field(1e-4, gt=0, lt=1)
     compress: bool = Field(False, description="run Algorithm 1 on it (after fine-tuning, if any)")
-    stages: list[Literal["block", "ffn", "attention", "hidden"]] | None = Field(
+    stages: list[StageName] | None = Field(
         None, description="default: every stage its language model supports (OPT: block, ffn)"
     )
     compression: dict[str, Any] = Field(

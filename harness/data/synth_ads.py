@@ -16,9 +16,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
+from harness.stages import TASKS
+
 GENERATOR_VERSION = "synth_ads-4"
 
-TASKS = ("color", "manifestation", "content", "logo", "style")
 
 COLORS = {
     "red": (214, 48, 49),

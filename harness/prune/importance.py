@@ -12,6 +12,7 @@ terms that cancel in the real change add up in Eq. 2–4 (README, "Deviations an
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
@@ -29,8 +30,9 @@ from harness.prune.structures import (
     ffn_width,
     hidden_slices,
 )
+from harness.spec import Criterion
 
-CRITERIA = ("first_order", "first_order_joint", "l1", "l2", "random")
+CRITERIA = get_args(Criterion)
 Batch = dict[str, torch.Tensor]
 
 

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-LEVELS = ("block", "ffn", "attention", "hidden")
+from harness.stages import STAGE_NAMES
+
+LEVELS = STAGE_NAMES
 MODULES = ("language_model", "vision_model", "qformer")
 
 

@@ -13,13 +13,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-STAGE_COLORS = {"block": "#4C72B0", "ffn": "#55A868", "attention": "#C44E52", "hidden": "#8172B2"}
-STAGE_NAMES = {
-    "block": "block",
-    "ffn": "FFN channels",
-    "attention": "attention heads",
-    "hidden": "hidden dims",
-}
+from harness.stages import STAGES  # noqa: E402
+
+STAGE_COLORS = {s.name: s.color for s in STAGES}
+STAGE_NAMES = {s.name: s.figure_label for s in STAGES}
 
 
 def _save(fig, out_dir: Path, stem: str, footer: str) -> list[Path]:

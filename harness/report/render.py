@@ -13,15 +13,7 @@ from pathlib import Path
 from harness.pipeline import write_trace_csv
 from harness.report.figures import bars_figure, sample_size_figure, trace_figures, tradeoff_figure
 from harness.report.tables import make_table
-
-TASKS = ("color", "manifestation", "content", "logo", "style")
-# Table 2's rows are the ends of these stages (the paper reports FFN and attention together)
-STAGE_ROWS = {
-    "block": "After Block Pruning",
-    "ffn": "After FFN Pruning",
-    "attention": "After Inter-Module Pruning",
-    "hidden": "After Input/Output Pruning",
-}
+from harness.stages import BY_NAME, TASKS
 
 
 def mean_std(values: list[float]) -> tuple[float, float | None]:
@@ -137,11 +129,11 @@ def _stage_table(res: dict) -> tuple[list[str], list[list]]:
         ends = [s["stage_ends"][i] for s in run["seeds"]]
         name = f"{run['label']} @ {end['stage']}"
         rows.append(
-            [f"{STAGE_ROWS[end['stage']]} — ours", *_size_and_speed(res, ends, name, t1, t32)]
+            [f"{BY_NAME[end['stage']].table2_row} — ours", *_size_and_speed(res, ends, name, t1, t32)]
             + [fmt([e["accuracy"][k] for e in ends]) for k in TASKS]
             + [fmt([e["accuracy"]["overall"] for e in ends])]
         )
-        row = _paper_row(paper.get(STAGE_ROWS[end["stage"]]), base, tasks=True)
+        row = _paper_row(paper.get(BY_NAME[end["stage"]].table2_row), base, tasks=True)
         if row:
             rows.append(row)
     return headers, [r for r in rows if r]
