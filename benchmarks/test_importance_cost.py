@@ -10,9 +10,10 @@ import time
 import pytest
 import torch
 
+from harness.models.stand_in import new_model
 from harness.prune.importance import accumulate_gradients, answer_cross_entropy, pruning_batches
-from harness.runs import get_dataset, new_model
 from harness.spec import ROOT, load_profile
+from harness.store import get_dataset
 
 
 @pytest.fixture(scope="module")

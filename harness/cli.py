@@ -198,7 +198,7 @@ def cmd_prune(args) -> int:
         structure_importance,
     )
     from harness.prune.step import prune_step, structures_to_remove
-    from harness.runs import get_dataset, get_teacher
+    from harness.store import get_dataset, get_teacher
 
     prof = load_profile(args.profile)
     if args.loss == "teacher_kl" and args.teacher is None:

@@ -32,9 +32,9 @@ from harness.models.blip2 import parameter_counts
 from harness.models.public import load_model
 from harness.profile import STEP_FIELDS as STEP_KEYS
 from harness.prune.importance import accumulate_gradients, block_influence, structure_importance
-from harness.prune.peer import example_inputs, torch_pruning_step
 from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError, blocks
+from harness.prune.torch_pruning_baseline import example_inputs, torch_pruning_step
 
 TRACE_FIELDS = (
     "step",

@@ -26,10 +26,10 @@ from harness.pipeline import STEP_KEYS, reached, run_compression, run_maxima, st
 from harness.profile import Profile
 from harness.provenance import provenance
 from harness.prune.structures import lm_family
+from harness.recipes.from_scratch import compression_compute, train_from_scratch
 from harness.report.render import render_compression, render_original, render_public
-from harness.runs import dataset_key, get_dataset, get_teacher, teacher_key
-from harness.scratch import compression_compute, train_from_scratch
 from harness.spec import CompressionRun, Experiment
+from harness.store import dataset_key, get_dataset, get_teacher, teacher_key
 
 
 def spec_record(exp: Experiment, profile: Profile) -> dict:

@@ -148,7 +148,7 @@ def test_compression_runs_are_keyed_by_the_teacher_checkpoints_content(tmp_path)
 
 def test_a_maad_folder_is_keyed_by_its_content(tmp_path):
     """Rewritten answers (or images) give a new dataset key, so the teacher is retrained, not reused."""
-    from harness.runs import dataset_key
+    from harness.store import dataset_key
     from tests.test_synth_ads import _line, _maad_folder
 
     folder = _maad_folder(tmp_path, [_line()])

@@ -12,7 +12,7 @@ from harness.prune.importance import block_influence
 from harness.prune.step import prune_step
 from harness.prune.structures import PruningError, blocks
 from harness.prune.surgery import prune_blocks
-from harness.scratch import compression_compute
+from harness.recipes.from_scratch import compression_compute
 from tests.helpers import tiny
 from tests.test_prune import _batch, _randomize
 
@@ -102,7 +102,7 @@ def test_scratch_compute_counts_importance_before_and_distillation_after_each_st
 def test_torch_pruning_peer_prunes_every_coupled_layer_and_round_trips(tmp_path, level, amount):
     from transformers import Blip2ForConditionalGeneration
 
-    from harness.prune.peer import torch_pruning_step
+    from harness.prune.torch_pruning_baseline import torch_pruning_step
 
     model, proc = tiny()
     _randomize(model)
@@ -126,7 +126,7 @@ def test_torch_pruning_peer_prunes_every_coupled_layer_and_round_trips(tmp_path,
 
 
 def test_torch_pruning_refuses_what_it_does_not_prune():
-    from harness.prune.peer import torch_pruning_step
+    from harness.prune.torch_pruning_baseline import torch_pruning_step
 
     model, _ = tiny()
     with pytest.raises(PruningError, match="'ffn' and 'hidden' only"):

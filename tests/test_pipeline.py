@@ -17,8 +17,8 @@ from harness.distill.loop import teacher_batches
 from harness.models.blip2 import parameter_counts
 from harness.pipeline import run_compression, run_maxima, step_model, structure
 from harness.prune.step import prune_step
-from harness.runs import get_dataset, get_teacher
 from harness.spec import ROOT, load_profile
+from harness.store import get_dataset, get_teacher
 
 
 @pytest.fixture(scope="module")

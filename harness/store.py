@@ -14,12 +14,11 @@ import datasets
 
 from harness.cache import atomic_dir, content_hash, files_hash, write_json
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
-from harness.data.processor import build_processor, dataset_texts
 from harness.data.synth_ads import SynthAdParams
-from harness.models.blip2 import build_config, build_model
 from harness.models.public import load_lmm
-from harness.models.teacher import train_teacher
+from harness.models.stand_in import new_model
 from harness.profile import Profile
+from harness.recipes.teacher import train_teacher
 
 
 def dataset_key(profile: Profile) -> dict:
@@ -57,27 +56,6 @@ def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
     if profile.teacher.checkpoint is not None:
         return Path(profile.teacher.checkpoint)
     return Path(cache_dir) / "teachers" / f"teacher-{content_hash(teacher_key(profile))}"
-
-
-def new_model(
-    profile: Profile, data: datasets.DatasetDict, language_model: dict | None = None, seed: int | None = None
-):
-    """An untrained model of the profile's shape (language-model fields replaced by `language_model`) and its
-    processor (tokenizer fitted on the train split)."""
-    tokens = dataset_texts(data["train"].select_columns(["question", "answer"]))
-    processor = build_processor(
-        tokens, profile.teacher.vocab_size, profile.model.image_size, profile.model.qformer.num_query_tokens
-    )
-    tok = processor.tokenizer
-    shape = profile.model.model_dump()
-    shape["language_model"] = {**shape["language_model"], **(language_model or {})}
-    config = build_config(
-        shape,
-        len(tok),
-        tok.convert_tokens_to_ids("<image>"),
-        {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
-    )
-    return build_model(config, profile.teacher.seed if seed is None else seed), processor
 
 
 def get_teacher(profile: Profile, cache_dir: Path, data: datasets.DatasetDict, progress: bool = True):

@@ -18,8 +18,8 @@ from pathlib import Path
 from harness.cache import atomic_dir, write_json
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
-from harness.models.teacher import train_teacher
-from harness.runs import new_model
+from harness.models.stand_in import new_model
+from harness.recipes.teacher import train_teacher
 
 STRUCTURE_TO_PROFILE = {
     "num_hidden_layers": "num_layers",

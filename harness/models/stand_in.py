@@ -1,0 +1,33 @@
+"""The stand-in model of a profile: an untrained BLIP-2 of the profile's shape and its fitted processor.
+
+Why apart from the store and the recipes: the teacher recipe and the from-scratch baseline both build one.
+"""
+
+from __future__ import annotations
+
+import datasets
+
+from harness.data.processor import build_processor, dataset_texts
+from harness.models.blip2 import build_config, build_model
+from harness.profile import Profile
+
+
+def new_model(
+    profile: Profile, data: datasets.DatasetDict, language_model: dict | None = None, seed: int | None = None
+):
+    """An untrained model of the profile's shape (language-model fields replaced by `language_model`) and its
+    processor (tokenizer fitted on the train split)."""
+    tokens = dataset_texts(data["train"].select_columns(["question", "answer"]))
+    processor = build_processor(
+        tokens, profile.teacher.vocab_size, profile.model.image_size, profile.model.qformer.num_query_tokens
+    )
+    tok = processor.tokenizer
+    shape = profile.model.model_dump()
+    shape["language_model"] = {**shape["language_model"], **(language_model or {})}
+    config = build_config(
+        shape,
+        len(tok),
+        tok.convert_tokens_to_ids("<image>"),
+        {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
+    )
+    return build_model(config, profile.teacher.seed if seed is None else seed), processor
