@@ -26,15 +26,25 @@ class Strict(BaseModel):
 PathFromYaml = Annotated[Path, Field(strict=False)]
 
 
-class SynthAdKnobs(Strict):
+class SynthAdParams(Strict):
+    """Knobs of the SynthAd generator (harness/data/synth_ads.py), part of the dataset's key."""
+
     image_size: int = Field(64, ge=16, le=512)
-    color_jitter: int = Field(22, ge=0, le=80)
-    noise_std: float = Field(10.0, ge=0.0, le=64.0)
-    occluder_prob: float = Field(0.3, ge=0.0, le=1.0)
-    icon_hidden_prob: float = Field(0.3, ge=0.0, le=1.0)
-    ambiguous_title_prob: float = Field(0.3, ge=0.0, le=1.0)
-    misleading_title_prob: float = Field(0.05, ge=0.0, le=1.0)
-    label_noise: float = Field(0.06, ge=0.0, le=1.0)
+    color_jitter: int = Field(22, ge=0, le=80, description="max per-channel offset from the class colour")
+    noise_std: float = Field(10.0, ge=0.0, le=64.0, description="pixel noise")
+    occluder_prob: float = Field(0.3, ge=0.0, le=1.0, description="chance of one random grey occluder")
+    icon_hidden_prob: float = Field(
+        0.3, ge=0.0, le=1.0, description="product shown as a generic box: only the title tells the category"
+    )
+    ambiguous_title_prob: float = Field(
+        0.3, ge=0.0, le=1.0, description="title word shared by two categories"
+    )
+    misleading_title_prob: float = Field(
+        0.05, ge=0.0, le=1.0, description="title of another category (the image decides); visible icons only"
+    )
+    label_noise: float = Field(
+        0.06, ge=0.0, le=1.0, description="share of labels re-drawn at random (annotator disagreement)"
+    )
 
 
 class Sizes(Strict):
@@ -50,7 +60,7 @@ class Data(Strict):
     )
     seed: int = Field(0, ge=0)
     sizes: Sizes
-    synth_ads: SynthAdKnobs = SynthAdKnobs()
+    synth_ads: SynthAdParams = SynthAdParams()
 
     @model_validator(mode="after")
     def _path(self) -> Data:

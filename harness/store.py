@@ -14,7 +14,6 @@ import datasets
 
 from harness.cache import atomic_dir, content_hash, files_hash, write_json
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
-from harness.data.synth_ads import SynthAdParams
 from harness.models.public import load_lmm
 from harness.models.stand_in import new_model
 from harness.profile import Profile
@@ -27,16 +26,14 @@ def dataset_key(profile: Profile) -> dict:
     d = profile.data
     if d.source == "maad_folder":
         return {"source": "maad_folder", "content": files_hash(Path(d.path), maad_files(Path(d.path)))}
-    return synth_ads_key(SynthAdParams(**d.synth_ads.model_dump()), d.sizes.model_dump(), d.seed)
+    return synth_ads_key(d.synth_ads, d.sizes.model_dump(), d.seed)
 
 
 def get_dataset(profile: Profile, cache_dir: Path, progress: bool = True) -> datasets.DatasetDict:
     d = profile.data
     if d.source == "maad_folder":
         return load_maad_folder(d.path)
-    return load_synth_ads(
-        SynthAdParams(**d.synth_ads.model_dump()), d.sizes.model_dump(), d.seed, cache_dir, progress
-    )
+    return load_synth_ads(d.synth_ads, d.sizes.model_dump(), d.seed, cache_dir, progress)
 
 
 def teacher_key(profile: Profile) -> dict:

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from harness.data.loaders import MaadFormatError, check_maad_folder, load_maad_folder, load_synth_ads
-from harness.data.synth_ads import LABELS, SynthAdParams, generate_sample
+from harness.data.synth_ads import LABELS, generate_sample
+from harness.profile import SynthAdParams
 from harness.stages import TASKS
 
 SIZES = {"train": 40, "validation": 10, "test": 10}

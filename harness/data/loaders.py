@@ -17,7 +17,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from harness.cache import atomic_dir, content_hash
-from harness.data.synth_ads import SynthAdParams, generate_sample, params_dict
+from harness.data.synth_ads import generate_sample, params_dict
+from harness.profile import SynthAdParams
 from harness.stages import TASKS
 
 SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}

@@ -11,11 +11,11 @@ paper's ~0.93 instead of 1.0. See data_cards/synth_ads.md.
 from __future__ import annotations
 
 import io
-from dataclasses import asdict, dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from harness.profile import SynthAdParams
 from harness.stages import TASKS
 
 GENERATOR_VERSION = "synth_ads-4"
@@ -73,20 +73,6 @@ AMBIGUOUS_WORDS = {
     ("finance", "travel"): ("travel cards", "miles"),
 }
 TITLE_TEMPLATES = ("Big sale on {w}", "{w} you will love", "Best {w} today", "Discover {w}", "New {w} offers")
-
-
-@dataclass(frozen=True)
-class SynthAdParams:
-    """Knobs of the generator; their values are part of the dataset's cache key."""
-
-    image_size: int = 64
-    color_jitter: int = 22  # max per-channel offset from the class colour ("near colours")
-    noise_std: float = 10.0  # pixel noise
-    occluder_prob: float = 0.3  # chance of one random grey occluder
-    icon_hidden_prob: float = 0.3  # product shown as a generic box: only the title tells the category
-    ambiguous_title_prob: float = 0.3  # title word shared by two categories
-    misleading_title_prob: float = 0.05  # title of another category (image decides); only with a visible icon
-    label_noise: float = 0.06  # share of labels re-drawn uniformly at random (annotator disagreement)
 
 
 def _icon(draw: ImageDraw.ImageDraw, kind: str, cx: float, cy: float, r: float, fill) -> None:
@@ -248,4 +234,4 @@ def generate_sample(seed: int, split_id: int, index: int, p: SynthAdParams) -> d
 
 
 def params_dict(p: SynthAdParams) -> dict:
-    return {"generator_version": GENERATOR_VERSION, **asdict(p)}
+    return {"generator_version": GENERATOR_VERSION, **p.model_dump()}

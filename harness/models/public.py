@@ -63,7 +63,3 @@ def load_lmm(path: str | Path, allow_download: bool = False):
     if getattr(processor, "num_query_tokens", None) is None:
         processor.num_query_tokens = model.config.num_query_tokens
     return model, processor
-
-
-def is_instructblip(model) -> bool:
-    return model.config.model_type == "instructblip"
