@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import get_args
 
+from harness.cache import atomic_dir, write_json
 from harness.prune.structures import PruningError
 from harness.spec import (
     DEFAULT_PROFILE,
@@ -26,6 +27,7 @@ from harness.spec import (
     load_profile,
     read_yaml,
     resolve,
+    spec_record,
 )
 from harness.stages import STAGE_NAMES
 
@@ -61,6 +63,30 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def _recipe(kind: str):
+    """The recipe of an experiment kind (imported on demand: `report` and `validate` need no torch)."""
+    if kind == "original":
+        from harness.recipes.original import run_original
+
+        return run_original
+    if kind == "compression":
+        from harness.recipes.compression import run_compression_experiment
+
+        return run_compression_experiment
+    from harness.recipes.public_lmms import run_public_lmms
+
+    return run_public_lmms
+
+
+def publish_result(out_dir: Path, result: dict, render) -> None:
+    """The result folder (result.json, tables, figures, traces) is built in a temporary folder and replaces
+    the old one only once rendering has succeeded: a render that fails leaves the previous folder as it was,
+    never a new result.json beside stale tables."""
+    with atomic_dir(Path(out_dir)) as tmp:
+        write_json(tmp / "result.json", result)
+        render(tmp)
+
+
 def run_experiment(
     name: str,
     profile: str,
@@ -72,7 +98,7 @@ def run_experiment(
 ) -> tuple[Path, str]:
     """Run one experiment unless an up-to-date result exists: same spec (seeds aside) and at least the
     requested seeds. Returns (output folder, 'ran' | 'cached')."""
-    from harness.runners import RUNNERS, spec_record
+    from harness.report.render import RENDERERS
 
     exp, prof = resolve(name, profile, num_seeds)
     out = Path(results_dir) / exp.name
@@ -87,7 +113,8 @@ def run_experiment(
             )
         else:
             print(f"[{exp.name}] spec changed since {existing} was written: running again", file=sys.stderr)
-    RUNNERS[exp.kind](exp, prof, out, Path(cache_dir), progress)
+    result = _recipe(exp.kind)(exp, prof, Path(cache_dir), progress)
+    publish_result(out, result, RENDERERS[exp.kind])
     return out, "ran"
 
 
@@ -188,7 +215,6 @@ def publish(root: Path) -> None:
 
 def cmd_prune(args) -> int:
     """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
-    from harness.cache import atomic_dir, write_json
     from harness.models.blip2 import parameter_counts
     from harness.models.public import load_lmm, load_model
     from harness.prune.importance import (
@@ -198,7 +224,8 @@ def cmd_prune(args) -> int:
         structure_importance,
     )
     from harness.prune.step import prune_step, structures_to_remove
-    from harness.store import get_dataset, get_teacher
+    from harness.recipes.teacher import get_teacher
+    from harness.store import get_dataset
 
     prof = load_profile(args.profile)
     if args.loss == "teacher_kl" and args.teacher is None:

@@ -24,17 +24,20 @@ import time
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
-from harness.cache import atomic_dir, write_atomic, write_json
+from harness.cache import write_atomic, write_json
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
-from harness.models.public import load_model
-from harness.profile import STEP_FIELDS as STEP_KEYS
+from harness.profile import Compression
 from harness.prune.importance import accumulate_gradients, block_influence, structure_importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError, blocks
 from harness.prune.torch_pruning_baseline import example_inputs, torch_pruning_step
+from harness.spec import CompressionRun
+from harness.stages import BY_NAME
+from harness.store import save_step, step_model
 
 TRACE_FIELDS = (
     "step",
@@ -69,24 +72,68 @@ def write_trace_csv(path: Path, trace: list[dict]) -> None:
 
 def _checkpoint(out: Path, model, state: dict) -> None:
     """The model after a completed step, then the state that points to it (both written atomically)."""
-    with atomic_dir(out / "steps" / f"step_{state['step']:03d}") as tmp:
-        model.save_pretrained(tmp)
+    save_step(out, state["step"], model)
     write_json(out / "state.json", state)
     write_trace_csv(out / "trace.csv", state["trace"])
 
 
-def run_maxima(teacher, c: dict, stages: list[str], target_share: float | None = None) -> dict[str, int]:
+class RunPlan(BaseModel):
+    """Everything `run_compression` needs, typed: the run variant, the profile's compression section, the
+    seed, the batch size of its evaluations, each stage's maximum reduction in the paper's units (the
+    iterative run's stopping point and one-shot's target), whether α may stop a stage (not for a run pruned
+    to a target size) and one-shot's epoch budget (E × the iterative run's steps)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: CompressionRun
+    compression: Compression
+    seed: int
+    eval_batch_size: int
+    maxima: dict[str, int]
+    use_alpha: bool
+    total_epochs: int
+
+
+def plan_run(
+    teacher, compression: Compression, run: CompressionRun, seed: int, eval_batch_size: int
+) -> RunPlan:
+    """The plan of `run` on `teacher`; for one-shot, `follow` then sets its targets from the iterative run."""
+    maxima = run_maxima(teacher, compression, run.stages, run.target_share)
+    steps = sum(maxima[s] // getattr(compression, BY_NAME[s].step_field) for s in run.stages)
+    return RunPlan(
+        run=run,
+        compression=compression,
+        seed=seed,
+        eval_batch_size=eval_batch_size,
+        maxima=maxima,
+        use_alpha=run.target_share is None,
+        total_epochs=compression.epochs * steps,
+    )
+
+
+def follow(plan: RunPlan, trace: list[dict]) -> RunPlan:
+    """One-shot's plan: prune to exactly what the iterative run (`trace`) removed at each stage, even where α
+    or feasibility stopped a stage early, and distil for that run's whole epoch budget."""
+    reached = {s: sum(r["amount"] for r in trace if r["stage"] == s) for s in plan.run.stages}
+    return plan.model_copy(
+        update={"maxima": {**plan.maxima, **reached}, "total_epochs": plan.compression.epochs * len(trace)}
+    )
+
+
+def run_maxima(
+    teacher, c: Compression, stages: list[str], target_share: float | None = None
+) -> dict[str, int]:
     """Each stage's maximum reduction in the paper's units, a whole number of steps. Without a target: the
     profile's N_* (validated to be whole steps). With a target share (single-level runs, Table 3): the fewest
     steps after which the language model's transformer blocks (what the paper's sizes count) have at most
     `target_share` of the teacher's, or every step the level allows (at least one structure stays).
     Parameters fall linearly with the steps of one level, so one probe step on a weightless (meta-device)
     copy of the teacher gives the count per step."""
-    maxima = {level: c[STEP_KEYS[level][1]] for level in STEP_KEYS}
+    maxima = {s.name: getattr(c, s.max_field) for s in BY_NAME.values()}
     if target_share is None:
         return maxima
     (level,) = stages
-    step = c[STEP_KEYS[level][0]]
+    step = getattr(c, BY_NAME[level].step_field)
     with torch.device("meta"):
         probe = type(teacher)(copy.deepcopy(teacher.config))
     before = parameter_counts(probe)["lm_blocks"]
@@ -96,12 +143,6 @@ def run_maxima(teacher, c: dict, stages: list[str], target_share: float | None =
     needed = -(-(before - math.floor(target_share * before)) // per_step)  # integer ceiling
     allowed = (level_width(teacher, level) - 1) // step
     return {**maxima, level: min(needed, allowed) * step}
-
-
-def reached(trace: list[dict], stages: list[str]) -> dict[str, int]:
-    """What an iterative run removed at each stage, in the paper's units: one-shot's targets, so that one-shot
-    ends at exactly the iterative run's structure even where α or feasibility stopped a stage early."""
-    return {s: sum(r["amount"] for r in trace if r["stage"] == s) for s in stages}
 
 
 def _dropped_last(trace: list[dict], n_layers: int, maxima: dict) -> tuple[list[dict], list[int]]:
@@ -116,15 +157,15 @@ def _dropped_last(trace: list[dict], n_layers: int, maxima: dict) -> tuple[list[
     return trace, ids
 
 
-def _resume(out: Path, teacher, cfg: dict) -> tuple[object, dict | None]:
+def _resume(out: Path, teacher, plan: RunPlan) -> tuple[object, dict | None]:
     state_path = out / "state.json"
     if state_path.is_file():
         state = json.loads(state_path.read_text())
         if "block_ids" in state:
             return step_model(out, state["step"]), state
         n_layers = len(blocks(teacher, "language_model"))
-        if cfg["block_criterion"] == "last" or not any("block" in r["stage"] for r in state["trace"]):
-            state["trace"], state["block_ids"] = _dropped_last(state["trace"], n_layers, cfg["maxima"])
+        if plan.run.block_criterion == "last" or not any("block" in r["stage"] for r in state["trace"]):
+            state["trace"], state["block_ids"] = _dropped_last(state["trace"], n_layers, plan.maxima)
             return step_model(out, state["step"]), state
         # a Block Influence run cached before dropped blocks were recorded: the blocks cannot be recovered,
         # so the whole folder goes (its step models, trace and cached evaluations)
@@ -170,18 +211,17 @@ def _importance(model, level: str, criterion: str, d_p, seed: int, block_criteri
     return imp
 
 
-def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, progress: bool = True) -> dict:
-    """Compress `teacher` and return the final state. `cfg` holds: stages, mode (iterative | one_shot),
-    criterion, block_criterion, pruner, seed, variant, maxima (each stage's maximum reduction, `run_maxima`;
-    one-shot prunes to them), use_alpha (False: only the maxima stop a stage), total_epochs (one-shot's
-    budget) and the profile's compression section (alpha, epochs, lr, gamma, step sizes).
+def run_compression(
+    teacher, processor, val, d_p, d_d, plan: RunPlan, out: Path, progress: bool = True
+) -> dict:
+    """Compress `teacher` as `plan` says into the run folder `out`, and return the final state.
     `d_p`: importance batches; `d_d`: teacher batches."""
-    c = cfg["compression"]
+    c, run = plan.compression, plan.run
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    student, state = _resume(out, teacher, cfg)
+    student, state = _resume(out, teacher, plan)
     if state is None:
-        p_f = _perf(teacher, processor, val, cfg["eval_batch_size"])
+        p_f = _perf(teacher, processor, val, plan.eval_batch_size)
         state = {
             "step": 0,
             "stage_index": 0,
@@ -195,48 +235,46 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
             "block_ids": list(range(len(blocks(teacher, "language_model")))),
         }
         _checkpoint(out, student, state)
-    if cfg["mode"] == "one_shot":
-        return _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress)
+    if run.mode == "one_shot":
+        return _one_shot(student, processor, val, d_p, d_d, plan, out, state, progress)
     while not state["done"]:
-        level = cfg["stages"][state["stage_index"]]
-        amount, maximum = c[STEP_KEYS[level][0]], cfg["maxima"][level]
+        level = run.stages[state["stage_index"]]
+        amount, maximum = getattr(c, BY_NAME[level].step_field), plan.maxima[level]
         dropped = state["p_stage_start"] - state["p_current"]
         feasible = True
         try:
             structures_to_remove(student, level, amount)
         except PruningError:
             feasible = False
-        over_alpha = cfg["use_alpha"] and dropped >= c["alpha"]
+        over_alpha = plan.use_alpha and dropped >= c.alpha
         if state["removed"] + amount > maximum or over_alpha or not feasible:
             # next stage: it starts from the performance reached here
             state.update(stage_index=state["stage_index"] + 1, removed=0, p_stage_start=state["p_current"])
-            if state["stage_index"] == len(cfg["stages"]):
+            if state["stage_index"] == len(run.stages):
                 state["done"] = True
             write_json(out / "state.json", state)
             continue
         k = state["step"] + 1
         t0 = time.perf_counter()
         info = {}
-        if cfg["pruner"] == "torch_pruning" and level in ("ffn", "hidden"):
+        if run.pruner == "torch_pruning" and level in ("ffn", "hidden"):
             torch_pruning_step(student, level, amount, example_inputs(processor, val))
         else:
-            imp = _importance(
-                student, level, cfg["criterion"], d_p, cfg["seed"] * 1000 + k, cfg["block_criterion"]
-            )
+            imp = _importance(student, level, run.criterion, d_p, plan.seed * 1000 + k, run.block_criterion)
             info = prune_step(student, level, amount, imp)
-        acc_pruned = _perf(student, processor, val, cfg["eval_batch_size"])
+        acc_pruned = _perf(student, processor, val, plan.eval_batch_size)
         losses = distill(
             student,
             d_d,
-            c["epochs"],
-            c["lr"],
-            cfg["variant"],
-            c["gamma"],
-            seed=cfg["seed"] * 1000 + k,
+            c.epochs,
+            c.lr,
+            run.variant,
+            c.gamma,
+            seed=plan.seed * 1000 + k,
             progress=progress,
             desc=f"step {k} ({level}), distill",
         )
-        acc = _perf(student, processor, val, cfg["eval_batch_size"])
+        acc = _perf(student, processor, val, plan.eval_batch_size)
         row = _record(student, k, level, amount, state["removed"] + amount, acc_pruned, acc, losses, t0)
         if level == "block":
             row["blocks_dropped"] = _drop(state, info["blocks"])
@@ -245,7 +283,7 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
             step=k,
             removed=state["removed"] + amount,
             p_current=acc["overall"],
-            epochs_used=state["epochs_used"] + c["epochs"],
+            epochs_used=state["epochs_used"] + c.epochs,
         )
         _checkpoint(out, student, state)
         if progress:
@@ -258,52 +296,45 @@ def run_compression(teacher, processor, val, d_p, d_d, cfg: dict, out: Path, pro
     return state
 
 
-def _one_shot(student, processor, val, d_p, d_d, cfg, out, state, progress) -> dict:
+def _one_shot(student, processor, val, d_p, d_d, plan: RunPlan, out, state, progress) -> dict:
     """Prune every named stage straight to the iterative run's maximum, then distil for the whole epoch
     budget."""
     if state["done"]:
         return state
-    c = cfg["compression"]
+    c, run = plan.compression, plan.run
     t0 = time.perf_counter()
     dropped = []
-    for level in cfg["stages"]:
-        amount = cfg["maxima"][level]
+    for level in run.stages:
+        amount = plan.maxima[level]
         if amount == 0:  # the iterative run this one-shot follows removed nothing at this stage
             continue
-        seed = cfg["seed"] * 1000 + 1
-        imp = _importance(student, level, cfg["criterion"], d_p, seed, cfg["block_criterion"])
+        seed = plan.seed * 1000 + 1
+        imp = _importance(student, level, run.criterion, d_p, seed, run.block_criterion)
         info = prune_step(student, level, amount, imp)
         if level == "block":
             dropped = _drop(state, info["blocks"])
-    acc_pruned = _perf(student, processor, val, cfg["eval_batch_size"])
-    epochs = cfg["total_epochs"]
+    acc_pruned = _perf(student, processor, val, plan.eval_batch_size)
+    epochs = plan.total_epochs
     losses = distill(
         student,
         d_d,
         epochs,
-        c["lr"],
-        cfg["variant"],
-        c["gamma"],
-        seed=cfg["seed"] * 1000 + 1,
+        c.lr,
+        run.variant,
+        c.gamma,
+        seed=plan.seed * 1000 + 1,
         progress=progress,
         desc="one-shot, distill",
     )
-    acc = _perf(student, processor, val, cfg["eval_batch_size"])
-    total = sum(cfg["maxima"][s] for s in cfg["stages"])
-    row = _record(student, 1, "+".join(cfg["stages"]), total, total, acc_pruned, acc, losses, t0)
-    if "block" in cfg["stages"]:
+    acc = _perf(student, processor, val, plan.eval_batch_size)
+    total = sum(plan.maxima[s] for s in run.stages)
+    row = _record(student, 1, "+".join(run.stages), total, total, acc_pruned, acc, losses, t0)
+    if "block" in run.stages:
         row["blocks_dropped"] = dropped
     state["trace"].append(row)
     state.update(step=1, p_current=acc["overall"], epochs_used=epochs, done=True)
     _checkpoint(out, student, state)
     return state
-
-
-def step_model(out: Path, step: int | None = None):
-    """The model saved after `step` (default: the last completed step) of a run folder."""
-    if step is None:
-        step = json.loads((Path(out) / "state.json").read_text())["step"]
-    return load_model(Path(out) / "steps" / f"step_{step:03d}")
 
 
 def structure(model) -> dict:

@@ -14,6 +14,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from harness.cache import content_hash
 from harness.profile import Compression, Profile, Strict, whole_step_problems
 from harness.stages import STAGE_NAMES, StageName
 
@@ -202,6 +203,17 @@ class Experiment(Strict):
         if self.table == "stages" and self.runs and self.runs[0].mode != "iterative":
             raise ValueError("table: 'stages' needs an iterative first run (one-shot has no stage ends)")
         return self
+
+
+def spec_record(exp: Experiment, profile: Profile) -> dict:
+    """The resolved spec and its hash. Seeds are left out of the hash: a result computed for more seeds
+    answers a request for fewer (see cli.run_experiment)."""
+    resolved = {"experiment": exp.model_dump(mode="json"), "profile": profile.model_dump(mode="json")}
+    hashed = {
+        "experiment": {**resolved["experiment"], "runs": [run.versioned() for run in exp.runs]},
+        "profile": {k: v for k, v in resolved["profile"].items() if k != "seeds"},
+    }
+    return {**resolved, "spec_hash": content_hash(hashed)}
 
 
 class SpecError(ValueError):

@@ -1,8 +1,10 @@
-"""Shared runs, computed once and reused: the dataset and the trained teacher, keyed by their inputs.
+"""The run store: every cached artefact (dataset, teacher, compression run, evaluation, teacher outputs)
+and the key it lives under.
 
-Why here and not in each experiment: RQ1–RQ6 and the baselines all start from the same data and the same
-teacher; keying them by the hash of the resolved inputs makes "train once, reuse everywhere" automatic
-and makes a change of any input produce a new run instead of silently reusing a stale one.
+Why one module: a key built from what determines an entry is what makes "train once, reuse everywhere" safe,
+so keys are built here and nowhere else. Recipes ask the store for a folder, a model or a cached evaluation;
+they never build a key or a path. RQ1–RQ6 and the baselines share the dataset, the teacher and the full
+multi-stage run through it.
 """
 
 from __future__ import annotations
@@ -14,10 +16,18 @@ import datasets
 
 from harness.cache import atomic_dir, content_hash, files_hash, write_json
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
-from harness.models.public import load_lmm
-from harness.models.stand_in import new_model
+from harness.evaluate import evaluate
+from harness.models.public import load_lmm, load_model
 from harness.profile import Profile
-from harness.recipes.teacher import train_teacher
+from harness.spec import CompressionRun
+
+# The meaning of the keys below. Version 1 keys carry no version field (they were made before it existed);
+# a later version adds `key_version` to every key, so that entries of different meaning never share a folder.
+KEY_VERSION = 1
+
+
+def _versioned(key: dict) -> dict:
+    return key if KEY_VERSION == 1 else {**key, "key_version": KEY_VERSION}
 
 
 def dataset_key(profile: Profile) -> dict:
@@ -46,7 +56,7 @@ def teacher_key(profile: Profile) -> dict:
         folder = Path(profile.teacher.checkpoint)
         # the folder's own files: weights, config, processor (not the eval/ cache the harness writes there)
         key["checkpoint"] = files_hash(folder, [f for f in folder.iterdir() if f.is_file()])
-    return key
+    return _versioned(key)
 
 
 def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
@@ -55,19 +65,88 @@ def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
     return Path(cache_dir) / "teachers" / f"teacher-{content_hash(teacher_key(profile))}"
 
 
-def get_teacher(profile: Profile, cache_dir: Path, data: datasets.DatasetDict, progress: bool = True):
-    """The trained teacher and its processor, trained and saved on first use, loaded afterwards."""
-    target = teacher_dir(profile, cache_dir)
+def save_teacher(target: Path, model, processor, log: dict) -> None:
+    """The trained teacher, its processor and its training log, all or nothing."""
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        write_json(tmp / "train_log.json", log)
+
+
+def load_teacher(target: Path):
+    """(model, processor, training log) of a saved teacher, or None if there is none yet."""
     if not (target / "config.json").is_file():
-        model, processor = new_model(profile, data)
-        log = train_teacher(
-            model, processor, data, profile.teacher.model_dump(), profile.teacher.seed, progress
-        )
-        with atomic_dir(target) as tmp:
-            model.save_pretrained(tmp)
-            processor.save_pretrained(tmp)
-            write_json(tmp / "train_log.json", {"key": teacher_key(profile), **log})
+        return None
     model, processor = load_lmm(target)
     log_path = target / "train_log.json"
-    log = json.loads(log_path.read_text()) if log_path.is_file() else {}
-    return model, processor, target, log
+    return model, processor, json.loads(log_path.read_text()) if log_path.is_file() else {}
+
+
+def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
+    """What determines a compression run of the profile's teacher: the teacher, the compression section, the
+    run variant (`CompressionRun.key`), the seed and the batch size of its cached evaluations."""
+    return _versioned(
+        {
+            "teacher": teacher_key(profile),
+            "compression": profile.compression.model_dump(mode="json"),
+            "run": run.key(),
+            "seed": seed,
+            "eval_batch_size": profile.evaluation_batch_size,
+        }
+    )
+
+
+def run_dir(profile: Profile, run: CompressionRun, seed: int, cache_dir: Path) -> Path:
+    return Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, run, seed))}"
+
+
+def public_run_dir(key: dict, cache_dir: Path) -> Path:
+    """A compression run of a public checkpoint; `key` says what determines it (see
+    harness/recipes/public_lmms.py)."""
+    return Path(cache_dir) / "compression" / f"public-{content_hash(_versioned(key))}"
+
+
+def save_step(out: Path, step: int, model) -> None:
+    """The model after a completed step of a run folder, written whole or not at all."""
+    with atomic_dir(Path(out) / "steps" / f"step_{step:03d}") as tmp:
+        model.save_pretrained(tmp)
+
+
+def step_model(out: Path, step: int | None = None):
+    """The model saved after `step` (default: the last completed step) of a run folder."""
+    if step is None:
+        step = json.loads((Path(out) / "state.json").read_text())["step"]
+    return load_model(Path(out) / "steps" / f"step_{step:03d}")
+
+
+def test_accuracy(out: Path, step: int, processor, test, batch_size: int) -> dict:
+    """Test accuracy of the model after `step`, cached in the run folder: RQ1–RQ6 share runs."""
+    path = Path(out) / "eval" / f"test_step_{step:03d}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    acc = evaluate(step_model(out, step), processor, test, batch_size)
+    record = {**acc["per_task"], "overall": acc["overall"]}
+    write_json(path, record)
+    return record
+
+
+def teacher_test_accuracy(tdir: Path, teacher, processor, test, batch_size: int) -> dict:
+    """The teacher's test accuracy, cached beside the teacher (every experiment shows it)."""
+    path = Path(tdir) / "eval" / f"test_bs{batch_size}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    acc = evaluate(teacher, processor, test, batch_size)
+    write_json(path, acc)
+    return acc
+
+
+_TEACHER_OUTPUTS: dict[tuple, list] = {}
+
+
+def teacher_outputs(tdir: Path, build, n: int, batch_size: int) -> list:
+    """D_d for the first `n` training samples of the teacher in `tdir`, built once per process by `build()`:
+    every experiment of a run_all and every run of an experiment that uses the same share reuses it."""
+    key = (str(tdir), n, batch_size)
+    if key not in _TEACHER_OUTPUTS:
+        _TEACHER_OUTPUTS[key] = build()
+    return _TEACHER_OUTPUTS[key]

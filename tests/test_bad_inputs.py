@@ -100,7 +100,7 @@ def test_cache_folder_that_is_a_file_is_refused_by_the_cli(tmp_path, capsys):
 def test_a_render_that_fails_leaves_the_previous_result_folder_as_it_was(tmp_path):
     """result.json is published with its tables and figures, or not at all: a crash while rendering must not
     leave a new result.json beside stale tables (the next run would take it for up to date)."""
-    from harness.runners import _publish_result
+    from harness.cli import publish_result
 
     out = tmp_path / "rq1_stagewise"
     out.mkdir()
@@ -112,13 +112,13 @@ def test_a_render_that_fails_leaves_the_previous_result_folder_as_it_was(tmp_pat
         raise RuntimeError("matplotlib fell over")
 
     with pytest.raises(RuntimeError, match="fell over"):
-        _publish_result(out, {"new": True}, broken_render)
+        publish_result(out, {"new": True}, broken_render)
     assert (out / "result.json").read_text() == '{"old": true}' and (
         out / "table.md"
     ).read_text() == "old table"
     assert [p.name for p in tmp_path.iterdir()] == ["rq1_stagewise"]  # no temporary folder left behind
 
-    _publish_result(out, {"new": True}, lambda folder: (folder / "table.md").write_text("new table"))
+    publish_result(out, {"new": True}, lambda folder: (folder / "table.md").write_text("new table"))
     assert (
         '"new": true' in (out / "result.json").read_text() and (out / "table.md").read_text() == "new table"
     )
@@ -128,8 +128,8 @@ def test_compression_runs_are_keyed_by_the_teacher_checkpoints_content(tmp_path)
     """Two different checkpoints must never share cached compression runs (they did: the key ignored
     `teacher.checkpoint`); the same content under another name shares them; the harness's eval/ cache beside
     the weights does not change the key."""
-    from harness.runners import compression_key
     from harness.spec import CompressionRun
+    from harness.store import compression_key
     from tests.helpers import tiny
 
     keys = {}

@@ -15,10 +15,11 @@ import torch
 
 from harness.distill.loop import teacher_batches
 from harness.models.blip2 import parameter_counts
-from harness.pipeline import run_compression, run_maxima, step_model, structure
+from harness.pipeline import RunPlan, run_compression, run_maxima, structure
 from harness.prune.step import prune_step
-from harness.spec import ROOT, load_profile
-from harness.store import get_dataset, get_teacher
+from harness.recipes.teacher import get_teacher
+from harness.spec import ROOT, CompressionRun, load_profile
+from harness.store import get_dataset, step_model
 
 
 @pytest.fixture(scope="module")
@@ -31,28 +32,22 @@ def smoke(tmp_path_factory):
     return prof, data, teacher, processor, d_d, cache, tdir
 
 
-def _cfg(prof, **run):
-    c = prof.compression.model_dump()
-    return {
-        "stages": ["block", "ffn", "attention", "hidden"],
-        "mode": "iterative",
-        "criterion": "first_order",
-        "block_criterion": "last",
-        "pruner": "harness",
-        "variant": "eq5",
-        "seed": 0,
-        "compression": c,
-        "eval_batch_size": 50,
-        "maxima": {"block": 1, "ffn": 64, "attention": 32, "hidden": 32},
-        "use_alpha": True,
-        "total_epochs": 2,
-        **run,
-    }
+def _plan(prof, compression: dict | None = None, **run) -> RunPlan:
+    return RunPlan(
+        run=CompressionRun(label="test", **run),
+        compression=prof.compression.model_copy(update=compression or {}),
+        seed=0,
+        eval_batch_size=50,
+        maxima={"block": 1, "ffn": 64, "attention": 32, "hidden": 32},
+        use_alpha=True,
+        total_epochs=2,
+    )
 
 
 def test_iterative_run_records_every_step(smoke, tmp_path):
     prof, data, teacher, proc, d_d, _, _ = smoke
-    state = run_compression(teacher, proc, data["validation"], d_d, d_d, _cfg(prof), tmp_path, progress=False)
+    plan = _plan(prof)
+    state = run_compression(teacher, proc, data["validation"], d_d, d_d, plan, tmp_path, progress=False)
     stages = [s["stage"] for s in state["trace"]]
     assert stages == ["block", "ffn", "ffn", "attention", "hidden", "hidden"]
     assert all({"acc_pruned", "acc_distilled", "params_total", "seconds"} <= set(s) for s in state["trace"])
@@ -73,7 +68,7 @@ def test_iterative_run_records_every_step(smoke, tmp_path):
 def test_single_level_changes_only_its_level(smoke, tmp_path):
     prof, data, teacher, proc, d_d, _, _ = smoke
     run_compression(
-        teacher, proc, data["validation"], d_d, d_d, _cfg(prof, stages=["ffn"]), tmp_path, progress=False
+        teacher, proc, data["validation"], d_d, d_d, _plan(prof, stages=["ffn"]), tmp_path, progress=False
     )
     s, t = structure(step_model(tmp_path)), structure(teacher)
     assert s["intermediate_size"] == t["intermediate_size"] - 64
@@ -84,8 +79,7 @@ def test_single_level_changes_only_its_level(smoke, tmp_path):
 
 def test_alpha_stops_a_stage(smoke, tmp_path):
     prof, data, teacher, proc, d_d, _, _ = smoke
-    cfg = _cfg(prof, stages=["hidden"])
-    cfg["compression"] = {**cfg["compression"], "alpha": 1e-9, "epochs": 0}
+    cfg = _plan(prof, {"alpha": 1e-9, "epochs": 0}, stages=["hidden"])
     state = run_compression(teacher, proc, data["validation"], d_d, d_d, cfg, tmp_path, progress=False)
     dropped = state["p_teacher"]["overall"] - state["trace"][0]["acc_distilled"]
     # one step always runs; a second only if the first did not lose α
@@ -94,7 +88,7 @@ def test_alpha_stops_a_stage(smoke, tmp_path):
 
 def test_one_shot_prunes_to_the_targets_at_once(smoke, tmp_path):
     prof, data, teacher, proc, d_d, _, _ = smoke
-    cfg = _cfg(prof, mode="one_shot", stages=["ffn", "hidden"])
+    cfg = _plan(prof, mode="one_shot", stages=["ffn", "hidden"])
     state = run_compression(teacher, proc, data["validation"], d_d, d_d, cfg, tmp_path, progress=False)
     assert (
         len(state["trace"]) == 1 and state["epochs_used"] == 2 and state["trace"][0]["stage"] == "ffn+hidden"
@@ -106,11 +100,10 @@ def test_one_shot_prunes_to_the_targets_at_once(smoke, tmp_path):
 def test_one_shot_ends_at_the_iterative_runs_structure(smoke, tmp_path):
     """One-shot prunes to exactly what the iterative run reaches (the maxima), never to another size."""
     prof, data, teacher, proc, d_d, _, _ = smoke
-    cfg = {**_cfg(prof), "compression": {**_cfg(prof)["compression"], "epochs": 0}}
+    cfg = _plan(prof, {"epochs": 0})
     it = run_compression(teacher, proc, data["validation"], d_d, d_d, cfg, tmp_path / "it", progress=False)
-    one = run_compression(
-        teacher, proc, data["validation"], d_d, d_d, {**cfg, "mode": "one_shot"}, tmp_path / "one", False
-    )
+    one_shot = _plan(prof, {"epochs": 0}, mode="one_shot")
+    one = run_compression(teacher, proc, data["validation"], d_d, d_d, one_shot, tmp_path / "one", False)
     assert structure(step_model(tmp_path / "it")) == structure(step_model(tmp_path / "one"))
     assert it["block_ids"] == one["block_ids"] == [0] and one["trace"][0]["blocks_dropped"] == [1]
 
@@ -126,7 +119,7 @@ def test_one_shot_ends_at_the_iterative_runs_structure(smoke, tmp_path):
 )
 def test_target_share_sets_the_fewest_whole_steps_that_reach_it(smoke, level, share, expected):
     prof, _, teacher, _, _, _, _ = smoke
-    c = prof.compression.model_dump()
+    c = prof.compression
     maxima = run_maxima(teacher, c, [level], share)
     assert maxima[level] == expected, maxima
     assert {k: v for k, v in maxima.items() if k != level} == {
@@ -138,9 +131,9 @@ def test_target_share_reaches_the_share_when_the_level_can(smoke):
     """FFN alone: the LM blocks' parameters fall linearly per step, so the computed maximum is the first one
     at or under the target, and one step fewer is above it."""
     prof, _, teacher, _, _, _, _ = smoke
-    c = prof.compression.model_dump()
+    c = prof.compression
     total = parameter_counts(teacher)["lm_blocks"]
-    n = c["n_h_ffn"]
+    n = c.n_h_ffn
     one = copy.deepcopy(teacher)
     prune_step(one, "ffn", n, torch.rand(2, 128))
     per_step = 1 - parameter_counts(one)["lm_blocks"] / total
@@ -158,20 +151,19 @@ def test_target_share_reaches_the_share_when_the_level_can(smoke):
 def test_one_shot_follows_the_iterative_run_where_alpha_stops_it_early(smoke, tmp_path):
     """With a tiny α the iterative run stops each stage after its first step (whenever accuracy fell), short
     of the maxima; one-shot must then prune to what the iterative run reached, with its epoch budget."""
-    from harness.pipeline import reached
-    from harness.runners import _compress
-    from harness.spec import CompressionRun
+    from harness.recipes.compression import compress
 
     prof, data, teacher, proc, d_d, _, _ = smoke
     prof = load_profile("smoke", {"compression": {"alpha": 1e-9, "epochs": 0}})
     it, one = CompressionRun(label="it"), CompressionRun(label="one", mode="one_shot")
     sets = (d_d, d_d)
-    state, it_dir = _compress(prof, it, 0, teacher, proc, data, sets, tmp_path, False)
-    one_state, one_dir = _compress(prof, one, 0, teacher, proc, data, sets, tmp_path, False)
-    maxima = run_maxima(teacher, prof.compression.model_dump(), it.stages)
-    assert reached(state["trace"], it.stages) != maxima  # α did stop some stage early here
+    state, it_dir = compress(prof, it, 0, teacher, proc, data, sets, tmp_path, False)
+    one_state, one_dir = compress(prof, one, 0, teacher, proc, data, sets, tmp_path, False)
+    maxima = run_maxima(teacher, prof.compression, it.stages)
+    reached = {s: sum(r["amount"] for r in state["trace"] if r["stage"] == s) for s in it.stages}
+    assert reached != maxima  # α did stop some stage early here
     assert structure(step_model(it_dir)) == structure(step_model(one_dir))
-    assert one_state["trace"][0]["amount"] == sum(reached(state["trace"], it.stages).values())
+    assert one_state["trace"][0]["amount"] == sum(reached.values())
 
 
 def test_dropped_blocks_map_to_the_teachers_indices():
@@ -285,7 +277,7 @@ def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
 
 def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(smoke, tmp_path):
     prof, data, teacher, proc, d_d, _, _ = smoke
-    cfg = _cfg(prof, stages=["ffn"])
+    cfg = _plan(prof, stages=["ffn"])
     bad = [{**b, "teacher_logits": torch.full_like(b["teacher_logits"], float("nan"))} for b in d_d]
     with pytest.raises(
         FloatingPointError, match=r"step 1 \(ffn\), distill, epoch 1: distillation loss is nan"

@@ -21,11 +21,11 @@ from harness.distill.loop import teacher_batches
 from harness.evaluate import evaluate
 from harness.models.public import CheckpointError, load_lmm
 from harness.models.stand_in import new_model
-from harness.pipeline import run_compression, step_model
+from harness.pipeline import RunPlan, run_compression
 from harness.prune.step import structures_to_remove
 from harness.prune.structures import PruningError
-from harness.spec import load_profile
-from harness.store import get_dataset
+from harness.spec import CompressionRun, load_profile
+from harness.store import get_dataset, step_model
 
 VISION = {
     "hidden_size": 32,
@@ -157,33 +157,28 @@ def test_load_evaluate_compress_and_round_trip(smoke, tmp_path, build, stages, c
     d_d = teacher_batches(model, processor, data["train"].select(range(64)), 32)
     assert ("qformer_input_ids" in d_d[0]) == (cls is InstructBlipForConditionalGeneration)
     width = model.config.text_config.hidden_size
-    c = {
-        **prof.compression.model_dump(),
-        "n_b": 1,
-        "N_blocks": 1,
-        "n_h_ffn": 16,
-        "N_ffn": 32,
-        "n_h_att": 16,
-        "N_att": 16,
-        "n_d": 8,
-        "N_input": 8,
-        "epochs": 1,
-    }
-    cfg = {
-        "stages": stages,
-        "mode": "iterative",
-        "criterion": "first_order",
-        "block_criterion": "last",
-        "pruner": "harness",
-        "variant": "eq5",
-        "seed": 0,
-        "data_fraction": 1.0,
-        "compression": c,
-        "eval_batch_size": 50,
-        "maxima": {"block": 1, "ffn": 32, "attention": 16, "hidden": 8},
-        "use_alpha": True,
-        "total_epochs": 0,
-    }
+    c = prof.compression.model_copy(
+        update={
+            "n_b": 1,
+            "N_blocks": 1,
+            "n_h_ffn": 16,
+            "N_ffn": 32,
+            "n_h_att": 16,
+            "N_att": 16,
+            "n_d": 8,
+            "N_input": 8,
+            "epochs": 1,
+        }
+    )
+    cfg = RunPlan(
+        run=CompressionRun(label="public", stages=stages),
+        compression=c,
+        seed=0,
+        eval_batch_size=50,
+        maxima={"block": 1, "ffn": 32, "attention": 16, "hidden": 8},
+        use_alpha=True,
+        total_epochs=0,
+    )
     state = run_compression(
         model, processor, data["validation"], d_d, d_d, cfg, tmp_path / "run", progress=False
     )

@@ -141,7 +141,7 @@ def test_bad_compression_runs_are_rejected(tmp_path, body, field, allowed):
 
 
 def test_num_seeds_replaces_the_profile_seeds_but_not_the_spec_hash():
-    from harness.runners import spec_record
+    from harness.spec import spec_record
 
     exp, one = resolve("rq5_hard_label", "smoke")
     _, three = resolve("rq5_hard_label", "smoke", num_seeds=3)

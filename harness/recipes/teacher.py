@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,9 @@ from transformers import Blip2ForConditionalGeneration, Blip2Processor, get_cosi
 
 from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs
+from harness.models.stand_in import new_model
+from harness.profile import Profile
+from harness.store import load_teacher, save_teacher, teacher_dir, teacher_key
 
 
 def columns(split, names=("image", "task", "question", "answer")) -> dict[str, list]:
@@ -207,3 +211,19 @@ def train_teacher(model, processor, data, cfg: dict, seed: int, progress: bool =
             "total": round(t2 - t0, 1),
         },
     }
+
+
+def get_teacher(profile: Profile, cache_dir: Path, data, progress: bool = True):
+    """(model, processor, folder, training log) of the profile's teacher: trained and stored on first use,
+    loaded from the store afterwards."""
+    target = teacher_dir(profile, cache_dir)
+    loaded = load_teacher(target)
+    if loaded is None:
+        model, processor = new_model(profile, data)
+        log = train_teacher(
+            model, processor, data, profile.teacher.model_dump(), profile.teacher.seed, progress
+        )
+        save_teacher(target, model, processor, {"key": teacher_key(profile), **log})
+        loaded = load_teacher(target)
+    model, processor, log = loaded
+    return model, processor, target, log

@@ -1,0 +1,38 @@
+"""What every recipe shares: the header of a result file, the thread setting, and D_p from D_d."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from harness.cache import content_hash
+from harness.measure import device_info
+from harness.profile import Profile
+from harness.provenance import provenance
+from harness.spec import Experiment, spec_record
+from harness.store import dataset_key, teacher_key
+
+
+def result_header(exp: Experiment, profile: Profile) -> dict:
+    """What every result file starts with: the resolved spec and its hash, provenance, device, shared runs."""
+    return {
+        **spec_record(exp, profile),
+        "seeds": list(profile.seeds),
+        "provenance": provenance(),
+        "device": device_info(),
+        "runs": {
+            "dataset": content_hash(dataset_key(profile)),
+            "teacher": content_hash(teacher_key(profile)),
+        },
+    }
+
+
+def set_threads(profile: Profile) -> None:
+    if profile.measurement.num_threads:
+        torch.set_num_threads(profile.measurement.num_threads)
+
+
+def pruning_set(d_d: list, pruning_samples: int | None, batch_size: int) -> list:
+    """D_p: the first `pruning_samples` of D_d (all of D_d when unset, as in the paper)."""
+    return d_d if pruning_samples is None else d_d[: math.ceil(pruning_samples / batch_size)]

@@ -1,0 +1,171 @@
+"""Recipe of a compression experiment (Tables 2–4, Figures 6–8, 10, 11, baselines): every run of the
+experiment once per seed from the stored teacher, test accuracy of each final model (and of each stage end
+for Table 2), then the rows' throughput, measured interleaved with the teacher's.
+
+A run named by several experiments (the full multi-stage run is in RQ1–RQ6) is computed once: the store keys
+it by what determines it, and this recipe only asks for it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from harness.distill.loop import teacher_batches
+from harness.evaluate import max_answer_tokens
+from harness.measure import throughput, vision_side_latency
+from harness.models.blip2 import parameter_counts
+from harness.pipeline import follow, plan_run, run_compression, structure
+from harness.profile import Profile
+from harness.recipes.common import pruning_set, result_header, set_threads
+from harness.recipes.from_scratch import compression_compute, train_from_scratch
+from harness.recipes.teacher import get_teacher
+from harness.spec import CompressionRun, Experiment
+from harness.store import (
+    get_dataset,
+    run_dir,
+    step_model,
+    teacher_outputs,
+    teacher_test_accuracy,
+    test_accuracy,
+)
+
+
+def compress(profile, run, seed, teacher, processor, data, sets, cache_dir, progress) -> tuple[dict, Path]:
+    """One run for one seed (computed, resumed or found in the store): Algorithm 1 or a variant on
+    (D_d, D_p) = `sets`. One-shot first runs the matching iterative run and follows its trace; mode 'scratch'
+    trains the matching iterative run's final structure from scratch with at least its compute."""
+    d_d, d_p = sets
+    out = run_dir(profile, run, seed, cache_dir)
+    if run.mode != "scratch":
+        plan = plan_run(teacher, profile.compression, run, seed, profile.evaluation_batch_size)
+        if run.mode == "one_shot":
+            ref = run.model_copy(update={"mode": "iterative"})
+            ref_state, _ = compress(profile, ref, seed, teacher, processor, data, sets, cache_dir, progress)
+            plan = follow(plan, ref_state["trace"])
+        state = run_compression(teacher, processor, data["validation"], d_p, d_d, plan, out, progress)
+        return state, out
+    ref = run.model_copy(update={"mode": "iterative"})
+    ref_state, ref_dir = compress(profile, ref, seed, teacher, processor, data, sets, cache_dir, progress)
+    n_dd, n_dp = (sum(len(b["input_ids"]) for b in x) for x in (d_d, d_p))
+    lm_before = parameter_counts(teacher)["language_model"]
+    reference = {
+        "structure": structure(step_model(ref_dir, ref_state["step"])),
+        "compute": compression_compute(ref_state["trace"], lm_before, n_dd, n_dp, profile.compression.epochs),
+        "p_teacher": ref_state["p_teacher"],
+    }
+    return train_from_scratch(profile, data, reference, seed, out, progress), out
+
+
+def training_sets(profile, run, teacher, processor, data, tdir, progress) -> tuple[list, list]:
+    """(D_d, D_p) for a run: its share of the training split with the teacher's outputs, and D_p from it."""
+    c = profile.compression
+    n = max(1, math.floor(run.data_fraction * len(data["train"])))
+    d_d = teacher_outputs(
+        tdir,
+        lambda: teacher_batches(teacher, processor, data["train"].select(range(n)), c.batch_size, progress),
+        n,
+        c.batch_size,
+    )
+    return d_d, pruning_set(d_d, c.pruning_samples, c.batch_size)
+
+
+def _seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds) -> dict:
+    final = step_model(out, state["step"])
+    record = {
+        "seed": seed,
+        "run": out.name.removeprefix("run-"),
+        "run_dir": str(out),
+        "seconds_this_call": seconds,
+        "compression_seconds": sum(t["seconds"] for t in state["trace"]),
+        "d_d_samples": sum(len(b["input_ids"]) for b in sets[0]),
+        "d_p_samples": sum(len(b["input_ids"]) for b in sets[1]),
+        "structure": structure(final),
+        "parameters": parameter_counts(final),
+        "accuracy": test_accuracy(out, state["step"], processor, test, bs),
+        "trace": state["trace"],
+        "epochs_used": state["epochs_used"],
+        "blocks_dropped": None  # a model trained from scratch drops nothing
+        if run.mode == "scratch"
+        else sorted(b for t in state["trace"] for b in t.get("blocks_dropped", [])),
+        "p_teacher_validation": state["p_teacher"],
+    }
+    if exp.table == "stages":
+        ends = {row["stage"]: row["step"] for row in state["trace"]}  # the last step of every stage
+        record["stage_ends"] = [
+            {
+                "stage": stage,
+                "step": step,
+                "parameters": parameter_counts(step_model(out, step)),
+                "accuracy": test_accuracy(out, step, processor, test, bs),
+            }
+            for stage, step in ends.items()
+        ]
+    return record
+
+
+def run_compression_experiment(
+    exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True
+) -> dict:
+    set_threads(profile)
+    data = get_dataset(profile, cache_dir, progress)
+    teacher, processor, tdir, _ = get_teacher(profile, cache_dir, data, progress)
+    bs, test = profile.evaluation_batch_size, data["test"]
+    teacher_acc = teacher_test_accuracy(tdir, teacher, processor, test, bs)
+    runs = []
+    for run in exp.runs:
+        sets = training_sets(profile, run, teacher, processor, data, tdir, progress)
+        seeds = []
+        for seed in profile.seeds:
+            if progress:
+                where = run_dir(profile, run, seed, cache_dir).name
+                print(f"  [{exp.name}] {run.label}, seed {seed} ({where})", flush=True)
+            t0 = time.perf_counter()
+            state, out = compress(profile, run, seed, teacher, processor, data, sets, cache_dir, progress)
+            seconds = time.perf_counter() - t0
+            seeds.append(_seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds))
+        runs.append({"label": run.label, "spec": run.model_dump(mode="json"), "seeds": seeds})
+    result = {
+        **result_header(exp, profile),
+        "teacher": {
+            "structure": structure(teacher),
+            "parameters": parameter_counts(teacher),
+            "accuracy": {**teacher_acc["per_task"], "overall": teacher_acc["overall"]},
+        },
+        "runs": runs,
+        "paper": [r.model_dump() for r in exp.paper],
+    }
+    if exp.measure:
+        result["throughput"], result["vision_side_latency"] = _measure(
+            exp, profile, teacher, processor, data, runs
+        )
+    return result
+
+
+def _measure(exp, profile, teacher, processor, data, runs) -> tuple[dict, dict]:
+    """Throughput of the teacher and of every row's first-seed model, all interleaved in one session, plus
+    the batch-1 latency of the (never pruned) vision side, which bounds the batch-1 speed-up."""
+    first = [r["seeds"][0] for r in runs]
+    if exp.table == "stages":
+        models = {
+            f"{runs[0]['label']} @ {e['stage']}": step_model(first[0]["run_dir"], e["step"])
+            for e in first[0]["stage_ends"]
+        }
+    else:
+        models = {
+            r["label"]: step_model(s["run_dir"], s["trace"][-1]["step"])
+            for r, s in zip(runs, first, strict=True)
+        }
+    m = profile.measurement.model_dump()
+    new_tokens = max_answer_tokens(processor, data["test"]["answer"])
+    speed = throughput(
+        {"teacher": teacher, **models}, processor, data["test"], m["batch_sizes"], new_tokens, m
+    )
+    last = list(models)[-1]
+    vision = vision_side_latency({"teacher": teacher, last: models[last]}, processor, data["test"], m)
+    return speed, {"model": last, **vision}
+
+
+# a full multi-stage run of the profile's teacher, as the public-LMM comparison names it ('compressed')
+FULL_RUN = CompressionRun(label="All stages")

@@ -1,0 +1,113 @@
+"""Recipe of the public-LMM comparison: BLIP-2-family checkpoints beside ours. Zero-shot accuracy, optionally
+after a short fine-tune on the training split and after Algorithm 1; size; and throughput, models
+interleaved (one session per tokenizer)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from harness.cache import content_hash
+from harness.distill.loop import distill, teacher_batches
+from harness.evaluate import evaluate, max_answer_tokens
+from harness.measure import throughput
+from harness.models.blip2 import parameter_counts
+from harness.models.public import load_lmm
+from harness.pipeline import plan_run, run_compression, structure
+from harness.profile import Compression, Profile
+from harness.prune.structures import lm_family
+from harness.recipes.common import pruning_set, result_header, set_threads
+from harness.recipes.compression import FULL_RUN, compress, training_sets
+from harness.recipes.teacher import get_teacher
+from harness.spec import CompressionRun, Experiment, PublicModel
+from harness.stages import STAGE_NAMES
+from harness.store import compression_key, get_dataset, public_run_dir, step_model, teacher_key
+
+
+def _public_model(entry: PublicModel, profile, data, teacher, teacher_processor, tdir, cache_dir, progress):
+    """(model, processor, key) for one entry of public_lmms.yaml."""
+    if entry.checkpoint == "teacher":
+        return copy.deepcopy(teacher), teacher_processor, {"teacher": teacher_key(profile)}
+    if entry.checkpoint == "compressed":
+        seed = profile.seeds[0]
+        sets = training_sets(profile, FULL_RUN, teacher, teacher_processor, data, tdir, progress)
+        _, out = compress(
+            profile, FULL_RUN, seed, teacher, teacher_processor, data, sets, cache_dir, progress
+        )
+        return step_model(out), teacher_processor, compression_key(profile, FULL_RUN, seed)
+    model, processor = load_lmm(entry.checkpoint, entry.allow_download)
+    config = (Path(entry.checkpoint) / "config.json").read_text() if Path(entry.checkpoint).is_dir() else ""
+    return model, processor, {"checkpoint": str(entry.checkpoint), "config": content_hash(config)}
+
+
+def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_dir, progress):
+    """`base` compressed with Algorithm 1 (the profile's compression section with the entry's changes)."""
+    c = Compression.model_validate({**profile.compression.model_dump(), **entry.compression})
+    stages = entry.stages or (["block", "ffn"] if lm_family(base) == "opt" else list(STAGE_NAMES))
+    run = CompressionRun(label=entry.name, stages=stages)
+    seed, bs = profile.seeds[0], profile.evaluation_batch_size
+    plan = plan_run(base, c, run, seed, bs)
+    run_key = {  # what determines the run: the model, its fine-tune, the run, the compression section
+        "model": key,
+        "fine_tune": entry.fine_tune_epochs,
+        "lr": entry.fine_tune_lr,
+        "run": run.key(),
+        "compression": c.model_dump(),
+        "maxima": plan.maxima,
+        "seed": seed,
+        "eval_batch_size": bs,
+    }
+    out = public_run_dir(run_key, cache_dir)
+    d_d = teacher_batches(base, processor, data["train"], c.batch_size, progress)
+    d_p = pruning_set(d_d, c.pruning_samples, c.batch_size)
+    run_compression(base, processor, data["validation"], d_p, d_d, plan, out, progress)
+    return f"compressed ({'→'.join(stages)})", step_model(out)
+
+
+def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
+    set_threads(profile)
+    data = get_dataset(profile, cache_dir, progress)
+    teacher, teacher_proc, tdir, _ = get_teacher(profile, cache_dir, data, progress)
+    bs, rows, models = profile.evaluation_batch_size, [], {}
+    for entry in exp.models:
+        model, processor, key = _public_model(
+            entry, profile, data, teacher, teacher_proc, tdir, cache_dir, progress
+        )
+        variants = [("zero-shot" if entry.checkpoint not in ("teacher", "compressed") else "as is", model)]
+        if entry.fine_tune_epochs:
+            tuned = copy.deepcopy(model)
+            batches = teacher_batches(
+                tuned, processor, data["train"], profile.compression.batch_size, progress
+            )
+            seed = profile.seeds[0]
+            distill(
+                tuned, batches, entry.fine_tune_epochs, entry.fine_tune_lr, "label_ce", 0.0, seed, progress
+            )
+            variants.append((f"fine-tuned {entry.fine_tune_epochs} ep", tuned))
+        if entry.compress:
+            variants.append(
+                _compressed(entry, profile, variants[-1][1], processor, key, data, cache_dir, progress)
+            )
+        for how, m in variants:
+            acc = evaluate(m, processor, data["test"], bs)
+            name = f"{entry.name} ({how})"
+            rows.append(
+                {
+                    "row": name,
+                    "parameters": parameter_counts(m),
+                    "structure": structure(m),
+                    "accuracy": {**acc["per_task"], "overall": acc["overall"]},
+                }
+            )
+            models[name] = (m, processor)
+    result = {**result_header(exp, profile), "rows": rows}
+    if exp.measure:
+        m = profile.measurement.model_dump()
+        new_tokens = max_answer_tokens(teacher_proc, data["test"]["answer"])
+        speed = {}
+        # one interleaved session per processor (the prompt tokens differ between tokenizers)
+        for proc in {id(p): p for _, p in models.values()}.values():
+            group = {n: mm for n, (mm, pp) in models.items() if pp is proc}
+            speed.update(throughput(group, proc, data["test"], m["batch_sizes"], new_tokens, m))
+        result["throughput"] = speed
+    return result
