@@ -113,15 +113,6 @@ class CompressionRun(Strict):
             dump["loss_revision"] = LOSS_REVISIONS[self.variant]
         return dump
 
-    def key(self) -> dict:
-        """What determines the run's outcome (label and paper values do not); `block_criterion` and `pruner`,
-        added before ADDED_LATER existed, likewise stay out at their default."""
-        key = self.versioned(exclude={"label", "paper"})
-        for field, default in (("block_criterion", "last"), ("pruner", "harness")):
-            if key[field] == default:
-                del key[field]
-        return key
-
 
 class PublicModel(Strict):
     """One row group of the public-LMM comparison: a BLIP-2-family checkpoint, optionally fine-tuned on the

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 
@@ -19,7 +20,10 @@ from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, s
 from harness.evaluate import evaluate
 from harness.models.public import load_lmm, load_model
 from harness.profile import Profile
-from harness.spec import CompressionRun
+from harness.spec import LOSS_REVISIONS, CompressionRun, PublicModel
+
+if TYPE_CHECKING:  # the plan's module stores its steps here
+    from harness.pipeline import RunPlan
 
 # The meaning of the keys below. Version 1 keys carry no version field (they were made before it existed);
 # a later version adds `key_version` to every key, so that entries of different meaning never share a folder.
@@ -82,6 +86,23 @@ def load_teacher(target: Path):
     return model, processor, json.loads(log_path.read_text()) if log_path.is_file() else {}
 
 
+# Run fields that enter version-1 run keys only where they differ from their default: they were added after
+# the first runs were cached, and runs that do not use them keep their folders.
+_V1_AT_DEFAULT_OMITTED = ("block_criterion", "pruner", "target_share")
+
+
+def run_key(run: CompressionRun) -> dict:
+    """What determines a run variant's outcome (its label and paper values do not); a corrected loss adds its
+    revision (spec.LOSS_REVISIONS), so that runs made with the old formula are redone."""
+    key = run.model_dump(mode="json", exclude={"label", "paper"})
+    for field in _V1_AT_DEFAULT_OMITTED:
+        if key[field] == CompressionRun.model_fields[field].default:
+            del key[field]
+    if run.variant in LOSS_REVISIONS:
+        key["loss_revision"] = LOSS_REVISIONS[run.variant]
+    return key
+
+
 def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
     """What determines a compression run of the profile's teacher: the teacher, the compression section, the
     run variant (`CompressionRun.key`), the seed and the batch size of its cached evaluations."""
@@ -89,7 +110,7 @@ def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
         {
             "teacher": teacher_key(profile),
             "compression": profile.compression.model_dump(mode="json"),
-            "run": run.key(),
+            "run": run_key(run),
             "seed": seed,
             "eval_batch_size": profile.evaluation_batch_size,
         }
@@ -100,9 +121,25 @@ def run_dir(profile: Profile, run: CompressionRun, seed: int, cache_dir: Path) -
     return Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, run, seed))}"
 
 
-def public_run_dir(key: dict, cache_dir: Path) -> Path:
-    """A compression run of a public checkpoint; `key` says what determines it (see
-    harness/recipes/public_lmms.py)."""
+def checkpoint_key(checkpoint: str) -> dict:
+    """A public checkpoint: its name or folder, and the content of its config."""
+    config = (Path(checkpoint) / "config.json").read_text() if Path(checkpoint).is_dir() else ""
+    return {"checkpoint": str(checkpoint), "config": content_hash(config)}
+
+
+def public_run_dir(model_key: dict, entry: PublicModel, plan: RunPlan, cache_dir: Path) -> Path:
+    """A compression run of a public checkpoint (harness/recipes/public_lmms.py), keyed by the model, its
+    fine-tune, the run, the compression section with the entry's changes, the maxima and the seed."""
+    key = {
+        "model": model_key,
+        "fine_tune": entry.fine_tune_epochs,
+        "lr": entry.fine_tune_lr,
+        "run": run_key(plan.run),
+        "compression": plan.compression.model_dump(),
+        "maxima": plan.maxima,
+        "seed": plan.seed,
+        "eval_batch_size": plan.eval_batch_size,
+    }
     return Path(cache_dir) / "compression" / f"public-{content_hash(_versioned(key))}"
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from harness.cache import content_hash
 from harness.distill.loop import distill, teacher_batches
 from harness.evaluate import evaluate, max_answer_tokens
 from harness.measure import throughput
@@ -21,7 +20,14 @@ from harness.recipes.compression import FULL_RUN, compress, training_sets
 from harness.recipes.teacher import get_teacher
 from harness.spec import CompressionRun, Experiment, PublicModel
 from harness.stages import STAGE_NAMES
-from harness.store import compression_key, get_dataset, public_run_dir, step_model, teacher_key
+from harness.store import (
+    checkpoint_key,
+    compression_key,
+    get_dataset,
+    public_run_dir,
+    step_model,
+    teacher_key,
+)
 
 
 def _public_model(entry: PublicModel, profile, data, teacher, teacher_processor, tdir, cache_dir, progress):
@@ -36,8 +42,7 @@ def _public_model(entry: PublicModel, profile, data, teacher, teacher_processor,
         )
         return step_model(out), teacher_processor, compression_key(profile, FULL_RUN, seed)
     model, processor = load_lmm(entry.checkpoint, entry.allow_download)
-    config = (Path(entry.checkpoint) / "config.json").read_text() if Path(entry.checkpoint).is_dir() else ""
-    return model, processor, {"checkpoint": str(entry.checkpoint), "config": content_hash(config)}
+    return model, processor, checkpoint_key(entry.checkpoint)
 
 
 def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_dir, progress):
@@ -47,17 +52,7 @@ def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_d
     run = CompressionRun(label=entry.name, stages=stages)
     seed, bs = profile.seeds[0], profile.evaluation_batch_size
     plan = plan_run(base, c, run, seed, bs)
-    run_key = {  # what determines the run: the model, its fine-tune, the run, the compression section
-        "model": key,
-        "fine_tune": entry.fine_tune_epochs,
-        "lr": entry.fine_tune_lr,
-        "run": run.key(),
-        "compression": c.model_dump(),
-        "maxima": plan.maxima,
-        "seed": seed,
-        "eval_batch_size": bs,
-    }
-    out = public_run_dir(run_key, cache_dir)
+    out = public_run_dir(key, entry, plan, cache_dir)
     d_d = teacher_batches(base, processor, data["train"], c.batch_size, progress)
     d_p = pruning_set(d_d, c.pruning_samples, c.batch_size)
     run_compression(base, processor, data["validation"], d_p, d_d, plan, out, progress)
