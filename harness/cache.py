@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -77,3 +78,99 @@ def write_atomic(path: Path, text: str) -> None:
 
 def write_json(path: Path, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+
+
+MANIFEST = "manifest.json"
+
+
+class CorruptEntry(ValueError):
+    """A cache entry whose files do not match its manifest or seal; it is rebuilt, never used."""
+
+
+def _manifest_files(folder: Path) -> list[Path]:
+    """The files a folder's manifest covers: all of them except the manifest itself, temporary files and the
+    evaluations cached beside a model (eval/: each is sealed on its own and tied to the model's manifest)."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.name != MANIFEST
+        and not p.name.startswith(".")
+        and p.relative_to(folder).parts[0] != "eval"
+    )
+
+
+def write_manifest(folder: Path) -> str:
+    """Record the sha256 and size of every file of `folder` in its manifest (written last, by rename) and
+    return the manifest's hash: the identity of the folder's content."""
+    entries = {}
+    for f in _manifest_files(folder):
+        st = f.stat()
+        entries[str(f.relative_to(folder))] = {
+            "sha256": _file_sha256(str(f.resolve()), st.st_size, st.st_mtime_ns),
+            "size": st.st_size,
+        }
+    write_json(folder / MANIFEST, {"files": entries})
+    return content_hash(entries)
+
+
+def verify_manifest(folder: Path) -> str:
+    """The manifest's hash if every file it lists is present with its size and sha256 (and no other file
+    has appeared); else CorruptEntry naming the folder, the file and what is wrong."""
+    path = folder / MANIFEST
+    try:
+        entries = json.loads(path.read_text())["files"]
+    except FileNotFoundError:
+        raise CorruptEntry(f"{folder}: no {MANIFEST}") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise CorruptEntry(f"{path}: unreadable ({e})") from None
+    present = {str(f.relative_to(folder)) for f in _manifest_files(folder)}
+    if extra := sorted(present - set(entries)):
+        raise CorruptEntry(f"{folder}: files not in the manifest: {', '.join(extra)}")
+    for name, e in entries.items():
+        f = folder / name
+        if not f.is_file():
+            raise CorruptEntry(f"{f}: missing")
+        st = f.stat()
+        if st.st_size != e["size"]:
+            raise CorruptEntry(
+                f"{f}: {st.st_size} bytes, the manifest says {e['size']} (truncated or replaced)"
+            )
+        if _file_sha256(str(f.resolve()), st.st_size, st.st_mtime_ns) != e["sha256"]:
+            raise CorruptEntry(f"{f}: content differs from the manifest's sha256 (altered)")
+    return content_hash(entries)
+
+
+def write_sealed_json(path: Path, obj: dict) -> None:
+    """A JSON record with the sha256 of its own content, so that a file edited by hand or cut short is
+    detected on reading (`read_sealed_json`)."""
+    write_json(path, {**obj, "sha256": content_hash(obj, 64)})
+
+
+def read_sealed_json(path: Path) -> dict | None:
+    """The record written by `write_sealed_json`, None if there is none; CorruptEntry if it was altered."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as e:
+        raise CorruptEntry(f"{path}: not valid JSON ({e})") from None
+    seal = record.pop("sha256", None) if isinstance(record, dict) else None
+    if seal is None or content_hash(record, 64) != seal:
+        raise CorruptEntry(f"{path}: content does not match its seal (edited or forged)")
+    return record
+
+
+def usable(path: Path, check) -> bool:
+    """Whether the cache entry at `path` passes `check`; one that does not is reported with its path and
+    why, and removed, so that the caller rebuilds it. A corrupt entry is never used."""
+    try:
+        check(path)
+        return True
+    except CorruptEntry as e:
+        print(f"corrupt cache entry, rebuilding it: {e}", file=sys.stderr, flush=True)
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+        return False

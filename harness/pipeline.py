@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import csv
 import io
-import json
 import math
 import shutil
 import time
@@ -26,7 +25,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from harness.cache import write_atomic, write_json
+from harness.cache import write_atomic
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
@@ -37,7 +36,7 @@ from harness.prune.structures import PruningError, blocks
 from harness.prune.torch_pruning_baseline import example_inputs, torch_pruning_step
 from harness.spec import CompressionRun
 from harness.stages import BY_NAME
-from harness.store import save_step, step_model
+from harness.store import run_state, save_state, save_step, step_model
 
 TRACE_FIELDS = (
     "step",
@@ -73,7 +72,7 @@ def write_trace_csv(path: Path, trace: list[dict]) -> None:
 def _checkpoint(out: Path, model, state: dict) -> None:
     """The model after a completed step, then the state that points to it (both written atomically)."""
     save_step(out, state["step"], model)
-    write_json(out / "state.json", state)
+    save_state(out, state)
     write_trace_csv(out / "trace.csv", state["trace"])
 
 
@@ -158,9 +157,8 @@ def _dropped_last(trace: list[dict], n_layers: int, maxima: dict) -> tuple[list[
 
 
 def _resume(out: Path, teacher, plan: RunPlan) -> tuple[object, dict | None]:
-    state_path = out / "state.json"
-    if state_path.is_file():
-        state = json.loads(state_path.read_text())
+    state = run_state(out)  # None: never run, or found corrupt and removed
+    if state is not None:
         if "block_ids" in state:
             return step_model(out, state["step"]), state
         n_layers = len(blocks(teacher, "language_model"))
@@ -252,7 +250,7 @@ def run_compression(
             state.update(stage_index=state["stage_index"] + 1, removed=0, p_stage_start=state["p_current"])
             if state["stage_index"] == len(run.stages):
                 state["done"] = True
-            write_json(out / "state.json", state)
+            save_state(out, state)
             continue
         k = state["step"] + 1
         t0 = time.perf_counter()

@@ -15,7 +15,18 @@ from typing import TYPE_CHECKING
 
 import datasets
 
-from harness.cache import atomic_dir, content_hash, files_hash, write_json
+from harness.cache import (
+    CorruptEntry,
+    atomic_dir,
+    content_hash,
+    files_hash,
+    read_sealed_json,
+    usable,
+    verify_manifest,
+    write_json,
+    write_manifest,
+    write_sealed_json,
+)
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
 from harness.evaluate import evaluate
 from harness.models.public import load_lmm, load_model
@@ -70,16 +81,21 @@ def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
 
 
 def save_teacher(target: Path, model, processor, log: dict) -> None:
-    """The trained teacher, its processor and its training log, all or nothing."""
+    """The trained teacher, its processor and its training log, with their manifest, all or nothing."""
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         write_json(tmp / "train_log.json", log)
+        write_manifest(tmp)
 
 
-def load_teacher(target: Path):
-    """(model, processor, training log) of a saved teacher, or None if there is none yet."""
+def load_teacher(target: Path, stored: bool = True):
+    """(model, processor, training log) of a saved teacher, or None if there is none yet. A teacher of the
+    store (`stored`; a profile's own checkpoint is the user's) whose files do not match its manifest is
+    reported, removed and reported as absent, so that it is retrained."""
     if not (target / "config.json").is_file():
+        return None
+    if stored and not usable(target, verify_manifest):
         return None
     model, processor = load_lmm(target)
     log_path = target / "train_log.json"
@@ -143,37 +159,86 @@ def public_run_dir(model_key: dict, entry: PublicModel, plan: RunPlan, cache_dir
     return Path(cache_dir) / "compression" / f"public-{content_hash(_versioned(key))}"
 
 
+def _step_dir(out: Path, step: int) -> Path:
+    return Path(out) / "steps" / f"step_{step:03d}"
+
+
 def save_step(out: Path, step: int, model) -> None:
-    """The model after a completed step of a run folder, written whole or not at all."""
-    with atomic_dir(Path(out) / "steps" / f"step_{step:03d}") as tmp:
+    """The model after a completed step of a run folder, with its manifest, written whole or not at all."""
+    with atomic_dir(_step_dir(out, step)) as tmp:
         model.save_pretrained(tmp)
+        write_manifest(tmp)
+
+
+def save_state(out: Path, state: dict) -> None:
+    write_sealed_json(Path(out) / "state.json", state)
+
+
+def _check_run(out: Path) -> None:
+    """A run folder is whole when its state is sealed, counts one trace row per step, and the model of its
+    last step and every step model it kept match their manifests."""
+    state = read_sealed_json(out / "state.json")
+    if state is None:
+        raise CorruptEntry(f"{out}: no state.json")
+    if state["step"] != len(state["trace"]):
+        raise CorruptEntry(f"{out}/state.json: step {state['step']} with {len(state['trace'])} trace rows")
+    last = _step_dir(out, state["step"])
+    if not last.is_dir():
+        raise CorruptEntry(f"{last}: missing (state.json is at step {state['step']})")
+    for k in range(state["step"] + 1):
+        if _step_dir(out, k).is_dir():
+            verify_manifest(_step_dir(out, k))
+
+
+def run_state(out: Path) -> dict | None:
+    """The state of a run folder (its last completed step), or None when it has none: never run, or found
+    corrupt, reported and removed (it is then recomputed from the start)."""
+    out = Path(out)
+    if not (out / "state.json").is_file() or not usable(out, _check_run):
+        return None
+    return read_sealed_json(out / "state.json")
 
 
 def step_model(out: Path, step: int | None = None):
-    """The model saved after `step` (default: the last completed step) of a run folder."""
+    """The model saved after `step` (default: the last completed step) of a run folder, checked against its
+    manifest (CorruptEntry if it does not match)."""
     if step is None:
-        step = json.loads((Path(out) / "state.json").read_text())["step"]
-    return load_model(Path(out) / "steps" / f"step_{step:03d}")
+        step = read_sealed_json(Path(out) / "state.json")["step"]
+    verify_manifest(_step_dir(out, step))
+    return load_model(_step_dir(out, step))
+
+
+def _cached_eval(path: Path, model_hash: str):
+    """A cached evaluation, if it is sealed and was made of the model with this manifest hash."""
+    if not path.is_file() or not usable(path, read_sealed_json):
+        return None
+    record = read_sealed_json(path)
+    return record["accuracy"] if record.get("model") == model_hash else None
 
 
 def test_accuracy(out: Path, step: int, processor, test, batch_size: int) -> dict:
-    """Test accuracy of the model after `step`, cached in the run folder: RQ1–RQ6 share runs."""
+    """Test accuracy of the model after `step`, cached in the run folder (RQ1–RQ6 share runs) and tied to
+    that model's manifest: a model that changed is evaluated again."""
     path = Path(out) / "eval" / f"test_step_{step:03d}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    model_hash = verify_manifest(_step_dir(out, step))
+    if (cached := _cached_eval(path, model_hash)) is not None:
+        return cached
     acc = evaluate(step_model(out, step), processor, test, batch_size)
     record = {**acc["per_task"], "overall": acc["overall"]}
-    write_json(path, record)
+    write_sealed_json(path, {"model": model_hash, "accuracy": record})
     return record
 
 
 def teacher_test_accuracy(tdir: Path, teacher, processor, test, batch_size: int) -> dict:
-    """The teacher's test accuracy, cached beside the teacher (every experiment shows it)."""
+    """The teacher's test accuracy, cached beside the teacher (every experiment shows it), tied to the
+    content of the teacher's files."""
     path = Path(tdir) / "eval" / f"test_bs{batch_size}.json"
-    if path.is_file():
-        return json.loads(path.read_text())
+    files = [f for f in Path(tdir).iterdir() if f.is_file()]  # a user's checkpoint may have no manifest
+    model_hash = files_hash(Path(tdir), files)
+    if (cached := _cached_eval(path, model_hash)) is not None:
+        return cached
     acc = evaluate(teacher, processor, test, batch_size)
-    write_json(path, acc)
+    write_sealed_json(path, {"model": model_hash, "accuracy": acc})
     return acc
 
 

@@ -16,7 +16,7 @@ import datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
-from harness.cache import atomic_dir, content_hash
+from harness.cache import atomic_dir, content_hash, usable, verify_manifest, write_manifest
 from harness.data.synth_ads import generate_sample, params_dict
 from harness.profile import SynthAdParams
 from harness.stages import TASKS
@@ -55,7 +55,7 @@ def load_synth_ads(
         raise ValueError(f"unknown split(s) {sorted(unknown)}; allowed: {sorted(SPLIT_IDS)}")
     key = synth_ads_key(params, sizes, seed)
     target = Path(cache_dir) / "datasets" / f"synth_ads-{content_hash(key)}"
-    if not (target / "dataset_dict.json").exists():
+    if not target.is_dir() or not usable(target, verify_manifest):
         splits = {}
         for split, n in sizes.items():
             rows = [
@@ -66,6 +66,7 @@ def load_synth_ads(
         with atomic_dir(target) as tmp:
             datasets.DatasetDict(splits).save_to_disk(str(tmp))
             (tmp / "key.json").write_text(json.dumps(key, indent=2))
+            write_manifest(tmp)
     return datasets.load_from_disk(str(target))
 
 

@@ -10,16 +10,15 @@ language model had at that step.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 
-from harness.cache import atomic_dir, write_json
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
 from harness.models.stand_in import new_model
 from harness.recipes.teacher import train_teacher
+from harness.store import run_state, save_state, save_step
 
 STRUCTURE_TO_PROFILE = {
     "num_hidden_layers": "num_layers",
@@ -45,9 +44,8 @@ def compression_compute(trace: list[dict], lm_before: int, d_d: int, d_p: int, e
 def train_from_scratch(profile, data, reference: dict, seed: int, out: Path, progress: bool = True) -> dict:
     """Train the reference run's final structure from scratch into `out` (a run folder `step_model` reads)."""
     out = Path(out)
-    state_path = out / "state.json"
-    if state_path.is_file():
-        return json.loads(state_path.read_text())
+    if (state := run_state(out)) is not None:
+        return state
     lm = {STRUCTURE_TO_PROFILE[k]: v for k, v in reference["structure"].items()}
     model, processor = new_model(profile, data, lm, seed=seed)
     n_train = len(data["train"])
@@ -83,7 +81,6 @@ def train_from_scratch(profile, data, reference: dict, seed: int, out: Path, pro
             }
         ],
     }
-    with atomic_dir(out / "steps" / "step_001") as tmp:
-        model.save_pretrained(tmp)
-    write_json(state_path, state)
+    save_step(out, 1, model)
+    save_state(out, state)
     return state

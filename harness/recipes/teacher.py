@@ -217,13 +217,14 @@ def get_teacher(profile: Profile, cache_dir: Path, data, progress: bool = True):
     """(model, processor, folder, training log) of the profile's teacher: trained and stored on first use,
     loaded from the store afterwards."""
     target = teacher_dir(profile, cache_dir)
-    loaded = load_teacher(target)
+    stored = profile.teacher.checkpoint is None  # else the user's own checkpoint: read, never removed
+    loaded = load_teacher(target, stored)
     if loaded is None:
         model, processor = new_model(profile, data)
         log = train_teacher(
             model, processor, data, profile.teacher.model_dump(), profile.teacher.seed, progress
         )
         save_teacher(target, model, processor, {"key": teacher_key(profile), **log})
-        loaded = load_teacher(target)
+        loaded = load_teacher(target, stored)
     model, processor, log = loaded
     return model, processor, target, log
