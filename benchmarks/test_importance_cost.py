@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from harness.models.stand_in import new_model
-from harness.prune.importance import accumulate_gradients, answer_cross_entropy, pruning_batches
+from harness.objectives import answer_cross_entropy, teacher_batches
+from harness.prune.importance import accumulate_gradients
 from harness.spec import ROOT, load_profile
 from harness.store import get_dataset
 
@@ -21,7 +22,7 @@ def setup():
     prof = load_profile("cpu")
     data = get_dataset(prof, ROOT / ".cache", progress=False)
     model, proc = new_model(prof, data)
-    batches = pruning_batches(model, proc, data["train"], prof.compression.batch_size)
+    batches = teacher_batches(None, proc, data["train"], prof.compression.batch_size, student=model)
     return prof, model, batches
 
 

@@ -17,11 +17,12 @@ from pathlib import Path
 import torch
 
 from harness.cache import atomic_dir, content_hash, write_json
-from harness.distill.loop import distill, teacher_batches
+from harness.distill.loop import distill
 from harness.evaluate import evaluate, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, device_info, throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
 from harness.models.public import load_lmm
+from harness.objectives import teacher_batches
 from harness.pipeline import STEP_KEYS, reached, run_compression, run_maxima, step_model, structure
 from harness.profile import Profile
 from harness.provenance import provenance

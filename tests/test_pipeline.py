@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.distill.loop import teacher_batches
 from harness.models.blip2 import parameter_counts
+from harness.objectives import teacher_batches
 from harness.pipeline import run_compression, run_maxima, step_model, structure
 from harness.prune.step import prune_step
 from harness.spec import ROOT, load_profile

@@ -1,8 +1,9 @@
-"""The distillation loop: AdamW + cosine schedule on the language model, against cached teacher outputs.
+"""Distillation: the student's projection and language model trained against cached teacher outputs.
 
 Why cached: the vision tower and Q-Former stay frozen during compression, so their query outputs are
 computed once per image, and the teacher never changes, so its answer-position logits are computed once per
-distillation set, never per epoch. Each call is seeded explicitly, so a resumed run repeats it exactly.
+distillation set (harness/objectives.py, `teacher_batches`), never per epoch. Each call is seeded
+explicitly, so a resumed run repeats it exactly.
 """
 
 from __future__ import annotations
@@ -13,37 +14,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
-from harness.data.collate import IGNORE, qformer_kwargs, training_batch
 from harness.distill.losses import distillation_loss
-from harness.models.blip2 import lm_logits, query_outputs
-
-Batch = dict[str, torch.Tensor]
-
-
-def answer_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits that predict the answer tokens ([P, V]) and those tokens ([P])."""
-    targets = labels[:, 1:]
-    mask = targets != IGNORE
-    return logits[:, :-1][mask], targets[mask]
-
-
-@torch.no_grad()
-def teacher_batches(teacher, processor, split, batch_size: int, progress: bool = False) -> list[Batch]:
-    """D_d with everything the student needs that does not change: token ids, the frozen vision side's query
-    outputs, and the teacher's logits at the answer positions."""
-    teacher.eval()
-    out = []
-    for i in tqdm(
-        range(0, len(split), batch_size), desc="teacher outputs", disable=not progress, leave=False
-    ):
-        rows = split[i : i + batch_size]
-        b = training_batch(processor, rows["question"], rows["answer"])
-        pixels = processor.image_processor(rows["image"], return_tensors="pt")["pixel_values"]
-        b["query_output"] = query_outputs(teacher, pixels, **qformer_kwargs(b))
-        logits = lm_logits(teacher, b["query_output"], b["input_ids"], b["attention_mask"])
-        b["teacher_logits"], b["answer_tokens"] = answer_positions(logits, b["labels"])
-        out.append(b)
-    return out
+from harness.models.blip2 import lm_logits
+from harness.objectives import Batch, answer_positions
 
 
 def distill(
