@@ -217,12 +217,8 @@ def cmd_prune(args) -> int:
     """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
     from harness.models.blip2 import parameter_counts
     from harness.models.public import load_lmm, load_model
-    from harness.prune.importance import (
-        LOSSES,
-        accumulate_gradients,
-        pruning_batches,
-        structure_importance,
-    )
+    from harness.objectives import teacher_batches
+    from harness.prune.importance import LOSSES, accumulate_gradients, structure_importance
     from harness.prune.step import prune_step, structures_to_remove
     from harness.recipes.teacher import get_teacher
     from harness.store import get_dataset
@@ -242,13 +238,13 @@ def cmd_prune(args) -> int:
     t0 = time.perf_counter()
     imp = None
     if args.level != "block":
-        batches = pruning_batches(
-            model,
+        batches = teacher_batches(
+            teacher,
             processor,
             split,
             prof.compression.batch_size,
+            student=model,
             with_pixels=args.module != "language_model",
-            teacher=teacher,
         )
         accumulate_gradients(model, batches, LOSSES[args.loss], progress=not args.quiet)
         imp = structure_importance(model, args.level, args.criterion, args.module, seed=args.seed)

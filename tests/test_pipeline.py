@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.distill.loop import teacher_batches
 from harness.models.blip2 import parameter_counts
+from harness.objectives import teacher_batches
 from harness.pipeline import RunPlan, run_compression, run_maxima, structure
 from harness.prune.step import prune_step
 from harness.recipes.teacher import get_teacher
@@ -279,9 +279,7 @@ def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(sm
     prof, data, teacher, proc, d_d, _, _ = smoke
     cfg = _plan(prof, stages=["ffn"])
     bad = [{**b, "teacher_logits": torch.full_like(b["teacher_logits"], float("nan"))} for b in d_d]
-    with pytest.raises(
-        FloatingPointError, match=r"step 1 \(ffn\), distill, epoch 1: distillation loss is nan"
-    ):
+    with pytest.raises(FloatingPointError, match=r"step 1 \(ffn\), distill, epoch 1: loss is nan"):
         run_compression(teacher, proc, data["validation"], d_d, bad, cfg, tmp_path, progress=False)
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["step"] == 0 and state["trace"] == []  # the teacher checkpoint, intact and loadable

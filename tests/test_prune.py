@@ -9,9 +9,9 @@ from transformers import Blip2Config, Blip2ForConditionalGeneration, OPTConfig
 
 from harness.data.collate import pixel_values, training_batch
 from harness.models.blip2 import build_model, parameter_counts, query_outputs
+from harness.objectives import answer_cross_entropy, teacher_batches
 from harness.prune.importance import (
     accumulate_gradients,
-    answer_cross_entropy,
     attention_importance,
     elementwise,
     ffn_importance,
@@ -405,7 +405,7 @@ def test_impossible_requests_fail_before_touching_the_model(call, message):
 
 
 def test_teacher_kl_importance_is_zero_at_the_teacher_and_not_after_pruning():
-    from harness.prune.importance import LOSSES, pruning_batches
+    from harness.prune.importance import LOSSES
 
     model, proc = tiny()
     _randomize(model)
@@ -424,8 +424,8 @@ def test_teacher_kl_importance_is_zero_at_the_teacher_and_not_after_pruning():
             return {k: v[s] for k, v in split.items()}
 
     teacher = copy.deepcopy(model)
-    batches = pruning_batches(model, proc, Rows(), 2, teacher=teacher)
-    assert batches[0]["teacher_logits"].dim() == 2  # answer positions only, as teacher_batches makes them
+    batches = teacher_batches(teacher, proc, Rows(), 2, student=model)
+    assert batches[0]["teacher_logits"].dim() == 2  # answer positions only
     accumulate_gradients(model, batches, LOSSES["teacher_kl"])
     assert structure_importance(model, "ffn", "first_order").abs().max().item() < 1e-6
     prune_step(model, "ffn", 32, structure_importance(model, "ffn", "l1"))

@@ -17,10 +17,10 @@ from transformers import (
 )
 
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
-from harness.distill.loop import teacher_batches
 from harness.evaluate import evaluate
 from harness.models.public import CheckpointError, load_lmm
 from harness.models.stand_in import new_model
+from harness.objectives import teacher_batches
 from harness.pipeline import RunPlan, run_compression
 from harness.prune.step import structures_to_remove
 from harness.prune.structures import PruningError

@@ -1,49 +1,19 @@
-"""The distillation loop: AdamW + cosine schedule on the language model, against cached teacher outputs.
+"""Distillation: the student's projection and language model trained against cached teacher outputs.
 
 Why cached: the vision tower and Q-Former stay frozen during compression, so their query outputs are
 computed once per image, and the teacher never changes, so its answer-position logits are computed once per
-distillation set, never per epoch. Each call is seeded explicitly, so a resumed run repeats it exactly.
+distillation set (harness/objectives.py, `teacher_batches`), never per epoch. Each call is seeded
+explicitly, so a resumed run repeats it exactly.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
-from tqdm.auto import tqdm
-from transformers import get_cosine_schedule_with_warmup
 
-from harness.data.collate import IGNORE, qformer_kwargs, training_batch
 from harness.distill.losses import distillation_loss
-from harness.models.blip2 import lm_logits, query_outputs
-
-Batch = dict[str, torch.Tensor]
-
-
-def answer_positions(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits that predict the answer tokens ([P, V]) and those tokens ([P])."""
-    targets = labels[:, 1:]
-    mask = targets != IGNORE
-    return logits[:, :-1][mask], targets[mask]
-
-
-@torch.no_grad()
-def teacher_batches(teacher, processor, split, batch_size: int, progress: bool = False) -> list[Batch]:
-    """D_d with everything the student needs that does not change: token ids, the frozen vision side's query
-    outputs, and the teacher's logits at the answer positions."""
-    teacher.eval()
-    out = []
-    for i in tqdm(
-        range(0, len(split), batch_size), desc="teacher outputs", disable=not progress, leave=False
-    ):
-        rows = split[i : i + batch_size]
-        b = training_batch(processor, rows["question"], rows["answer"])
-        pixels = processor.image_processor(rows["image"], return_tensors="pt")["pixel_values"]
-        b["query_output"] = query_outputs(teacher, pixels, **qformer_kwargs(b))
-        logits = lm_logits(teacher, b["query_output"], b["input_ids"], b["attention_mask"])
-        b["teacher_logits"], b["answer_tokens"] = answer_positions(logits, b["labels"])
-        out.append(b)
-    return out
+from harness.models.blip2 import lm_logits
+from harness.objectives import Batch, answer_positions
+from harness.train import train
 
 
 def distill(
@@ -57,36 +27,29 @@ def distill(
     progress: bool = False,
     desc: str = "distill",
 ) -> list[float]:
-    """Train the student's projection and language model for `epochs` over `batches`; returns the mean loss
-    of each epoch. A non-finite loss stops the run, naming `desc` and the epoch."""
+    """Train the student's projection and language model for `epochs` over `batches` (reshuffled every
+    epoch; cosine decay without warm-up); returns the mean loss of each epoch. A non-finite loss stops the
+    run, naming `desc` and the epoch."""
     if epochs == 0:
         return []
-    params = [*student.language_projection.parameters(), *student.language_model.parameters()]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    steps = epochs * len(batches)
-    sched = get_cosine_schedule_with_warmup(opt, 0, steps)
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    student.train()
-    losses = []
-    bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
-    for epoch in range(epochs):
-        total = 0.0
-        for k in torch.randperm(len(batches), generator=generator).tolist():
-            b = batches[k]
-            logits = lm_logits(student, b["query_output"], b["input_ids"], b["attention_mask"])
-            student_logits, _ = answer_positions(logits, b["labels"])
-            loss = distillation_loss(student_logits, b["teacher_logits"], b["answer_tokens"], variant, gamma)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{desc}, epoch {epoch + 1}: distillation loss is {loss.item()}")
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            total += loss.item()
-            bar.update()
-        losses.append(total / len(batches))
-    bar.close()
-    student.eval()
-    return losses
+    order = [torch.randperm(len(batches), generator=generator).tolist() for _ in range(epochs)]
+
+    def loss(b: Batch) -> torch.Tensor:
+        logits = lm_logits(student, b["query_output"], b["input_ids"], b["attention_mask"])
+        student_logits, _ = answer_positions(logits, b["labels"])
+        return distillation_loss(student_logits, b["teacher_logits"], b["answer_tokens"], variant, gamma)
+
+    params = [*student.language_projection.parameters(), *student.language_model.parameters()]
+    return train(
+        student,
+        params,
+        [[batches[k] for k in epoch] for epoch in order],
+        loss,
+        lr=lr,
+        weight_decay=0.0,
+        warmup_steps=0,
+        desc=desc,
+        progress=progress,
+    )

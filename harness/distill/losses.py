@@ -20,14 +20,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from harness.objectives import kl_teacher_student
+
 VARIANTS = ("eq5", "kl_only", "hard_label", "released_pairwise", "label_ce")
 DEFAULT_GAMMA = 1.0
-
-
-def kl_teacher_student(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """KL(teacher ‖ student) per position."""
-    t = F.log_softmax(teacher, dim=-1)
-    return (t.exp() * (t - F.log_softmax(student, dim=-1))).sum(-1)
 
 
 def pairwise_eq5(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:

@@ -18,10 +18,8 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from harness.data.collate import IGNORE, qformer_kwargs
-from harness.distill.loop import answer_positions
-from harness.distill.losses import kl_teacher_student
-from harness.models.blip2 import lm_logits, query_outputs
+from harness.models.blip2 import lm_logits
+from harness.objectives import Batch, answer_cross_entropy, answer_kl_to_teacher
 from harness.prune.structures import (
     attention_group,
     attention_slices,
@@ -33,24 +31,8 @@ from harness.prune.structures import (
 from harness.spec import Criterion
 
 CRITERIA = get_args(Criterion)
-Batch = dict[str, torch.Tensor]
-
-
-def answer_cross_entropy(model, batch: Batch) -> torch.Tensor:
-    """Cross-entropy on the answer tokens: from cached query outputs when the batch has them (vision side
-    frozen), else through the whole model from pixels."""
-    if "query_output" in batch:
-        logits = lm_logits(model, batch["query_output"], batch["input_ids"], batch["attention_mask"])
-    else:
-        logits = model(
-            pixel_values=batch["pixel_values"],
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            **qformer_kwargs(batch),
-        ).logits
-    return F.cross_entropy(
-        logits[:, :-1].flatten(0, 1), batch["labels"][:, 1:].flatten(), ignore_index=IGNORE
-    )
+# L(D_p) of Eq. 1: against the dataset's answers (the paper) or against the teacher's outputs
+LOSSES = {"cross_entropy": answer_cross_entropy, "teacher_kl": answer_kl_to_teacher}
 
 
 def accumulate_gradients(
@@ -206,41 +188,3 @@ def block_influence(model, batches: Iterable[Batch]) -> torch.Tensor:
         for h in handles:
             h.remove()
     return total / count
-
-
-def answer_kl_to_teacher(model, batch: Batch) -> torch.Tensor:
-    """KL(teacher ‖ student) on the answer positions, for importance measured against the teacher. The batch
-    carries the teacher's answer-position logits, as made by `pruning_batches(..., teacher=...)` or by
-    `harness.distill.loop.teacher_batches`."""
-    logits = lm_logits(model, batch["query_output"], batch["input_ids"], batch["attention_mask"])
-    student, _ = answer_positions(logits, batch["labels"])
-    return kl_teacher_student(student, batch["teacher_logits"]).mean()
-
-
-LOSSES = {"cross_entropy": answer_cross_entropy, "teacher_kl": answer_kl_to_teacher}
-
-
-@torch.no_grad()
-def pruning_batches(
-    model, processor, split, batch_size: int, with_pixels: bool = False, teacher=None
-) -> list[Batch]:
-    """D_p as training batches. The vision side is frozen while the language model is pruned, so its query
-    outputs are computed once here; pass `with_pixels` when the vision tower or Q-Former is the target."""
-    from harness.data.collate import pixel_values, qformer_kwargs, training_batch
-
-    out = []
-    for i in range(0, len(split), batch_size):
-        rows = split[i : i + batch_size]
-        b = training_batch(processor, rows["question"], rows["answer"])
-        pix = pixel_values(processor, rows["image"])
-        if with_pixels:
-            b["pixel_values"] = pix
-        else:
-            b["query_output"] = query_outputs(model, pix, **qformer_kwargs(b))
-        if teacher is not None:
-            logits = lm_logits(
-                teacher, query_outputs(teacher, pix, **qformer_kwargs(b)), b["input_ids"], b["attention_mask"]
-            )
-            b["teacher_logits"], b["answer_tokens"] = answer_positions(logits, b["labels"])
-        out.append(b)
-    return out

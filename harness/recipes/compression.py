@@ -12,10 +12,10 @@ import math
 import time
 from pathlib import Path
 
-from harness.distill.loop import teacher_batches
 from harness.evaluate import max_answer_tokens
 from harness.measure import throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
+from harness.objectives import teacher_batches
 from harness.pipeline import follow, plan_run, run_compression, structure
 from harness.profile import Profile
 from harness.recipes.common import pruning_set, result_header, set_threads

@@ -7,11 +7,12 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from harness.distill.loop import distill, teacher_batches
+from harness.distill.loop import distill
 from harness.evaluate import evaluate, max_answer_tokens
 from harness.measure import throughput
 from harness.models.blip2 import parameter_counts
 from harness.models.public import load_lmm
+from harness.objectives import teacher_batches
 from harness.pipeline import plan_run, run_compression, structure
 from harness.profile import Compression, Profile
 from harness.prune.structures import lm_family

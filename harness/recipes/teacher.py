@@ -10,20 +10,19 @@ gradient clipping, and log per-task learning curves on the validation split.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
-from transformers import Blip2ForConditionalGeneration, Blip2Processor, get_cosine_schedule_with_warmup
+from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs
 from harness.models.stand_in import new_model
 from harness.profile import Profile
 from harness.store import load_teacher, save_teacher, teacher_dir, teacher_key
+from harness.train import train
 
 
 def columns(split, names=("image", "task", "question", "answer")) -> dict[str, list]:
@@ -36,13 +35,27 @@ def image_labels(split) -> dict[str, list[str]]:
     return {c.removeprefix("image_"): list(split[c]) for c in split.column_names if c.startswith("image_")}
 
 
-def _schedule(optimizer: torch.optim.Optimizer, steps: int, warmup_frac: float):
-    return get_cosine_schedule_with_warmup(optimizer, max(1, int(warmup_frac * steps)), steps)
-
-
-def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    order = torch.randperm(n, generator=generator)
-    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
+def _stage(model, params, n: int, loss_fn, cfg: dict, generator, desc: str, after_epoch, progress) -> None:
+    """One stage of the recipe: every epoch a fresh permutation of the `n` samples, in batches of sample
+    indices; AdamW with weight decay 0.01, warm-up over `cfg["warmup"]` of the steps (at least one)."""
+    epochs = []
+    for _ in range(cfg["epochs"]):
+        order = torch.randperm(n, generator=generator)
+        epochs.append([order[i : i + cfg["batch_size"]] for i in range(0, n, cfg["batch_size"])])
+    steps = sum(len(e) for e in epochs)
+    warmup = max(1, int(cfg["warmup"] * steps))
+    train(
+        model,
+        params,
+        epochs,
+        loss_fn,
+        lr=cfg["lr"],
+        weight_decay=0.01,
+        warmup_steps=warmup,
+        desc=desc,
+        progress=progress,
+        after_epoch=after_epoch,
+    )
 
 
 def encode_images(processor: Blip2Processor, images, batch_size: int = 256) -> torch.Tensor:
@@ -84,23 +97,14 @@ def train_vision_stage(
         *model.qformer.parameters(),
         *heads.parameters(),
     ]
-    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.01)
-    steps = cfg["epochs"] * math.ceil(len(pixels) / cfg["batch_size"])
-    sched = _schedule(opt, steps, cfg["warmup"])
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        feats = query_outputs(model, pixels[idx]).flatten(1)
+        return sum(F.cross_entropy(heads[t](feats), y[t][idx], ignore_index=IGNORE) for t in label_sets)
+
     log = []
-    bar = tqdm(total=steps, desc="teacher stage 1 (vision + Q-Former)", disable=not progress, leave=False)
-    for epoch in range(cfg["epochs"]):
-        model.train()
-        for idx in _batches(len(pixels), cfg["batch_size"], generator):
-            feats = query_outputs(model, pixels[idx]).flatten(1)
-            loss = sum(F.cross_entropy(heads[t](feats), y[t][idx], ignore_index=IGNORE) for t in label_sets)
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+
+    def curve(epoch: int) -> None:
         feats = cache_query_outputs(model, val["pixels"]).flatten(1)
         acc = {}
         with torch.no_grad():
@@ -109,8 +113,10 @@ def train_vision_stage(
                 acc[t] = round(
                     (heads[t](feats[known]).argmax(-1) == y_val[t][known]).float().mean().item(), 4
                 )
-        log.append({"stage": 1, "epoch": epoch + 1, "probe_accuracy": acc})
-    bar.close()
+        log.append({"stage": 1, "epoch": epoch, "probe_accuracy": acc})
+
+    desc = "teacher stage 1 (vision + Q-Former)"
+    _stage(model, params, len(pixels), loss, cfg, generator, desc, curve, progress)
     return log
 
 
@@ -136,33 +142,24 @@ def train_language_stage(
 ) -> list[dict]:
     """Stage 2: projection + language model, generatively, on cached query outputs."""
     params = [*model.language_projection.parameters(), *model.language_model.parameters()]
-    opt = torch.optim.AdamW(params, lr=cfg["lr"], weight_decay=0.01)
-    steps = cfg["epochs"] * math.ceil(len(queries) / cfg["batch_size"])
-    sched = _schedule(opt, steps, cfg["warmup"])
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        b = training_batch(processor, [questions[k] for k in idx], [answers[k] for k in idx])
+        logits = lm_logits(model, queries[idx], b["input_ids"], b["attention_mask"])
+        return F.cross_entropy(
+            logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=IGNORE
+        )
+
     log = []
-    bar = tqdm(total=steps, desc="teacher stage 2 (language model)", disable=not progress, leave=False)
-    for epoch in range(cfg["epochs"]):
-        model.train()
-        for idx in _batches(len(queries), cfg["batch_size"], generator):
-            b = training_batch(processor, [questions[k] for k in idx], [answers[k] for k in idx])
-            logits = lm_logits(model, queries[idx], b["input_ids"], b["attention_mask"])
-            loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=IGNORE
-            )
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"teacher stage 2, epoch {epoch + 1}: loss is {loss.item()}")
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            opt.step()
-            sched.step()
-            bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+
+    def curve(epoch: int) -> None:
         acc = answer_accuracy(
             model, processor, val["queries"], val["questions"], val["answers"], val["tasks"]
         )
-        log.append({"stage": 2, "epoch": epoch + 1, "answer_accuracy": acc})
-    bar.close()
+        log.append({"stage": 2, "epoch": epoch, "answer_accuracy": acc})
+
+    desc = "teacher stage 2 (language model)"
+    _stage(model, params, len(queries), loss, cfg, generator, desc, curve, progress)
     return log
 
 
@@ -171,8 +168,8 @@ def train_teacher(model, processor, data, cfg: dict, seed: int, progress: bool =
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    train, val = columns(data["train"]), columns(data["validation"])
-    pixels = encode_images(processor, train["image"])
+    rows, val = columns(data["train"]), columns(data["validation"])
+    pixels = encode_images(processor, rows["image"])
     v = {
         "pixels": encode_images(processor, val["image"]),
         "tasks": val["task"],
@@ -192,8 +189,8 @@ def train_teacher(model, processor, data, cfg: dict, seed: int, progress: bool =
         model,
         processor,
         queries,
-        train["question"],
-        train["answer"],
+        rows["question"],
+        rows["answer"],
         v,
         cfg["language_stage"],
         generator,
