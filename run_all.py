@@ -1,6 +1,6 @@
 """Run every experiment of a profile and render everything.
 
-Usage: `python run_all.py [--profile NAME] [--overwrite]`.
+Usage: `python run_all.py [--profile NAME] [--overwrite | --rebuild]`.
 
 Shared runs (dataset, teacher, ...) are computed once and cached under .cache/; an experiment whose result
 is up to date is skipped, so a rerun only re-renders.
@@ -22,6 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", default=DEFAULT_PROFILE, help="smoke | cpu | paper, or a profile YAML path")
     p.add_argument("--overwrite", action="store_true", help="rerun experiments whose results exist")
+    p.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="also recompute the cached teacher and compression runs (implies --overwrite)",
+    )
     p.add_argument(
         "--results-dir", type=Path, default=None, help="default: results/ (cpu) or results-<profile>/"
     )
@@ -56,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.quiet:
         quiet_libraries()
+    if args.rebuild:
+        from harness.store import rebuild_entries
+
+        rebuild_entries()
     # the teacher's own experiment first (every other one starts from it), then the paper's RQs, then the rest
     files = sorted(kinds, key=lambda f: (kinds[f] != "original", not f.stem.startswith("rq"), f.name))
     t0 = time.perf_counter()
@@ -63,7 +72,13 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         print(f"[{i}/{len(files)}] {f.stem} (profile {args.profile}) ...", flush=True)
         out, how = run_experiment(
-            f, args.profile, out_root, args.cache_dir, args.overwrite, not args.quiet, args.num_seeds
+            f,
+            args.profile,
+            out_root,
+            args.cache_dir,
+            args.overwrite or args.rebuild,
+            not args.quiet,
+            args.num_seeds,
         )
         print(f"[{i}/{len(files)}] {f.stem}: {how} in {time.perf_counter() - t:.1f}s -> {out}", flush=True)
     publish(out_root)

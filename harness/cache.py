@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 
 def content_hash(obj: Any, length: int = 12) -> str:
     """Stable short hash of a JSON-serialisable object (key order does not matter)."""
@@ -174,3 +176,18 @@ def usable(path: Path, check) -> bool:
         else:
             path.unlink(missing_ok=True)
         return False
+
+
+_LOCKS: dict[str, FileLock] = {}
+
+
+def entry_lock(path: Path) -> FileLock:
+    """A lock beside the cache entry at `path`: a second process that needs the entry waits for the first
+    and then finds it built, instead of building it again. One lock object per entry and process, so that
+    taking it again inside the same process does not wait on itself."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = str(path.resolve())
+    if key not in _LOCKS:
+        _LOCKS[key] = FileLock(str(path.parent / f".{path.name}.lock"))
+    return _LOCKS[key]

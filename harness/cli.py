@@ -123,6 +123,10 @@ def cmd_run(args) -> int:
     writable_dir(args.cache_dir, "--cache-dir")
     if args.quiet:
         quiet_libraries()
+    if args.rebuild:
+        from harness.store import rebuild_entries
+
+        rebuild_entries()
     for name in args.experiments:
         t = time.perf_counter()
         out, how = run_experiment(
@@ -130,7 +134,7 @@ def cmd_run(args) -> int:
             args.profile,
             args.results_dir or results_root(args.profile),
             args.cache_dir,
-            args.overwrite,
+            args.overwrite or args.rebuild,
             progress=not args.quiet,
             num_seeds=args.num_seeds,
         )
@@ -213,6 +217,21 @@ def publish(root: Path) -> None:
             print(f"updated tables in {doc}")
 
 
+def cmd_verify(args) -> int:
+    """Check every cache entry in full: each file's sha256 against its manifest, every seal."""
+    from harness.store import verify
+
+    t0 = time.perf_counter()
+    checked, problems = verify(args.cache_dir)
+    for p in problems:
+        print(f"corrupt: {p}", file=sys.stderr)
+    print(
+        f"{checked} cache entries checked in {time.perf_counter() - t0:.1f}s under {args.cache_dir}: "
+        + (f"{len(problems)} corrupt (the next run that needs one rebuilds it)" if problems else "all intact")
+    )
+    return 1 if problems else 0
+
+
 def cmd_prune(args) -> int:
     """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
     from harness.models.blip2 import parameter_counts
@@ -290,6 +309,11 @@ def parser() -> argparse.ArgumentParser:
     )
     r.add_argument("experiments", nargs="+", help="experiment names (files in experiments/) or YAML paths")
     r.add_argument("--overwrite", action="store_true", help="rerun even if a result exists")
+    r.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="also recompute the cached teacher and compression runs they use (implies --overwrite)",
+    )
     r.add_argument("--num-seeds", type=int, default=None, help="seeds 0..N-1 (default: the profile's seeds)")
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
@@ -302,6 +326,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("report", parents=[common], help="re-render tables from result files").set_defaults(
         func=cmd_report
     )
+    sub.add_parser(
+        "verify", parents=[common], help="check every cache entry against its manifest (full sha256)"
+    ).set_defaults(func=cmd_verify)
     pr = sub.add_parser("prune", parents=[common], help="prune one step of one level and save the checkpoint")
     pr.add_argument("--level", required=True, choices=list(STAGE_NAMES))
     pr.add_argument(

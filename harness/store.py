@@ -10,6 +10,8 @@ multi-stage run through it.
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,6 +37,28 @@ from harness.spec import LOSS_REVISIONS, CompressionRun, PublicModel
 
 if TYPE_CHECKING:  # the plan's module stores its steps here
     from harness.pipeline import RunPlan
+
+_REBUILD: set[str] | None = None  # with --rebuild: the entries rebuilt so far in this process
+
+
+def rebuild_entries() -> None:
+    """From now on, every teacher and compression run this process uses is rebuilt once (--rebuild)."""
+    global _REBUILD
+    _REBUILD = set()
+
+
+def _rebuilding(path: Path) -> bool:
+    """Whether the entry at `path` is to be rebuilt now: the first time this process meets it under
+    --rebuild. It is then removed."""
+    key = str(Path(path).resolve())
+    if _REBUILD is None or key in _REBUILD:
+        return False
+    _REBUILD.add(key)
+    if Path(path).exists():
+        print(f"--rebuild: recomputing {path}", file=sys.stderr, flush=True)
+        shutil.rmtree(path)
+    return True
+
 
 # The meaning of the keys below. Version 1 keys carry no version field (they were made before it existed);
 # a later version adds `key_version` to every key, so that entries of different meaning never share a folder.
@@ -93,6 +117,8 @@ def load_teacher(target: Path, stored: bool = True):
     """(model, processor, training log) of a saved teacher, or None if there is none yet. A teacher of the
     store (`stored`; a profile's own checkpoint is the user's) whose files do not match its manifest is
     reported, removed and reported as absent, so that it is retrained."""
+    if stored and _rebuilding(target):
+        return None
     if not (target / "config.json").is_file():
         return None
     if stored and not usable(target, verify_manifest):
@@ -174,7 +200,7 @@ def save_state(out: Path, state: dict) -> None:
     write_sealed_json(Path(out) / "state.json", state)
 
 
-def _check_run(out: Path) -> None:
+def check_run(out: Path) -> None:
     """A run folder is whole when its state is sealed, counts one trace row per step, and the model of its
     last step and every step model it kept match their manifests."""
     state = read_sealed_json(out / "state.json")
@@ -194,7 +220,8 @@ def run_state(out: Path) -> dict | None:
     """The state of a run folder (its last completed step), or None when it has none: never run, or found
     corrupt, reported and removed (it is then recomputed from the start)."""
     out = Path(out)
-    if not (out / "state.json").is_file() or not usable(out, _check_run):
+    _rebuilding(out)
+    if not (out / "state.json").is_file() or not usable(out, check_run):
         return None
     return read_sealed_json(out / "state.json")
 
@@ -252,3 +279,30 @@ def teacher_outputs(tdir: Path, build, n: int, batch_size: int) -> list:
     if key not in _TEACHER_OUTPUTS:
         _TEACHER_OUTPUTS[key] = build()
     return _TEACHER_OUTPUTS[key]
+
+
+def verify(cache_dir: Path) -> tuple[int, list[str]]:
+    """Check every entry of the store in full (every file's sha256, every seal) without changing anything:
+    (entries checked, problems found)."""
+    cache_dir, problems, checked = Path(cache_dir), [], 0
+
+    def check(path: Path, fn) -> None:
+        nonlocal checked
+        checked += 1
+        try:
+            fn(path)
+        except CorruptEntry as e:
+            problems.append(str(e))
+
+    for d in sorted((cache_dir / "datasets").glob("[!.]*")):
+        check(d, verify_manifest)
+    for d in sorted((cache_dir / "teachers").glob("[!.]*")):
+        check(d, verify_manifest)
+        for e in sorted((d / "eval").glob("*.json")):
+            check(e, read_sealed_json)
+    for d in sorted((cache_dir / "compression").glob("[!.]*")):
+        if d.is_dir():
+            check(d, check_run)
+            for e in sorted((d / "eval").glob("*.json")):
+                check(e, read_sealed_json)
+    return checked, problems

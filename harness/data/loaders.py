@@ -16,7 +16,14 @@ import datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
-from harness.cache import atomic_dir, content_hash, usable, verify_manifest, write_manifest
+from harness.cache import (
+    atomic_dir,
+    content_hash,
+    entry_lock,
+    usable,
+    verify_manifest,
+    write_manifest,
+)
 from harness.data.synth_ads import generate_sample, params_dict
 from harness.profile import SynthAdParams
 from harness.stages import TASKS
@@ -55,18 +62,19 @@ def load_synth_ads(
         raise ValueError(f"unknown split(s) {sorted(unknown)}; allowed: {sorted(SPLIT_IDS)}")
     key = synth_ads_key(params, sizes, seed)
     target = Path(cache_dir) / "datasets" / f"synth_ads-{content_hash(key)}"
-    if not target.is_dir() or not usable(target, verify_manifest):
-        splits = {}
-        for split, n in sizes.items():
-            rows = [
-                generate_sample(seed, SPLIT_IDS[split], i, params)
-                for i in tqdm(range(n), desc=f"SynthAd {split}", disable=not progress, leave=False)
-            ]
-            splits[split] = datasets.Dataset.from_list(rows, features=FEATURES)
-        with atomic_dir(target) as tmp:
-            datasets.DatasetDict(splits).save_to_disk(str(tmp))
-            (tmp / "key.json").write_text(json.dumps(key, indent=2))
-            write_manifest(tmp)
+    with entry_lock(target):  # a second process waits for the first's copy
+        if not target.is_dir() or not usable(target, verify_manifest):
+            splits = {}
+            for split, n in sizes.items():
+                rows = [
+                    generate_sample(seed, SPLIT_IDS[split], i, params)
+                    for i in tqdm(range(n), desc=f"SynthAd {split}", disable=not progress, leave=False)
+                ]
+                splits[split] = datasets.Dataset.from_list(rows, features=FEATURES)
+            with atomic_dir(target) as tmp:
+                datasets.DatasetDict(splits).save_to_disk(str(tmp))
+                (tmp / "key.json").write_text(json.dumps(key, indent=2))
+                write_manifest(tmp)
     return datasets.load_from_disk(str(target))
 
 

@@ -12,6 +12,7 @@ import math
 import time
 from pathlib import Path
 
+from harness.cache import entry_lock
 from harness.evaluate import max_answer_tokens
 from harness.measure import throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
@@ -36,8 +37,13 @@ def compress(profile, run, seed, teacher, processor, data, sets, cache_dir, prog
     """One run for one seed (computed, resumed or found in the store): Algorithm 1 or a variant on
     (D_d, D_p) = `sets`. One-shot first runs the matching iterative run and follows its trace; mode 'scratch'
     trains the matching iterative run's final structure from scratch with at least its compute."""
-    d_d, d_p = sets
     out = run_dir(profile, run, seed, cache_dir)
+    with entry_lock(out):  # a second process waits, then finds the run done
+        return _compress_locked(profile, run, seed, teacher, processor, data, sets, cache_dir, progress, out)
+
+
+def _compress_locked(profile, run, seed, teacher, processor, data, sets, cache_dir, progress, out):
+    d_d, d_p = sets
     if run.mode != "scratch":
         plan = plan_run(teacher, profile.compression, run, seed, profile.evaluation_batch_size)
         if run.mode == "one_shot":

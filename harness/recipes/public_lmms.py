@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+from harness.cache import entry_lock
 from harness.distill.loop import distill
 from harness.evaluate import evaluate, max_answer_tokens
 from harness.measure import throughput
@@ -56,7 +57,8 @@ def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_d
     out = public_run_dir(key, entry, plan, cache_dir)
     d_d = teacher_batches(base, processor, data["train"], c.batch_size, progress)
     d_p = pruning_set(d_d, c.pruning_samples, c.batch_size)
-    run_compression(base, processor, data["validation"], d_p, d_d, plan, out, progress)
+    with entry_lock(out):
+        run_compression(base, processor, data["validation"], d_p, d_d, plan, out, progress)
     return f"compressed ({'→'.join(stages)})", step_model(out)
 
 

@@ -10,6 +10,7 @@ gradient clipping, and log per-task learning curves on the validation split.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
+from harness.cache import entry_lock
 from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs
 from harness.models.stand_in import new_model
@@ -215,13 +217,14 @@ def get_teacher(profile: Profile, cache_dir: Path, data, progress: bool = True):
     loaded from the store afterwards."""
     target = teacher_dir(profile, cache_dir)
     stored = profile.teacher.checkpoint is None  # else the user's own checkpoint: read, never removed
-    loaded = load_teacher(target, stored)
-    if loaded is None:
-        model, processor = new_model(profile, data)
-        log = train_teacher(
-            model, processor, data, profile.teacher.model_dump(), profile.teacher.seed, progress
-        )
-        save_teacher(target, model, processor, {"key": teacher_key(profile), **log})
+    with entry_lock(target) if stored else contextlib.nullcontext():
         loaded = load_teacher(target, stored)
+        if loaded is None:
+            model, processor = new_model(profile, data)
+            log = train_teacher(
+                model, processor, data, profile.teacher.model_dump(), profile.teacher.seed, progress
+            )
+            save_teacher(target, model, processor, {"key": teacher_key(profile), **log})
+            loaded = load_teacher(target, stored)
     model, processor, log = loaded
     return model, processor, target, log
