@@ -201,17 +201,16 @@ def save_state(out: Path, state: dict) -> None:
 
 
 def check_run(out: Path) -> None:
-    """A run folder is whole when its state is sealed, counts one trace row per step, and the model of its
-    last step and every step model it kept match their manifests."""
+    """A run folder is whole when its state is sealed, counts one trace row per step, and the model of every
+    step it reached is there and matches its manifest."""
     state = read_sealed_json(out / "state.json")
     if state is None:
         raise CorruptEntry(f"{out}: no state.json")
     if state["step"] != len(state["trace"]):
         raise CorruptEntry(f"{out}/state.json: step {state['step']} with {len(state['trace'])} trace rows")
-    last = _step_dir(out, state["step"])
-    if not last.is_dir():
-        raise CorruptEntry(f"{last}: missing (state.json is at step {state['step']})")
-    for k in range(state["step"] + 1):
+    for k in range(state["step"] + 1):  # step 0 (the teacher's copy) is kept by Algorithm 1's runs only
+        if k > 0 and not _step_dir(out, k).is_dir():
+            raise CorruptEntry(f"{_step_dir(out, k)}: missing (state.json is at step {state['step']})")
         if _step_dir(out, k).is_dir():
             verify_manifest(_step_dir(out, k))
 
