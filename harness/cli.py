@@ -21,6 +21,7 @@ from harness.spec import (
     PROFILES_DIR,
     ROOT,
     Criterion,
+    ImportanceLoss,
     SpecError,
     experiment_files,
     load_experiment,
@@ -237,7 +238,7 @@ def cmd_prune(args) -> int:
     from harness.models.blip2 import parameter_counts
     from harness.models.public import load_lmm, load_model
     from harness.objectives import teacher_batches
-    from harness.prune.importance import LOSSES, accumulate_gradients, structure_importance
+    from harness.prune.importance import importance
     from harness.prune.step import prune_step, structures_to_remove
     from harness.recipes.teacher import get_teacher
     from harness.store import get_dataset
@@ -265,9 +266,9 @@ def cmd_prune(args) -> int:
             student=model,
             with_pixels=args.module != "language_model",
         )
-        accumulate_gradients(model, batches, LOSSES[args.loss], progress=not args.quiet)
-        imp = structure_importance(model, args.level, args.criterion, args.module, seed=args.seed)
-        model.zero_grad(set_to_none=True)
+        imp = importance(
+            model, args.level, args.criterion, batches, args.seed, args.module, args.loss, not args.quiet
+        )
     seconds = time.perf_counter() - t0
     info = prune_step(model, args.level, args.amount, imp, args.module)
     after = parameter_counts(model)
@@ -350,7 +351,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--loss",
         default="cross_entropy",
-        choices=["cross_entropy", "teacher_kl"],
+        choices=list(get_args(ImportanceLoss)),
         help="loss whose gradient scores the parameters (Eq. 1)",
     )
     pr.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint for --loss teacher_kl")

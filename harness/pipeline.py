@@ -30,7 +30,7 @@ from harness.distill.loop import distill
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
 from harness.profile import Compression
-from harness.prune.importance import accumulate_gradients, block_influence, structure_importance
+from harness.prune.importance import block_influence, importance, structure_importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError, blocks
 from harness.prune.torch_pruning_baseline import example_inputs, torch_pruning_step
@@ -202,11 +202,7 @@ def _record(student, step, stage, amount, removed_total, acc_pruned, acc, losses
 def _importance(model, level: str, criterion: str, d_p, seed: int, block_criterion: str):
     if level == "block":  # Algorithm 1 drops the last blocks; Block Influence (a baseline) scores them
         return block_influence(model, d_p) if block_criterion == "block_influence" else None
-    if criterion != "random":
-        accumulate_gradients(model, d_p)
-    imp = structure_importance(model, level, criterion, seed=seed)
-    model.zero_grad(set_to_none=True)
-    return imp
+    return importance(model, level, criterion, d_p, seed)
 
 
 def run_compression(

@@ -37,6 +37,8 @@ ADDED_LATER = {"target_share": None}
 STAGE_ORDER = list(STAGE_NAMES)
 # importance criteria (harness/prune/importance.py implements each)
 Criterion = Literal["first_order", "first_order_joint", "l1", "l2", "random"]
+# the loss whose gradient Eq. 1 uses in `python -m harness prune` (Algorithm 1 uses cross-entropy)
+ImportanceLoss = Literal["cross_entropy", "teacher_kl"]
 
 
 def _check_stage_order(stages: list[str]) -> None:

@@ -28,11 +28,11 @@ from harness.prune.structures import (
     ffn_width,
     hidden_slices,
 )
-from harness.spec import Criterion
+from harness.spec import Criterion, ImportanceLoss
 
 CRITERIA = get_args(Criterion)
 # L(D_p) of Eq. 1: against the dataset's answers (the paper) or against the teacher's outputs
-LOSSES = {"cross_entropy": answer_cross_entropy, "teacher_kl": answer_kl_to_teacher}
+LOSSES = dict(zip(get_args(ImportanceLoss), (answer_cross_entropy, answer_kl_to_teacher), strict=True))
 
 
 def accumulate_gradients(
@@ -150,6 +150,26 @@ def structure_importance(
     else:
         imp = hidden_importance(model, scores, seed)
     return imp.abs() if criterion == "first_order_joint" else imp
+
+
+def importance(
+    model,
+    level: str,
+    criterion: str,
+    batches: list[Batch],
+    seed: int,
+    module: str = "language_model",
+    loss: str = "cross_entropy",
+    progress: bool = False,
+) -> torch.Tensor:
+    """Importance of every structure of `level` over D_p = `batches`: the gradient of `loss` accumulated over
+    them (not for the random criterion, which needs none), scored by `criterion`, gradients then cleared. The
+    one entry point for Algorithm 1 (harness/pipeline.py) and `python -m harness prune`."""
+    if criterion != "random":
+        accumulate_gradients(model, batches, LOSSES[loss], progress=progress)
+    imp = structure_importance(model, level, criterion, module, seed=seed)
+    model.zero_grad(set_to_none=True)
+    return imp
 
 
 def keep_indices(importance: torch.Tensor, remove: int) -> torch.Tensor:
