@@ -157,3 +157,75 @@ def test_a_maad_folder_is_keyed_by_its_content(tmp_path):
     train = folder / "train.jsonl"
     train.write_text(train.read_text().replace('"red"', '"blue"', 1))
     assert dataset_key(prof) != before
+
+
+EXPERIMENT = "name: exp\nreproduces: Table 3\nkind: compression\ndescription: x\n"
+
+
+@pytest.mark.parametrize(
+    "body, field, rule",
+    [
+        ("runs:\n  - {label: a, stages: [ffn, block]}\n", "runs.0.stages", "in the order"),
+        ("runs:\n  - {label: a, stages: [ffn, ffn]}\n", "runs.0.stages", "each stage at most once"),
+        ("runs:\n  - {label: a, stages: [heads]}\n", "runs.0.stages.0", "'block', 'ffn'"),
+        ("runs:\n  - {label: a, target_share: 0.5}\n", "runs.0.target_share", "only for a single-level run"),
+        ("runs:\n  - {label: a, stages: [ffn], target_share: 1.5}\n", "runs.0.target_share", "less than 1"),
+        ("runs:\n  - {label: a}\n  - {label: a, criterion: l1}\n", "runs", "labels must be unique"),
+        ("runs:\n  - {label: a, data_fraction: 0}\n", "runs.0.data_fraction", "greater than 0"),
+        ("runs:\n  - {label: a, mode: one_shot, pruner: torch_pruning}\n", "runs", "iterative runs only"),
+        ("table: stages\nruns:\n  - {label: a, mode: one_shot}\n", "table", "iterative first run"),
+        ("runs:\n  - {label: a, crierion: l1}\n", "runs.0.crierion", "allowed keys here"),
+        ("runs: []\n", "runs", "needs at least one run"),
+    ],
+)
+def test_impossible_experiments_are_refused_naming_the_field(tmp_path, body, field, rule):
+    path = tmp_path / "exp.yaml"
+    path.write_text(EXPERIMENT + body)
+    with pytest.raises(SpecError) as e:
+        load_experiment(path)
+    msg = str(e.value)
+    assert str(path) in msg and f"field '{field}'" in msg and rule in msg, msg
+
+
+@pytest.mark.parametrize(
+    "text, rule",
+    [
+        ("- just\n- a list\n", "expected a mapping"),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_yaml_that_is_not_a_mapping_is_named(tmp_path, text, rule):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match=rule):
+        load_experiment(path)
+
+
+@pytest.mark.parametrize(
+    "args, rule",
+    [
+        (["--only", "nothing*"], "matches no experiment"),
+        (["--num-seeds", "0"], "--num-seeds: must be at least 1"),
+        (["--profile", "nosuch"], "unknown profile 'nosuch'"),
+    ],
+)
+def test_run_all_refuses_bad_options_before_any_work(tmp_path, capsys, args, rule):
+    common = ["--results-dir", str(tmp_path / "res"), "--cache-dir", str(tmp_path / "cache")]
+    assert run_all([*args, *common]) == 2
+    assert rule in capsys.readouterr().err
+    assert not (tmp_path / "cache" / "teachers").exists()
+
+
+def test_an_unknown_experiment_is_named(tmp_path, capsys):
+    args = [
+        "run",
+        "rq9_missing",
+        "--profile",
+        "smoke",
+        "--results-dir",
+        str(tmp_path),
+        "--cache-dir",
+        str(tmp_path),
+    ]
+    assert cli(args) == 2
+    assert "rq9_missing.yaml: file not found" in capsys.readouterr().err
