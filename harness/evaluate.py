@@ -52,7 +52,7 @@ def generate_answers(
     return out
 
 
-def evaluate(model, processor, split, batch_size: int = 64, progress: bool = False) -> dict:
+def evaluate(model, processor, split, batch_size: int, progress: bool = False) -> dict:
     """Accuracy per task and overall on a dataset split (columns image, task, question, answer)."""
     split = {n: list(split[n]) for n in ("image", "task", "question", "answer")}
     preds = generate_answers(

@@ -37,6 +37,8 @@ ADDED_LATER = {"target_share": None}
 STAGE_ORDER = list(STAGE_NAMES)
 # importance criteria (harness/prune/importance.py implements each)
 Criterion = Literal["first_order", "first_order_joint", "l1", "l2", "random"]
+# distillation losses (harness/distill/losses.py): Eq. 5 and its ablations
+Variant = Literal["eq5", "kl_only", "hard_label", "released_pairwise"]
 # the loss whose gradient Eq. 1 uses in `python -m harness prune` (Algorithm 1 uses cross-entropy)
 ImportanceLoss = Literal["cross_entropy", "teacher_kl"]
 
@@ -80,7 +82,7 @@ class CompressionRun(Strict):
     pruner: Literal["harness", "torch_pruning"] = Field(
         "harness", description="torch_pruning: FFN channels and hidden dims by Torch-Pruning (baseline)"
     )
-    variant: Literal["eq5", "kl_only", "hard_label", "released_pairwise"] = "eq5"
+    variant: Variant = "eq5"
     data_fraction: float = Field(
         1.0, gt=0, le=1, description="share of the training split used as D_d and D_p (RQ2)"
     )

@@ -50,24 +50,24 @@ def test_released_pairwise_against_the_released_formula(logits, label, expected)
 
 def test_pairwise_term_is_zero_when_the_student_is_more_confident():
     student = torch.tensor([[math.log(0.8), math.log(0.1), math.log(0.1)]])
-    kl = distillation_loss(student, TEACHER, LABEL, "kl_only").item()
-    assert distillation_loss(student, TEACHER, LABEL, "eq5").item() == pytest.approx(kl, abs=1e-7)
+    kl = distillation_loss(student, TEACHER, LABEL, "kl_only", 1.0).item()
+    assert distillation_loss(student, TEACHER, LABEL, "eq5", 1.0).item() == pytest.approx(kl, abs=1e-7)
 
 
 def test_mean_over_positions_and_zero_at_the_teacher():
     two = distillation_loss(
-        torch.cat([STUDENT, TEACHER]), torch.cat([TEACHER, TEACHER]), torch.tensor([1, 0]), "eq5"
+        torch.cat([STUDENT, TEACHER]), torch.cat([TEACHER, TEACHER]), torch.tensor([1, 0]), "eq5", 1.0
     ).item()
     assert two == pytest.approx((KL + PAIR) / 2, abs=1e-6)
-    assert distillation_loss(TEACHER, TEACHER, LABEL, "eq5").item() == pytest.approx(0.0, abs=1e-7)
+    assert distillation_loss(TEACHER, TEACHER, LABEL, "eq5", 1.0).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_gradient_flows_to_the_student_only():
     s, t = STUDENT.clone().requires_grad_(), TEACHER.clone().requires_grad_()
-    distillation_loss(s, t, LABEL, "eq5").backward()
+    distillation_loss(s, t, LABEL, "eq5", 1.0).backward()
     assert s.grad is not None and s.grad.abs().sum() > 0 and t.grad is None
 
 
 def test_unknown_variant():
     with pytest.raises(ValueError, match="unknown distillation loss 'mse'"):
-        distillation_loss(STUDENT, TEACHER, LABEL, "mse")
+        distillation_loss(STUDENT, TEACHER, LABEL, "mse", 1.0)

@@ -17,13 +17,16 @@ learning rate independent of the answer length and batch size).
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 import torch.nn.functional as F
 
 from harness.objectives import kl_teacher_student
+from harness.spec import Variant
 
-VARIANTS = ("eq5", "kl_only", "hard_label", "released_pairwise", "label_ce")
-DEFAULT_GAMMA = 1.0
+# the schema's variants (spec.Variant) and plain fine-tuning on the labels (public LMMs)
+VARIANTS = (*get_args(Variant), "label_ce")
 
 
 def pairwise_eq5(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -44,8 +47,8 @@ def distillation_loss(
     student: torch.Tensor,
     teacher: torch.Tensor,
     labels: torch.Tensor,
-    variant: str = "eq5",
-    gamma: float = DEFAULT_GAMMA,
+    variant: str,
+    gamma: float,
 ) -> torch.Tensor:
     """Mean over answer positions of the chosen variant. Shapes: [P, V], [P, V], [P]."""
     if variant not in VARIANTS:
