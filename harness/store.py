@@ -60,13 +60,15 @@ def _rebuilding(path: Path) -> bool:
     return True
 
 
-# The meaning of the keys below. Version 1 keys carry no version field (they were made before it existed);
-# a later version adds `key_version` to every key, so that entries of different meaning never share a folder.
-KEY_VERSION = 1
+# The meaning of the keys below, part of every key: entries of different meaning never share a folder.
+# 2: teacher checkpoints and MAAD folders keyed by their content, every run field in the run key, and
+#    manifests and seals in every entry (1: keys without a version, run fields added later left out at
+#    their default, no manifests).
+KEY_VERSION = 2
 
 
 def _versioned(key: dict) -> dict:
-    return key if KEY_VERSION == 1 else {**key, "key_version": KEY_VERSION}
+    return {**key, "key_version": KEY_VERSION}
 
 
 def dataset_key(profile: Profile) -> dict:
@@ -128,18 +130,10 @@ def load_teacher(target: Path, stored: bool = True):
     return model, processor, json.loads(log_path.read_text()) if log_path.is_file() else {}
 
 
-# Run fields that enter version-1 run keys only where they differ from their default: they were added after
-# the first runs were cached, and runs that do not use them keep their folders.
-_V1_AT_DEFAULT_OMITTED = ("block_criterion", "pruner", "target_share")
-
-
 def run_key(run: CompressionRun) -> dict:
     """What determines a run variant's outcome (its label and paper values do not); a corrected loss adds its
     revision (spec.LOSS_REVISIONS), so that runs made with the old formula are redone."""
     key = run.model_dump(mode="json", exclude={"label", "paper"})
-    for field in _V1_AT_DEFAULT_OMITTED:
-        if key[field] == CompressionRun.model_fields[field].default:
-            del key[field]
     if run.variant in LOSS_REVISIONS:
         key["loss_revision"] = LOSS_REVISIONS[run.variant]
     return key
@@ -147,7 +141,7 @@ def run_key(run: CompressionRun) -> dict:
 
 def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
     """What determines a compression run of the profile's teacher: the teacher, the compression section, the
-    run variant (`CompressionRun.key`), the seed and the batch size of its cached evaluations."""
+    run variant (`run_key`), the seed and the batch size of its cached evaluations."""
     return _versioned(
         {
             "teacher": teacher_key(profile),

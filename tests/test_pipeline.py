@@ -180,19 +180,25 @@ def test_dropped_blocks_map_to_the_teachers_indices():
 
 
 def test_run_keys_stay_put_unless_the_run_changes():
-    """Cached runs are found by these keys: a field added later must not move the keys of runs that do not
-    use it, and a corrected loss must move the keys of the runs that used the old one."""
+    """Cached runs are found by these keys (version 2: every field of the run, label and paper values aside),
+    pinned so that a change of the key's meaning is a deliberate KEY_VERSION bump; a corrected loss moves the
+    keys of the runs that used the old one."""
     from harness.cache import content_hash
-    from harness.store import run_key
+    from harness.store import KEY_VERSION, compression_key, run_key
 
     assert run_key(CompressionRun(label="a")) == {
         "stages": ["block", "ffn", "attention", "hidden"],
         "mode": "iterative",
         "criterion": "first_order",
+        "block_criterion": "last",
+        "pruner": "harness",
         "variant": "eq5",
         "data_fraction": 1.0,
+        "target_share": None,
     }
-    assert content_hash(run_key(CompressionRun(label="a"))) == "700a50cbd8d8"
+    assert content_hash(run_key(CompressionRun(label="a"))) == "830934a8b91f"
+    key = compression_key(load_profile("smoke"), CompressionRun(label="a"), 0)
+    assert key["key_version"] == key["teacher"]["key_version"] == KEY_VERSION == 2
     released = run_key(CompressionRun(label="r", variant="released_pairwise"))
     assert released["loss_revision"] == 2
     assert run_key(CompressionRun(label="s", stages=["ffn"], target_share=0.4))["target_share"] == 0.4
