@@ -77,19 +77,20 @@ class Data(Strict):
         return self
 
 
-class Vision(Strict):
+class Encoder(Strict):
+    """The shape shared by the vision tower and the Q-Former."""
+
     hidden_size: int = Field(ge=8)
     intermediate_size: int = Field(ge=8)
     num_layers: int = Field(ge=1)
     num_heads: int = Field(ge=1)
+
+
+class Vision(Encoder):
     patch_size: int = Field(ge=1)
 
 
-class QFormer(Strict):
-    hidden_size: int = Field(ge=8)
-    intermediate_size: int = Field(ge=8)
-    num_layers: int = Field(ge=1)
-    num_heads: int = Field(ge=1)
+class QFormer(Encoder):
     num_query_tokens: int = Field(ge=1)
 
 
