@@ -14,12 +14,15 @@ import time
 from pathlib import Path
 from typing import get_args
 
-from harness.prune.structures import PruningError
+from harness.cache import atomic_dir, write_json
+from harness.errors import PruningError
+from harness.results import ResultError, dump_result, load_result, restated, spec_hash
 from harness.spec import (
     DEFAULT_PROFILE,
     PROFILES_DIR,
     ROOT,
     Criterion,
+    Experiment,
     SpecError,
     experiment_files,
     load_experiment,
@@ -70,25 +73,40 @@ def run_experiment(
     progress: bool = True,
     num_seeds: int | None = None,
 ) -> tuple[Path, str]:
-    """Run one experiment unless an up-to-date result exists: same spec (seeds aside) and at least the
-    requested seeds. Returns (output folder, 'ran' | 'cached')."""
-    from harness.runners import RUNNERS, spec_record
-
+    """Run one experiment unless an up-to-date result exists: same spec hash (what determines the numbers,
+    harness/results.py spec_hash) and at least the requested seeds. Returns (output folder, 'ran' |
+    'cached'); a cached result takes on the experiment's current labels, paper rows and claims."""
     exp, prof = resolve(name, profile, num_seeds)
     out = Path(results_dir) / exp.name
     existing = out / "result.json"
     if existing.is_file() and not overwrite:
         old = json.loads(existing.read_text())
-        if old.get("spec_hash") == spec_record(exp, prof)["spec_hash"]:
+        if old.get("spec_hash") == spec_hash(exp, prof):
             if set(prof.seeds) <= set(old.get("seeds", [])):
+                restate(out, exp)
                 return out, "cached"
             print(
                 f"[{exp.name}] {existing} lacks seeds {sorted(set(prof.seeds) - set(old['seeds']))}: running"
             )
         else:
             print(f"[{exp.name}] spec changed since {existing} was written: running again", file=sys.stderr)
+    from harness.runners import RUNNERS
+
     RUNNERS[exp.kind](exp, prof, out, Path(cache_dir), progress)
     return out, "ran"
+
+
+def restate(out: Path, exp: Experiment) -> None:
+    """Rewrite a cached result's records with the experiment's current presentation (labels, paper rows,
+    claims, wording: nothing that enters the spec hash) and re-render its folder; no number changes."""
+    from harness.report.render import RENDERERS
+
+    old = load_result(out / "result.json")
+    new = dump_result(restated(old, exp))
+    if new != dump_result(old):
+        with atomic_dir(out) as tmp:
+            write_json(tmp / "result.json", new)
+            RENDERERS[exp.kind](tmp)
 
 
 def cmd_run(args) -> int:
@@ -132,7 +150,7 @@ def _is_profile(path: Path) -> bool:
         return False
     if not isinstance(raw, dict):
         return False
-    experiment_keys = {"kind", "runs", "models", "reproduces", "table", "figures", "overrides"}
+    experiment_keys = set(Experiment.model_fields) - {"name", "description"}  # a profile has those too
     return not (experiment_keys & set(raw)) and bool({"model", "data", "teacher", "compression"} & set(raw))
 
 
@@ -188,7 +206,6 @@ def publish(root: Path) -> None:
 
 def cmd_prune(args) -> int:
     """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
-    from harness.cache import atomic_dir, write_json
     from harness.models.blip2 import parameter_counts
     from harness.models.public import load_lmm, load_model
     from harness.prune.importance import (
@@ -317,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile = DEFAULT_PROFILE
     try:
         return args.func(args)
-    except (SpecError, PruningError) as e:
+    except (SpecError, PruningError, ResultError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

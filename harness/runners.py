@@ -28,19 +28,9 @@ from harness.provenance import provenance
 from harness.prune.structures import lm_family
 from harness.recipes.from_scratch import compression_compute, train_from_scratch
 from harness.report.render import render_compression, render_original, render_public
+from harness.results import spec_record, validated
 from harness.spec import CompressionRun, Experiment
 from harness.store import dataset_key, get_dataset, get_teacher, teacher_key
-
-
-def spec_record(exp: Experiment, profile: Profile) -> dict:
-    """The resolved spec and its hash. Seeds are left out of the hash: a result computed for more seeds
-    answers a request for fewer (see cli.run_experiment)."""
-    resolved = {"experiment": exp.model_dump(mode="json"), "profile": profile.model_dump(mode="json")}
-    hashed = {
-        "experiment": {**resolved["experiment"], "runs": [run.versioned() for run in exp.runs]},
-        "profile": {k: v for k, v in resolved["profile"].items() if k != "seeds"},
-    }
-    return {**resolved, "spec_hash": content_hash(hashed)}
 
 
 def result_header(exp: Experiment, profile: Profile) -> dict:
@@ -95,7 +85,7 @@ def run_original(
             "parameters": counts,
             "checkpoint_bytes": checkpoint_bytes(tdir),
             "accuracy": {**acc["per_task"], "overall": acc["overall"], "n_test": acc["n"]},
-            "throughput": speed,
+            "throughput": list(speed.values()),
             "generated_tokens_per_sample": new_tokens,
         }
     ]
@@ -107,12 +97,14 @@ def run_original(
                 "accuracy": {**ceiling["per_task"], "overall": ceiling["overall"]},
             }
         )
-    result = {
-        **result_header(exp, profile),
-        "teacher_training": log,
-        "rows": rows,
-        "paper": [r.model_dump() for r in exp.paper],
-    }
+    result = validated(
+        {
+            **result_header(exp, profile),
+            "teacher_training": log,
+            "rows": rows,
+            "paper": [r.model_dump() for r in exp.paper],
+        }
+    )
     _publish_result(out_dir, result, render_original)
     return result
 
@@ -289,46 +281,47 @@ def run_compression_experiment(
                 ]
             seeds.append(record)
         runs.append({"label": run.label, "spec": run.model_dump(mode="json"), "seeds": seeds})
-    result = {
-        **result_header(exp, profile),
-        "teacher": {
-            "structure": structure(teacher),
-            "parameters": parameter_counts(teacher),
-            "accuracy": {**teacher_acc["per_task"], "overall": teacher_acc["overall"]},
-        },
-        "runs": runs,
-        "paper": [r.model_dump() for r in exp.paper],
+    teacher_record = {
+        "structure": structure(teacher),
+        "parameters": parameter_counts(teacher),
+        "accuracy": {**teacher_acc["per_task"], "overall": teacher_acc["overall"]},
     }
     if exp.measure:
-        result["throughput"], result["vision_side_latency"] = _measure(
-            exp, profile, teacher, processor, data, runs
-        )
+        _measure(exp, profile, teacher, processor, data, runs, teacher_record)
+    result = validated(
+        {
+            **result_header(exp, profile),
+            "teacher": teacher_record,
+            "runs": runs,
+            "paper": [r.model_dump() for r in exp.paper],
+        }
+    )
     _publish_result(out_dir, result, render_compression)
     return result
 
 
-def _measure(exp, profile, teacher, processor, data, runs) -> tuple[dict, dict]:
-    """Throughput of the teacher and of every row's first-seed model, all interleaved in one session, plus
-    the batch-1 latency of the (never pruned) vision side, which bounds the batch-1 speed-up."""
+def _measure(exp, profile, teacher, processor, data, runs, teacher_record: dict) -> None:
+    """Throughput of the teacher and of every row's first-seed model (each stage end of the first run's, for
+    Table 2), all interleaved in one session, plus the batch-1 latency of the (never pruned) vision side,
+    which bounds the batch-1 speed-up. Each measurement is stored on the record of the model it measures."""
     first = [r["seeds"][0] for r in runs]
     if exp.table == "stages":
-        models = {
-            f"{runs[0]['label']} @ {e['stage']}": step_model(first[0]["run_dir"], e["step"])
-            for e in first[0]["stage_ends"]
-        }
+        records = first[0]["stage_ends"]
+        models = [step_model(first[0]["run_dir"], e["step"]) for e in records]
     else:
-        models = {
-            r["label"]: step_model(s["run_dir"], s["trace"][-1]["step"])
-            for r, s in zip(runs, first, strict=True)
-        }
+        records = first
+        models = [step_model(s["run_dir"], s["trace"][-1]["step"]) for s in first]
     m = profile.measurement.model_dump()
     new_tokens = max_answer_tokens(processor, data["test"]["answer"])
-    speed = throughput(
-        {"teacher": teacher, **models}, processor, data["test"], m["batch_sizes"], new_tokens, m
+    named = {"teacher": teacher, **{f"model {i}": model for i, model in enumerate(models)}}
+    speed = throughput(named, processor, data["test"], m["batch_sizes"], new_tokens, m)
+    for name, record in zip(named, [teacher_record, *records], strict=True):
+        record["throughput"] = list(speed[name].values())
+    vision = vision_side_latency({"teacher": teacher, "last": models[-1]}, processor, data["test"], m)
+    teacher_record["vision_side_latency"], records[-1]["vision_side_latency"] = (
+        vision["teacher"],
+        vision["last"],
     )
-    last = list(models)[-1]
-    vision = vision_side_latency({"teacher": teacher, last: models[last]}, processor, data["test"], m)
-    return speed, {"model": last, **vision}
 
 
 def _public_model(entry, profile, data, teacher, teacher_processor, tdir, cache_dir, progress):
@@ -404,7 +397,6 @@ def run_public_lmms(
                 }
             )
             models[name] = (m, processor)
-    result = {**result_header(exp, profile), "rows": rows}
     if exp.measure:
         m = profile.measurement.model_dump()
         new_tokens = max_answer_tokens(teacher_proc, data["test"]["answer"])
@@ -413,7 +405,9 @@ def run_public_lmms(
         for proc in {id(p): p for _, p in models.values()}.values():
             group = {n: mm for n, (mm, pp) in models.items() if pp is proc}
             speed.update(throughput(group, proc, data["test"], m["batch_sizes"], new_tokens, m))
-        result["throughput"] = speed
+        for row in rows:
+            row["throughput"] = list(speed[row["row"]].values())
+    result = validated({**result_header(exp, profile), "rows": rows})
     _publish_result(out_dir, result, render_public)
     return result
 
