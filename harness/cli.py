@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import get_args
 
 from harness.cache import atomic_dir, write_json
-from harness.prune.structures import PruningError
+from harness.errors import PruningError
+from harness.results import ResultError, dump_result, load_result, restated, spec_hash
 from harness.spec import (
     DEFAULT_PROFILE,
     PROFILES_DIR,
     ROOT,
     Criterion,
+    Experiment,
     ImportanceLoss,
     SpecError,
     experiment_files,
@@ -28,7 +30,6 @@ from harness.spec import (
     load_profile,
     read_yaml,
     resolve,
-    spec_record,
 )
 from harness.stages import STAGE_NAMES
 
@@ -97,8 +98,9 @@ def run_experiment(
     progress: bool = True,
     num_seeds: int | None = None,
 ) -> tuple[Path, str]:
-    """Run one experiment unless an up-to-date result exists: same spec (seeds aside) and at least the
-    requested seeds. Returns (output folder, 'ran' | 'cached')."""
+    """Run one experiment unless an up-to-date result exists: same spec hash (what determines the numbers,
+    harness/results.py spec_hash) and at least the requested seeds. Returns (output folder, 'ran' |
+    'cached'); a cached result takes on the experiment's current labels, paper rows and claims."""
     from harness.report.render import RENDERERS
 
     exp, prof = resolve(name, profile, num_seeds)
@@ -106,8 +108,9 @@ def run_experiment(
     existing = out / "result.json"
     if existing.is_file() and not overwrite:
         old = json.loads(existing.read_text())
-        if old.get("spec_hash") == spec_record(exp, prof)["spec_hash"]:
+        if old.get("spec_hash") == spec_hash(exp, prof):
             if set(prof.seeds) <= set(old.get("seeds", [])):
+                restate(out, exp)
                 return out, "cached"
             print(
                 f"[{exp.name}] {existing} lacks seeds {sorted(set(prof.seeds) - set(old['seeds']))}: running"
@@ -117,6 +120,19 @@ def run_experiment(
     result = _recipe(exp.kind)(exp, prof, Path(cache_dir), progress)
     publish_result(out, result, RENDERERS[exp.kind])
     return out, "ran"
+
+
+def restate(out: Path, exp: Experiment) -> None:
+    """Rewrite a cached result's records with the experiment's current presentation (labels, paper rows,
+    claims, wording: nothing that enters the spec hash) and re-render its folder; no number changes."""
+    from harness.report.render import RENDERERS
+
+    old = load_result(out / "result.json")
+    new = dump_result(restated(old, exp))
+    if new != dump_result(old):
+        with atomic_dir(out) as tmp:
+            write_json(tmp / "result.json", new)
+            RENDERERS[exp.kind](tmp)
 
 
 def cmd_run(args) -> int:
@@ -164,7 +180,7 @@ def _is_profile(path: Path) -> bool:
         return False
     if not isinstance(raw, dict):
         return False
-    experiment_keys = {"kind", "runs", "models", "reproduces", "table", "figures", "overrides"}
+    experiment_keys = set(Experiment.model_fields) - {"name", "description"}  # a profile has those too
     return not (experiment_keys & set(raw)) and bool({"model", "data", "teacher", "compression"} & set(raw))
 
 
@@ -368,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile = DEFAULT_PROFILE
     try:
         return args.func(args)
-    except (SpecError, PruningError) as e:
+    except (SpecError, PruningError, ResultError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

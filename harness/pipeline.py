@@ -15,8 +15,6 @@ and checkpointed, so a killed run resumes from its last completed step. Each ste
 from __future__ import annotations
 
 import copy
-import csv
-import io
 import math
 import shutil
 import time
@@ -25,7 +23,6 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from harness.cache import write_atomic
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
@@ -34,39 +31,15 @@ from harness.prune.importance import block_influence, importance, structure_impo
 from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError, blocks
 from harness.prune.torch_pruning_baseline import example_inputs, torch_pruning_step
+from harness.report.traces import write_trace_csv
 from harness.spec import CompressionRun
 from harness.stages import BY_NAME
 from harness.store import run_state, save_state, save_step, step_model
-
-TRACE_FIELDS = (
-    "step",
-    "stage",
-    "amount",
-    "removed_total",
-    "params_total",
-    "params_lm",
-    "acc_pruned",
-    "acc_distilled",
-    "loss_last_epoch",
-    "seconds",
-    "blocks_dropped",
-)
 
 
 def _perf(model, processor, split, batch_size: int) -> dict:
     r = evaluate(model, processor, split, batch_size)
     return {"overall": r["overall"], **{f"task_{t}": v for t, v in r["per_task"].items()}}
-
-
-def write_trace_csv(path: Path, trace: list[dict]) -> None:
-    """One row per step: the numbers behind the saw-tooth (Figure 6) and size-vs-step (Figures 10, 11)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=TRACE_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(
-        {**row, "blocks_dropped": " ".join(map(str, row.get("blocks_dropped", [])))} for row in trace
-    )
-    write_atomic(path, buf.getvalue())
 
 
 def _checkpoint(out: Path, model, state: dict) -> None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
-from harness.cache import content_hash
+from harness.claim_spec import Claim
 from harness.profile import Compression, Profile, Strict, whole_step_problems
 from harness.stages import STAGE_NAMES, StageName
 
@@ -27,11 +27,6 @@ DEFAULT_PROFILE = "cpu"
 # Bumped when a loss variant's formula (harness/distill/losses.py) is corrected, so that cached runs made with
 # the old formula are not reused. released_pairwise 2: the released code's min(|g|, 1) factor (1 lacked it).
 LOSS_REVISIONS = {"released_pairwise": 2}
-
-
-# Run fields added after results were committed, with their defaults: left out of cache keys and spec hashes
-# at the default, so that committed results and cached runs that do not use them stay valid.
-ADDED_LATER = {"target_share": None}
 
 
 STAGE_ORDER = list(STAGE_NAMES)
@@ -107,12 +102,11 @@ class CompressionRun(Strict):
             )
         return self
 
-    def versioned(self, exclude: set[str] | None = None) -> dict:
-        """The run as it enters spec hashes and cache keys: fields added later (ADDED_LATER) left out at their
-        default, so results and runs that do not use them stay valid; a corrected loss's revision added, so
-        those made with the old formula are redone."""
-        dump = self.model_dump(mode="json", exclude=exclude)
-        dump = {k: v for k, v in dump.items() if k not in ADDED_LATER or v != ADDED_LATER[k]}
+    def determining(self) -> dict:
+        """What determines the run's numbers: every field but its label and paper values, and a corrected
+        loss's revision (LOSS_REVISIONS), so that results and runs made with the old formula are redone. Both
+        the spec hash (harness/results.py) and the run's cache key (harness/store.py) are built from it."""
+        dump = self.model_dump(mode="json", exclude={"label", "paper"})
         if self.variant in LOSS_REVISIONS:
             dump["loss_revision"] = LOSS_REVISIONS[self.variant]
         return dump
@@ -170,6 +164,11 @@ class Experiment(Strict):
     reproduces: str = Field(min_length=3, description="the paper table or figure this experiment regenerates")
     kind: Literal["original", "compression", "public_lmms"]
     description: str
+    include: list[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]] = Field(
+        default=[],
+        description="experiments (file names in this folder) whose runs and paper rows come first, before "
+        "this file's own, as lm-evaluation-harness tasks include others; resolved by load_experiment",
+    )
     paper: list[PaperRow] = Field(default=[], description="paper rows shown beside ours as a whole")
     runs: list[CompressionRun] = Field(default=[], description="for kind 'compression': one row each")
     models: list[PublicModel] = Field(default=[], description="for kind 'public_lmms': the checkpoints")
@@ -183,6 +182,7 @@ class Experiment(Strict):
     )
     measure: bool = Field(True, description="measure throughput of every row (interleaved with the teacher)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="deep-merged into the profile")
+    claims: list[Claim] = Field(default=[], description="the paper's claims these runs test (claims.md)")
 
     @model_validator(mode="after")
     def _runs(self) -> Experiment:
@@ -199,16 +199,33 @@ class Experiment(Strict):
             raise ValueError("table: 'stages' needs an iterative first run (one-shot has no stage ends)")
         return self
 
-
-def spec_record(exp: Experiment, profile: Profile) -> dict:
-    """The resolved spec and its hash. Seeds are left out of the hash: a result computed for more seeds
-    answers a request for fewer (see cli.run_experiment)."""
-    resolved = {"experiment": exp.model_dump(mode="json"), "profile": profile.model_dump(mode="json")}
-    hashed = {
-        "experiment": {**resolved["experiment"], "runs": [run.versioned() for run in exp.runs]},
-        "profile": {k: v for k, v in resolved["profile"].items() if k != "seeds"},
-    }
-    return {**resolved, "spec_hash": content_hash(hashed)}
+    @model_validator(mode="after")
+    def _claims(self) -> Experiment:
+        """Every run a claim names is a run of this experiment: a renamed run fails here, not in a report."""
+        if self.claims and self.kind != "compression":
+            raise ValueError(f"claims: only for kind 'compression', this experiment's kind is '{self.kind}'")
+        ids = [c.id for c in self.claims]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"claims: ids must be unique, got {ids}")
+        runs = {r.label: r for r in self.runs}
+        problems = []
+        for i, claim in enumerate(self.claims):
+            problems += [
+                f"claims.{i}.{field}: '{label}' is not a run of this experiment (runs: {', '.join(runs)})"
+                for field, label in claim.labels()
+                if label not in runs
+            ]
+            if claim.test == "kept_quality" and (self.table != "stages" or claim.run != self.runs[0].label):
+                problems.append(
+                    f"claims.{i}.run: kept_quality follows the stage ends of the first run, measured only "
+                    "with table: stages"
+                )
+            fractions = [runs[label].data_fraction for label in claim.runs if label in runs]
+            if any(a >= b for a, b in zip(fractions, fractions[1:], strict=False)):
+                problems.append(f"claims.{i}.runs: list the runs by growing data_fraction, got {fractions}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class SpecError(ValueError):
@@ -321,11 +338,35 @@ def load_profile(
         raise SpecError(_format(e, Profile, where)) from None
 
 
-def load_experiment(path: str | Path) -> Experiment:
+def _with_includes(raw: dict, path: Path, seen: tuple[Path, ...]) -> dict:
+    """`raw` with the runs and paper rows of the experiments it includes put before its own (each included
+    file is validated on its own first, so an error there names that file)."""
+    names, own_runs, own_paper = raw.get("include"), raw.get("runs", []), raw.get("paper", [])
+    if not names or not all(isinstance(x, list) for x in (names, own_runs, own_paper)):
+        return raw  # validation says what is wrong with them
+    runs, paper = [], []
+    for name in names:
+        target = path.parent / f"{name}.yaml"
+        if not target.is_file():
+            raise SpecError(f"{path}: field 'include': no experiment '{name}' ({target}: file not found)")
+        if target.resolve() in seen:
+            raise SpecError(f"{path}: field 'include': '{name}' includes {path.stem} back (a cycle)")
+        inc = load_experiment(target, seen)
+        if inc.kind != raw.get("kind"):
+            raise SpecError(
+                f"{path}: field 'include': '{name}' is of kind '{inc.kind}', not '{raw.get('kind')}'"
+            )
+        runs += [r.model_dump(mode="json", exclude_unset=True) for r in inc.runs]
+        paper += [r.model_dump(mode="json", exclude_unset=True) for r in inc.paper]
+    return {**raw, "runs": runs + own_runs, "paper": paper + own_paper}
+
+
+def load_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> Experiment:
+    """An experiment file, validated, with the runs and paper rows of the experiments it includes."""
     path = Path(path)
     if not path.suffix:
         path = EXPERIMENTS_DIR / f"{path}.yaml"
-    raw = _read_yaml(path)
+    raw = _with_includes(_read_yaml(path), path, (*_seen, path.resolve()))
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as e:

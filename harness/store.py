@@ -33,7 +33,7 @@ from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, s
 from harness.evaluate import evaluate
 from harness.models.public import load_lmm, load_model
 from harness.profile import Profile
-from harness.spec import LOSS_REVISIONS, CompressionRun, PublicModel
+from harness.spec import CompressionRun, PublicModel
 
 if TYPE_CHECKING:  # the plan's module stores its steps here
     from harness.pipeline import RunPlan
@@ -131,12 +131,8 @@ def load_teacher(target: Path, stored: bool = True):
 
 
 def run_key(run: CompressionRun) -> dict:
-    """What determines a run variant's outcome (its label and paper values do not); a corrected loss adds its
-    revision (spec.LOSS_REVISIONS), so that runs made with the old formula are redone."""
-    key = run.model_dump(mode="json", exclude={"label", "paper"})
-    if run.variant in LOSS_REVISIONS:
-        key["loss_revision"] = LOSS_REVISIONS[run.variant]
-    return key
+    """What determines a run variant's outcome (CompressionRun.determining)."""
+    return run.determining()
 
 
 def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:

@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from harness.cli import main
+from harness.results import spec_hash
 from harness.spec import PROFILES_DIR, SpecError, load_experiment, load_profile, resolve
 
 
@@ -130,6 +131,36 @@ def test_cli_validate_exits_nonzero_before_running(tmp_path, capsys):
         ("runs: [{label: a}]\nfigures: [pie]\n", "figures.0", "'trace', 'bars', 'sample_size' or 'tradeoff'"),
         ("runs: [{label: a, target_share: 0.5}]\n", "runs.0.target_share", "only for a single-level run"),
         ("runs: [{label: a, stages: [ffn], target_share: 1.5}]\n", "runs.0.target_share", "less than 1"),
+        # a claim naming a run the experiment does not have fails here, not in the report
+        (
+            "runs: [{label: a}, {label: b}]\nclaims: [{id: C9, text: a beats b, test: pairwise,"
+            " pairs: [{better: a, worse: c}]}]\n",
+            "claims.0.pairs.0.worse",
+            "'c' is not a run of this experiment (runs: a, b)",
+        ),
+        (
+            "runs: [{label: a}]\nclaims: [{id: C9, text: a is good, test: pairwise}]\n",
+            "claims.0.pairs",
+            "test 'pairwise' needs it",
+        ),
+        (
+            "runs: [{label: a}]\nclaims: [{id: C9, text: a is good, test: trend, runs: [a], pairs: []}]\n",
+            "claims.0.runs",
+            "at least two runs",
+        ),
+        (
+            "runs: [{label: a}, {label: b, data_fraction: 0.5}]\n"
+            "claims: [{id: C9, text: more is better, test: trend, runs: [a, b]}]\n",
+            "claims.0.runs",
+            "growing data_fraction",
+        ),
+        (
+            "runs: [{label: a}]\nclaims: [{id: C9, text: a keeps quality, test: kept_quality, run: a}]\n",
+            "claims.0.run",
+            "measured only with table: stages",
+        ),
+        ("runs: [{label: a}]\nclaims: [{id: c9, text: lower, test: trend}]\n", "claims.0.id", "pattern"),
+        ("runs: [{label: a}]\nclaims: [{id: C9, txt: typo, test: trend}]\n", "claims.0.txt", "allowed keys"),
     ],
 )
 def test_bad_compression_runs_are_rejected(tmp_path, body, field, allowed):
@@ -141,9 +172,44 @@ def test_bad_compression_runs_are_rejected(tmp_path, body, field, allowed):
 
 
 def test_num_seeds_replaces_the_profile_seeds_but_not_the_spec_hash():
-    from harness.spec import spec_record
-
     exp, one = resolve("rq5_hard_label", "smoke")
     _, three = resolve("rq5_hard_label", "smoke", num_seeds=3)
     assert one.seeds == [0] and three.seeds == [0, 1, 2]
-    assert spec_record(exp, one)["spec_hash"] == spec_record(exp, three)["spec_hash"]
+    assert spec_hash(exp, one) == spec_hash(exp, three)
+
+
+def test_spec_hash_covers_what_determines_the_numbers_only():
+    """Labels, paper rows, claims and wording name rows; rewording them must not rerun an hour of work."""
+    exp, prof = resolve("rq6_pairwise", "smoke")
+    runs = [r.model_copy(update={"label": f"{r.label}!", "paper": None}) for r in exp.runs]
+    reworded = exp.model_copy(update={"runs": runs, "claims": [], "description": "new", "figures": []})
+    assert spec_hash(reworded, prof) == spec_hash(exp, prof)
+    other = exp.model_copy(
+        update={"runs": [exp.runs[0].model_copy(update={"variant": "kl_only"}), *runs[1:]]}
+    )
+    assert spec_hash(other, prof) != spec_hash(exp, prof)
+    assert spec_hash(exp.model_copy(update={"measure": True}), prof) != spec_hash(exp, prof)
+
+
+def test_include_puts_the_included_runs_and_paper_rows_first():
+    rq3, rq4 = load_experiment("rq3_single_level"), load_experiment("rq4_one_shot")
+    assert rq4.runs[: len(rq3.runs)] == rq3.runs and rq4.paper == rq3.paper
+    assert [r.label for r in rq4.runs[len(rq3.runs) :]][0] == "Block only (one-shot)"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("include: [missing]\nruns: [{label: x}]\n", "field 'include': no experiment 'missing'"),
+        ("include: [base]\nruns: [{label: a}]\n", "field 'runs': labels must be unique"),
+        ("include: [me]\nruns: [{label: x}]\n", "includes me back (a cycle)"),
+        ("include: base\nruns: [{label: x}]\n", "field 'include': Input should be a valid list"),
+    ],
+)
+def test_bad_include_names_the_file_and_field(tmp_path, body, message):
+    head = "reproduces: Table 3\nkind: compression\ndescription: x\n"
+    (tmp_path / "base.yaml").write_text(f"name: base\n{head}runs: [{{label: a}}]\n")
+    (tmp_path / "me.yaml").write_text(f"name: me\n{head}{body}")
+    with pytest.raises(SpecError) as e:
+        load_experiment(tmp_path / "me.yaml")
+    assert message in str(e.value) and "me.yaml" in str(e.value)

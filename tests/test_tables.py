@@ -1,16 +1,16 @@
 """Table cells: seeds as mean ± std, sizes without a spread that cannot exist, Markdown and LaTeX together."""
 
-from harness.report.render import fmt
+from harness.report.frame import mean_std
 from harness.report.tables import make_table
 
 
-def test_fmt_shows_spread_over_seeds_and_hides_it_only_for_exact_quantities():
-    assert fmt([0.88]) == "0.880"
-    assert fmt([0.87, 0.88, 0.89]) == "0.880 ± 0.010"
-    assert fmt([0.97, 0.97, 0.97]) == "0.970 ± 0.000"  # an accuracy: the spread is a measurement
-    assert fmt([0.97, 0.97, 0.97], exact=True) == "0.970"  # a size every seed reaches
-    assert fmt([0.96, 0.98], exact=True) == "0.970 ± 0.014"
-    assert fmt([None]) is None
+def test_mean_std_shows_spread_over_seeds_and_hides_it_only_for_exact_quantities():
+    assert mean_std([0.88]) == "0.880"
+    assert mean_std([0.87, 0.88, 0.89]) == "0.880 ± 0.010"
+    assert mean_std([0.97, 0.97, 0.97]) == "0.970 ± 0.000"  # an accuracy: the spread is a measurement
+    assert mean_std([0.97, 0.97, 0.97], exact=True) == "0.970"  # a size every seed reaches
+    assert mean_std([0.96, 0.98], exact=True) == "0.970 ± 0.014"
+    assert mean_std([None]) is None
 
 
 def test_make_table_writes_markdown_and_latex_with_readable_numbers(tmp_path):

@@ -17,14 +17,11 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from harness.errors import PruningError
 from harness.stages import STAGE_NAMES
 
 LEVELS = STAGE_NAMES
 MODULES = ("language_model", "vision_model", "qformer")
-
-
-class PruningError(ValueError):
-    """A pruning request that cannot be carried out; raised before the model is touched."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from harness.cache import content_hash
 from harness.measure import device_info
 from harness.profile import Profile
 from harness.provenance import provenance
-from harness.spec import Experiment, spec_record
+from harness.results import spec_record
+from harness.spec import Experiment
 from harness.store import dataset_key, teacher_key
 
 

@@ -22,6 +22,7 @@ from harness.profile import Profile
 from harness.recipes.common import pruning_set, result_header, set_threads
 from harness.recipes.from_scratch import compression_compute, train_from_scratch
 from harness.recipes.teacher import get_teacher
+from harness.results import validated
 from harness.spec import CompressionRun, Experiment
 from harness.store import (
     get_dataset,
@@ -132,45 +133,45 @@ def run_compression_experiment(
             seconds = time.perf_counter() - t0
             seeds.append(_seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds))
         runs.append({"label": run.label, "spec": run.model_dump(mode="json"), "seeds": seeds})
-    result = {
-        **result_header(exp, profile),
-        "teacher": {
-            "structure": structure(teacher),
-            "parameters": parameter_counts(teacher),
-            "accuracy": {**teacher_acc["per_task"], "overall": teacher_acc["overall"]},
-        },
-        "runs": runs,
-        "paper": [r.model_dump() for r in exp.paper],
+    teacher_record = {
+        "structure": structure(teacher),
+        "parameters": parameter_counts(teacher),
+        "accuracy": {**teacher_acc["per_task"], "overall": teacher_acc["overall"]},
     }
     if exp.measure:
-        result["throughput"], result["vision_side_latency"] = _measure(
-            exp, profile, teacher, processor, data, runs
-        )
-    return result
+        _measure(exp, profile, teacher, processor, data, runs, teacher_record)
+    return validated(
+        {
+            **result_header(exp, profile),
+            "teacher": teacher_record,
+            "runs": runs,
+            "paper": [r.model_dump() for r in exp.paper],
+        }
+    )
 
 
-def _measure(exp, profile, teacher, processor, data, runs) -> tuple[dict, dict]:
-    """Throughput of the teacher and of every row's first-seed model, all interleaved in one session, plus
-    the batch-1 latency of the (never pruned) vision side, which bounds the batch-1 speed-up."""
+def _measure(exp, profile, teacher, processor, data, runs, teacher_record: dict) -> None:
+    """Throughput of the teacher and of every row's first-seed model (each stage end of the first run's, for
+    Table 2), all interleaved in one session, plus the batch-1 latency of the (never pruned) vision side,
+    which bounds the batch-1 speed-up. Each measurement is stored on the record of the model it measures."""
     first = [r["seeds"][0] for r in runs]
     if exp.table == "stages":
-        models = {
-            f"{runs[0]['label']} @ {e['stage']}": step_model(first[0]["run_dir"], e["step"])
-            for e in first[0]["stage_ends"]
-        }
+        records = first[0]["stage_ends"]
+        models = [step_model(first[0]["run_dir"], e["step"]) for e in records]
     else:
-        models = {
-            r["label"]: step_model(s["run_dir"], s["trace"][-1]["step"])
-            for r, s in zip(runs, first, strict=True)
-        }
+        records = first
+        models = [step_model(s["run_dir"], s["trace"][-1]["step"]) for s in first]
     m = profile.measurement.model_dump()
     new_tokens = max_answer_tokens(processor, data["test"]["answer"])
-    speed = throughput(
-        {"teacher": teacher, **models}, processor, data["test"], m["batch_sizes"], new_tokens, m
+    named = {"teacher": teacher, **{f"model {i}": model for i, model in enumerate(models)}}
+    speed = throughput(named, processor, data["test"], m["batch_sizes"], new_tokens, m)
+    for name, record in zip(named, [teacher_record, *records], strict=True):
+        record["throughput"] = list(speed[name].values())
+    vision = vision_side_latency({"teacher": teacher, "last": models[-1]}, processor, data["test"], m)
+    teacher_record["vision_side_latency"], records[-1]["vision_side_latency"] = (
+        vision["teacher"],
+        vision["last"],
     )
-    last = list(models)[-1]
-    vision = vision_side_latency({"teacher": teacher, last: models[last]}, processor, data["test"], m)
-    return speed, {"model": last, **vision}
 
 
 # a full multi-stage run of the profile's teacher, as the public-LMM comparison names it ('compressed')

@@ -10,6 +10,7 @@ from harness.models.blip2 import parameter_counts
 from harness.profile import Profile
 from harness.recipes.common import result_header, set_threads
 from harness.recipes.teacher import get_teacher
+from harness.results import validated
 from harness.spec import Experiment
 from harness.store import get_dataset
 
@@ -35,7 +36,7 @@ def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: b
             "parameters": counts,
             "checkpoint_bytes": checkpoint_bytes(tdir),
             "accuracy": {**acc["per_task"], "overall": acc["overall"], "n_test": acc["n"]},
-            "throughput": speed,
+            "throughput": list(speed.values()),
             "generated_tokens_per_sample": new_tokens,
         }
     ]
@@ -47,9 +48,11 @@ def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: b
                 "accuracy": {**ceiling["per_task"], "overall": ceiling["overall"]},
             }
         )
-    return {
-        **result_header(exp, profile),
-        "teacher_training": log,
-        "rows": rows,
-        "paper": [r.model_dump() for r in exp.paper],
-    }
+    return validated(
+        {
+            **result_header(exp, profile),
+            "teacher_training": log,
+            "rows": rows,
+            "paper": [r.model_dump() for r in exp.paper],
+        }
+    )

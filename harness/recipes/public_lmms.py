@@ -20,6 +20,7 @@ from harness.prune.structures import lm_family
 from harness.recipes.common import pruning_set, result_header, set_threads
 from harness.recipes.compression import FULL_RUN, compress, training_sets
 from harness.recipes.teacher import get_teacher
+from harness.results import validated
 from harness.spec import CompressionRun, Experiment, PublicModel
 from harness.stages import STAGE_NAMES
 from harness.store import (
@@ -98,7 +99,6 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
                 }
             )
             models[name] = (m, processor)
-    result = {**result_header(exp, profile), "rows": rows}
     if exp.measure:
         m = profile.measurement.model_dump()
         new_tokens = max_answer_tokens(teacher_proc, data["test"]["answer"])
@@ -107,5 +107,6 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
         for proc in {id(p): p for _, p in models.values()}.values():
             group = {n: mm for n, (mm, pp) in models.items() if pp is proc}
             speed.update(throughput(group, proc, data["test"], m["batch_sizes"], new_tokens, m))
-        result["throughput"] = speed
-    return result
+        for row in rows:
+            row["throughput"] = list(speed[row["row"]].values())
+    return validated({**result_header(exp, profile), "rows": rows})

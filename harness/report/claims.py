@@ -1,39 +1,35 @@
-"""The claims report: for each of the paper's claims, its evidence, ours (with spread), and a verdict.
+"""The claims report: for each claim declared in an experiment's YAML, its evidence, ours (with spread), and
+a verdict.
 
 Why computed: a verdict typed by hand drifts from the numbers; this one is recomputed from the result files
-on every `run_all` / `report`. The rule is written into the report itself:
-a difference counts when it exceeds max(2 × its standard error over seeds, NOISE_FLOOR), since one test split
-of ~1k samples cannot resolve differences much below one point.
+on every `run_all` / `report`. Nothing here names an experiment or a run: each claim says which runs it
+compares and how (harness/claim_spec.py). The rule is written into the report itself: a difference counts
+when it exceeds max(2 × its standard error over seeds, NOISE_FLOOR), since one test split of ~1k samples
+cannot resolve differences much below one point.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from pathlib import Path
 
+import pandas as pd
+
 from harness.cache import write_atomic
+from harness.claim_spec import Claim
+from harness.report.frame import frame_of, load_results, mean_std, pick, summary, value, values
+from harness.results import CompressionResult, Result
+from harness.spec import Experiment, experiment_files, load_experiment
 
 NOISE_FLOOR = 0.01
-KEPT = 0.02  # C1: "quality kept" = the final model within 2 points of the teacher
+KEPT = 0.02  # kept_quality: "quality kept" = the final model within 2 points of the teacher
 
-
-def _load(root: Path, name: str) -> dict | None:
-    path = Path(root) / name / "result.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def accs(res: dict, label: str) -> list[float]:
-    run = next((r for r in res["runs"] if r["label"] == label), None)
-    if run is None:
-        raise KeyError(f"{res['experiment']['name']}: no run labelled '{label}'")
-    return [s["accuracy"]["overall"] for s in run["seeds"]]
-
-
-def summary(values: list[float]) -> str:
-    m = statistics.fmean(values)
-    return f"{m:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{m:.3f}"
+HYPOTHESIS_VERDICTS = {
+    "reproduced": "holds",
+    "not reproduced": "does not hold (peer better)",
+    "inconclusive": "inconclusive",
+}
 
 
 def compare(better: list[float], worse: list[float]) -> tuple[float, float, str]:
@@ -59,54 +55,72 @@ def combine(verdicts: list[str]) -> str:
     return "inconclusive"
 
 
-def _pairs(
-    res: dict, pairs: list[tuple[str, str, float | None, float | None]]
-) -> tuple[list[str], list[str]]:
-    """Lines 'A vs B' with ours and the paper's values, and the verdict of each."""
+def _accuracies(frame: pd.DataFrame) -> pd.Series:
+    """Test accuracy over seeds, per run label."""
+    return summary(pick(frame, role="run"), "overall", by=("label",)).set_index("label")["values"]
+
+
+def _same_blocks(claim: Claim, res: CompressionResult, better: str, worse: str) -> str:
+    """The claim's note when both runs dropped the very same blocks in every seed."""
+    runs = {r.label: r for r in res.runs}
+    ours = [s.blocks_dropped for s in runs[better].seeds]
+    theirs = [s.blocks_dropped for s in runs[worse].seeds]
+    if claim.same_blocks_note is None or None in ours or None in theirs or ours != theirs:
+        return ""
+    return f"; {worse} {claim.same_blocks_note} in every seed ({theirs[0]})"
+
+
+def pairwise(
+    claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame
+) -> tuple[str, str] | None:
+    """Each pair whose runs are in the result: 'A vs B' with ours (and the paper's values, where the YAML
+    gives both); None when no pair's runs are."""
+    accs, paper = _accuracies(frame), {r.label: r.paper.overall if r.paper else None for r in exp.runs}
     lines, verdicts = [], []
-    for better, worse, p_better, p_worse in pairs:
-        a, b = accs(res, better), accs(res, worse)
-        delta, thr, v = compare(a, b)
-        paper = f"; paper {p_better:.3f} vs {p_worse:.3f}" if p_better is not None else ""
-        lines.append(
-            f"{better} {summary(a)} vs {worse} {summary(b)} (Δ {delta:+.3f}, needs > {thr:.3f}{paper})"
+    for pair in (p for p in claim.pairs if p.better in accs and p.worse in accs):
+        a, b = accs[pair.better], accs[pair.worse]
+        delta, thr, verdict = compare(a, b)
+        p_better, p_worse = paper.get(pair.better), paper.get(pair.worse)
+        cited = (
+            f"; paper {p_better:.3f} vs {p_worse:.3f}" if p_better is not None and p_worse is not None else ""
         )
-        verdicts.append(v)
-    return lines, verdicts
+        lines.append(
+            f"{pair.better} {mean_std(a)} vs {pair.worse} {mean_std(b)} "
+            f"(Δ {delta:+.3f}, needs > {thr:.3f}{cited}){_same_blocks(claim, res, pair.better, pair.worse)}"
+        )
+        verdicts.append(verdict)
+    return ("; ".join(lines), combine(verdicts)) if lines else None
 
 
-def _paper_overall(res: dict, label: str) -> float | None:
-    run = next(r for r in res["runs"] if r["label"] == label)
-    return (run["spec"].get("paper") or {}).get("overall")
-
-
-def c1(root: Path) -> dict:
-    res = _load(root, "rq1_stagewise")
-    claim = "C1 (RQ1): quality kept through the stages while size falls and throughput rises"
-    paper = "5.4B → 0.3B parameters (18×), 1.38 → 7.62 samples/s on an A10 (5.5×), accuracy 0.928 → 0.923"
-    if res is None:
-        return {"claim": claim, "paper": paper, "ours": "not run", "verdict": "not run"}
-    t = res["teacher"]
-    seeds = res["runs"][0]["seeds"]
-    final = [s["accuracy"]["overall"] for s in seeds]
-    ends = seeds[0]["stage_ends"]
-    sizes = [t["parameters"]["total"]] + [e["parameters"]["total"] for e in ends]
-    speed = res.get("throughput", {})
-    last = f"{res['runs'][0]['label']} @ {ends[-1]['stage']}"
+def kept_quality(
+    claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame
+) -> tuple[str, str] | None:
+    """Sizes fall through the stage ends of the run's first seed, it is faster than the teacher at every
+    measured batch size, and its accuracy stays within KEPT of the teacher's."""
+    run = next((r for r in res.runs if r.label == claim.run), None)
+    if run is None:
+        return None
+    teacher, stages = pick(frame, role="teacher"), pick(frame, role="stage", label=run.label)
+    ends = pick(stages, seed=run.seeds[0].seed)
+    if ends.empty:
+        return None
+    sizes = [value(teacher, "params_total"), *values(ends, "params_total")]
+    last = pick(ends, stage=ends["stage"].iloc[-1], metric="samples_per_s")
     ups = {
-        b: speed[last][f"batch_{b}"]["samples_per_s"] / speed["teacher"][f"batch_{b}"]["samples_per_s"]
-        for b in (1, 32)
-        if f"batch_{b}" in speed.get(last, {})
+        int(b): v / base
+        for b, v in zip(last["batch_size"], last["value"], strict=True)
+        if (base := value(teacher, "samples_per_s", b))
     }
-    drop = t["accuracy"]["overall"] - statistics.fmean(final)
-    stages = ", ".join(
-        f"{e['stage']} {summary([s['stage_ends'][i]['accuracy']['overall'] for s in seeds])}"
-        for i, e in enumerate(ends)
+    final, t_acc = _accuracies(frame)[run.label], value(teacher, "overall")
+    drop = t_acc - statistics.fmean(final)
+    per_stage = summary(stages, "overall", by=("stage",))
+    after = ", ".join(
+        f"{s} {mean_std(v)}" for s, v in zip(per_stage["stage"], per_stage["values"], strict=True)
     )
     ours = (
         f"{sizes[0] / 1e6:.2f}M → {sizes[-1] / 1e6:.2f}M parameters ({sizes[0] / sizes[-1]:.1f}×), speed-up "
         + ", ".join(f"{u:.2f}× at batch {b}" for b, u in ups.items())
-        + f"; accuracy {t['accuracy']['overall']:.3f} → {summary(final)} (after each stage: {stages})"
+        + f"; accuracy {t_acc:.3f} → {mean_std(final)} (after each stage: {after})"
     )
     shrinks = all(a > b for a, b in zip(sizes, sizes[1:], strict=False))
     faster = bool(ups) and all(u > 1 for u in ups.values())
@@ -116,159 +130,82 @@ def c1(root: Path) -> dict:
         verdict = "not reproduced"
     else:
         verdict = "inconclusive"
-    return {"claim": claim, "paper": paper, "ours": ours + f" (kept = within {KEPT:.2f})", "verdict": verdict}
+    return ours + f" (kept = within {KEPT:.2f})", verdict
 
 
-def c2(root: Path) -> dict:
-    res = _load(root, "rq2_sample_size")
-    claim = "C2 (RQ2): more distillation/pruning samples → better compressed model"
-    paper = "Figure 7: strong positive correlation; 3k already good, 12k comparable to the original"
-    if res is None:
-        return {"claim": claim, "paper": paper, "ours": "not run", "verdict": "not run"}
-    runs = sorted(res["runs"], key=lambda r: r["spec"]["data_fraction"])
-    points = ", ".join(f"{r['seeds'][0]['d_d_samples']}: {summary(accs(res, r['label']))}" for r in runs)
-    delta, thr, verdict = compare(accs(res, runs[-1]["label"]), accs(res, runs[0]["label"]))
-    ours = f"{points} (largest vs smallest Δ {delta:+.3f}, needs > {thr:.3f})"
-    return {"claim": claim, "paper": paper, "ours": ours, "verdict": verdict}
-
-
-def c3(root: Path) -> dict:
-    res = _load(root, "rq3_single_level")
-    claim = "C3 (RQ3): pruning a single level is worse than the multi-stage run"
-    paper = "single levels 0.903 / 0.785 / 0.080 / 0.061 vs all stages 0.923 (Table 3)"
-    if res is None:
-        return {"claim": claim, "paper": paper, "ours": "not run", "verdict": "not run"}
-    singles = [r["label"] for r in res["runs"] if r["label"] != "All stages"]
-    lines, verdicts = _pairs(
-        res, [("All stages", s, _paper_overall(res, "All stages"), _paper_overall(res, s)) for s in singles]
+def trend(
+    claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame
+) -> tuple[str, str] | None:
+    """Accuracy at each size of D_d (first seed's count), and the run with the most samples against the run
+    with the fewest."""
+    accs = _accuracies(frame)
+    if not all(label in accs for label in claim.runs):
+        return None
+    runs = pick(frame, role="run")
+    points = ", ".join(
+        f"{int(values(pick(runs, label=label), 'd_d_samples')[0])}: {mean_std(accs[label])}"
+        for label in claim.runs
     )
-    return {"claim": claim, "paper": paper, "ours": "; ".join(lines), "verdict": combine(verdicts)}
+    delta, thr, verdict = compare(accs[claim.runs[-1]], accs[claim.runs[0]])
+    return f"{points} (largest vs smallest Δ {delta:+.3f}, needs > {thr:.3f})", verdict
 
 
-def c4(root: Path) -> dict:
-    res = _load(root, "rq4_one_shot")
-    claim = "C4 (RQ4): one-shot pruning is worse than iterative pruning"
-    paper = (
-        "one-shot 0.863 / 0.530 / 0.076 / 0.033 / 0.021 vs iterative 0.903 / 0.785 / 0.080 / 0.061 / 0.923"
-    )
-    if res is None:
-        return {"claim": claim, "paper": paper, "ours": "not run", "verdict": "not run"}
-    pairs = [
-        (r["label"], f"{r['label']} (one-shot)")
-        for r in res["runs"]
-        if f"{r['label']} (one-shot)" in {x["label"] for x in res["runs"]}
-    ]
-    lines, verdicts = _pairs(res, [(a, b, _paper_overall(res, a), _paper_overall(res, b)) for a, b in pairs])
-    return {"claim": claim, "paper": paper, "ours": "; ".join(lines), "verdict": combine(verdicts)}
+TESTS = {"pairwise": pairwise, "kept_quality": kept_quality, "trend": trend}
 
 
-def _distillation(root: Path, name: str, claim: str, paper: str, worse: str) -> dict:
-    res = _load(root, name)
-    if res is None:
-        return {"claim": claim, "paper": paper, "ours": "not run", "verdict": "not run"}
-    lines, verdicts = _pairs(
-        res, [("All stages", worse, _paper_overall(res, "All stages"), _paper_overall(res, worse))]
-    )
-    return {"claim": claim, "paper": paper, "ours": lines[0], "verdict": verdicts[0]}
+def declared(experiments: list[Experiment]) -> list[tuple[Experiment, Claim]]:
+    """Every claim: the paper's first, then hypotheses of ours (no `paper:`), each in experiment order."""
+    claims = [(e, c) for e in experiments for c in e.claims]
+    ids = [c.id for _, c in claims]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"claims: ids must be unique across experiments, got {ids}")
+    return sorted(claims, key=lambda ec: ec[1].paper is None)
 
 
-def c5(root: Path) -> dict:
-    return _distillation(
-        root,
-        "rq5_hard_label",
-        "C5 (RQ5): adding hard labels to distillation is worse than soft labels only",
-        "hard-label 0.897 vs ours 0.923 (Table 4)",
-        "Hard-label distillation",
-    )
-
-
-def c6(root: Path) -> dict:
-    return _distillation(
-        root,
-        "rq6_pairwise",
-        "C6 (RQ6): the pairwise term of Eq. 5 helps",
-        "no pairwise 0.871 vs ours 0.923 (Table 4)",
-        "No pairwise loss",
-    )
-
-
-BASELINES = (
-    ("L1 magnitude", "B1: first-order importance (Eq. 1) beats L1 weight magnitude"),
-    ("L2 magnitude", "B2: first-order importance (Eq. 1) beats L2 weight magnitude"),
-    ("Random", "B3: first-order importance (Eq. 1) beats random importance"),
-    ("Block Influence", "B4: dropping the last blocks (paper) beats dropping the lowest Block Influence"),
-    ("Trained from scratch", "B5: pruning + distillation beats training the small model from scratch"),
-    ("Torch-Pruning", "B6: the harness's pruning beats Torch-Pruning to the same shape"),
-    (
-        "First-order (joint)",
-        "B7: Eq. 2–4 as written (sums of |∂L/∂θ·θ|) beat the whole-structure estimate |Σ ∂L/∂θ·θ|",
-    ),
-)
-
-
-BASELINE_VERDICTS = {
-    "reproduced": "holds",
-    "not reproduced": "does not hold (peer better)",
-    "inconclusive": "inconclusive",
-}
-
-
-def baselines(root: Path) -> list[dict]:
-    """Not the paper's claims: the method against peers at the same final structure. Same rule as the
-    claims, but worded as a hypothesis of ours ('holds') since there is no paper result to reproduce."""
-    res = _load(root, "baselines")
-    if res is None:
-        return []
-    labels = {r["label"] for r in res["runs"]}
+def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> list[dict]:
+    """One row per claim: a paper claim without results says 'not run'; a hypothesis without them is left
+    out."""
+    frames = {n: frame_of({n: r}) for n, r in results.items() if isinstance(r, CompressionResult)}
     rows = []
-    for label, claim in BASELINES:
-        if label not in labels:
+    for exp, claim in declared(experiments):
+        res, frame = results.get(exp.name), frames.get(exp.name)
+        found = TESTS[claim.test](claim, exp, res, frame) if frame is not None else None
+        if found is None and claim.paper is None:
             continue
-        lines, verdicts = _pairs(res, [("All stages", label, None, None)])
-        verdict = BASELINE_VERDICTS[verdicts[0]]
-        ours = lines[0] + _same_blocks(res, label)
-        rows.append({"claim": claim, "paper": "not in the paper", "ours": ours, "verdict": verdict})
+        ours, verdict = found or ("not run", "not run")
+        if claim.paper is None:
+            verdict = HYPOTHESIS_VERDICTS[verdict]
+        rows.append(
+            {
+                "claim": claim.title,
+                "paper": claim.paper or "not in the paper",
+                "ours": ours,
+                "verdict": verdict,
+            }
+        )
     return rows
 
 
-def _same_blocks(res: dict, label: str) -> str:
-    """For a block criterion: say so when it dropped the very blocks the paper's rule drops in every seed (the
-    runs then differ in nothing, and no difference can show)."""
-    runs = {r["label"]: r for r in res["runs"]}
-    if label != "Block Influence" or "All stages" not in runs:
-        return ""
-    ours = [s.get("blocks_dropped") for s in runs["All stages"]["seeds"]]
-    theirs = [s.get("blocks_dropped") for s in runs[label]["seeds"]]
-    if None in ours or None in theirs or ours != theirs:
-        return ""
-    return f"; Block Influence dropped the same blocks as the last-blocks rule in every seed ({theirs[0]})"
-
-
-CLAIMS = (c1, c2, c3, c4, c5, c6)
-
-
-def alpha_note(root: Path) -> str:
+def alpha_note(results: dict[str, Result]) -> str:
     """Whether the tolerance α ever stopped a stage: the largest drop of validation accuracy from a stage's
     start, over every iterative run that α governs (runs pruned to a target size ignore it), each run once."""
     seen, worst, alpha = set(), None, None
-    for path in sorted(Path(root).glob("*/result.json")):
-        res = json.loads(path.read_text())
-        if res["experiment"].get("kind") != "compression":
+    for res in results.values():
+        if not isinstance(res, CompressionResult):
             continue
-        for run in res["runs"]:
-            spec = run["spec"]
-            if spec.get("mode") != "iterative" or spec.get("target_share") is not None:
+        for run in res.runs:
+            if run.spec.mode != "iterative" or run.spec.target_share is not None:
                 continue
-            alpha = res["profile"]["compression"]["alpha"]
-            for s in (s for s in run["seeds"] if s["run"] not in seen):
-                seen.add(s["run"])
-                p, stage = s["p_teacher_validation"]["overall"], None
-                for row in s["trace"]:
-                    if row["stage"] != stage:
-                        stage, start = row["stage"], p
-                    p = row["acc_distilled"]
+            alpha = res.profile.compression.alpha
+            for s in (s for s in run.seeds if s.run not in seen):
+                seen.add(s.run)
+                p, stage = s.p_teacher_validation.overall, None
+                for row in s.trace:
+                    if row.stage != stage:
+                        stage, start = row.stage, p
+                    p = row.acc_distilled
                     if worst is None or start - p > worst[0]:
-                        worst = (start - p, f"{run['label']}, seed {s['seed']}, {stage} stage")
+                        worst = (start - p, f"{run.label}, seed {s.seed}, {stage} stage")
     if worst is None:
         return ""
     fired = (
@@ -282,19 +219,30 @@ def alpha_note(root: Path) -> str:
     )
 
 
-def write_claims(root: Path) -> Path:
-    """`<root>/claims.md`: one row per claim, from whatever result files exist."""
-    rows = [claim(Path(root)) for claim in CLAIMS] + baselines(Path(root))
-    profile = next(
-        (json.loads(p.read_text())["profile"]["name"] for p in Path(root).glob("*/result.json")), "?"
+def write_claims(root: Path, experiments: list[Experiment] | None = None) -> Path:
+    """`<root>/claims.md`: one row per claim of `experiments` (default: every experiment file), from whatever
+    result files exist."""
+    root = Path(root)
+    experiments = experiments if experiments is not None else [load_experiment(f) for f in experiment_files()]
+    results = load_results(root)
+    rows = claim_rows(results, experiments)
+    profile = next((r.profile.name for r in results.values()), "?")
+    ours = [c.id for _, c in declared(experiments) if c.paper is None]
+    hypotheses = (
+        f" Rows {ours[0]}–{ours[-1]} are not the paper's: each says whether our method beats a peer at the "
+        "same final structure ('holds'), the peer beats it, or neither difference counts."
+        if len(ours) > 1
+        else f" Row {ours[0]} is not the paper's: it says whether our method beats a peer at the same final "
+        "structure ('holds'), the peer beats it, or neither difference counts."
+        if ours
+        else ""
     )
     lines = [
         f"Profile '{profile}'. Each claim of the paper against our runs "
-        f"(computed from `{Path(root).name}/*/result.json`). "
+        f"(computed from `{root.name}/*/result.json`). "
         f"A difference counts when it exceeds max(2 × its standard error over seeds, {NOISE_FLOOR}); "
-        "'inconclusive' means it did not, or that comparisons disagree without any going the other way. "
-        "Rows B1–B7 are not the paper's: each says whether our method beats a peer at the same final "
-        "structure ('holds'), the peer beats it, or neither difference counts.",
+        "'inconclusive' means it did not, or that comparisons disagree without any going the other way."
+        + hypotheses,
         "",
         "| Claim | Paper | Ours | Verdict |",
         "| --- | --- | --- | --- |",
@@ -303,8 +251,8 @@ def write_claims(root: Path) -> Path:
     lines += [
         f"| {cell(r['claim'])} | {cell(r['paper'])} | {cell(r['ours'])} | **{r['verdict']}** |" for r in rows
     ]
-    if note := alpha_note(Path(root)):
+    if note := alpha_note(results):
         lines += ["", note]
-    path = Path(root) / "claims.md"
+    path = root / "claims.md"
     write_atomic(path, "\n".join(lines) + "\n")
     return path

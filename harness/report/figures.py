@@ -1,18 +1,21 @@
 """Figures drawn only from a compression result file: PNG + PDF, titled with the paper figure they reproduce,
-device and profile in a footer, stages shaded, readable without the paper."""
+device and profile in a footer, stages shaded, readable without the paper. Per-step traces come from the
+result's records, everything over seeds from its tidy frame (harness/report/frame.py)."""
 
 from __future__ import annotations
 
 import math
-import statistics
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from harness.report.frame import pick, summary, value  # noqa: E402
+from harness.results import CompressionResult  # noqa: E402
 from harness.stages import STAGES  # noqa: E402
 
 STAGE_COLORS = {s.name: s.color for s in STAGES}
@@ -30,11 +33,11 @@ def _save(fig, out_dir: Path, stem: str, footer: str) -> list[Path]:
     return paths
 
 
-def _shade_stages(ax, trace: list[dict], x_of) -> None:
+def _shade_stages(ax, stages: list[str], x_of) -> None:
     start = 0
-    for i, s in enumerate(trace + [{"stage": None}]):
-        if i == len(trace) or s["stage"] != trace[start]["stage"]:
-            stage = trace[start]["stage"]
+    for i in range(1, len(stages) + 1):
+        if i == len(stages) or stages[i] != stages[start]:
+            stage = stages[start]
             ax.axvspan(
                 x_of(start) - 0.5, x_of(i - 1) + 0.5, color=STAGE_COLORS.get(stage, "0.8"), alpha=0.08, lw=0
             )
@@ -51,22 +54,23 @@ def _shade_stages(ax, trace: list[dict], x_of) -> None:
             start = i
 
 
-def _footer(res: dict, what: str) -> str:
+def _footer(res: CompressionResult, what: str) -> str:
     return (
-        f"profile '{res['profile']['name']}', {what}; device: {res['device']['name']}; "
-        f"git {str(res['provenance']['git']['commit'])[:8]}"
+        f"profile '{res.profile.name}', {what}; device: {res.device.name}; "
+        f"git {str(res.provenance.git.commit)[:8]}"
     )
 
 
-def trace_figures(res: dict, out_dir: Path) -> list[Path]:
+def trace_figures(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Figures 6 (accuracy after each pruning and each distillation step), 10 (size vs step) and 11 (log2 size
     vs accuracy) for the first seed of the first run of a compression result; other seeds as thin lines."""
     sns.set_theme(style="whitegrid", context="paper")
-    s = res["runs"][0]["seeds"][0]
-    others = res["runs"][0]["seeds"][1:]
-    trace = s["trace"]
-    p0 = s["p_teacher_validation"]["overall"]
-    footer = _footer(res, f"seed {s['seed']} (other seeds: thin lines), validation split")
+    s = res.runs[0].seeds[0]
+    others = res.runs[0].seeds[1:]
+    trace = s.trace
+    stages = [t.stage for t in trace]
+    p0 = s.p_teacher_validation.overall
+    footer = _footer(res, f"seed {s.seed} (other seeds: thin lines), validation split")
     paths = []
 
     # Figure 6: the saw-tooth
@@ -74,11 +78,11 @@ def trace_figures(res: dict, out_dir: Path) -> list[Path]:
     xs, ys = [0.0], [p0]
     for k, step in enumerate(trace, start=1):
         xs += [k - 0.5, k]
-        ys += [step["acc_pruned"], step["acc_distilled"]]
+        ys += [step.acc_pruned, step.acc_distilled]
     ax.plot(xs, ys, color="0.35", lw=1, label="after pruning (dip) / after distillation")
     ax.plot(
-        [0] + [t["step"] for t in trace],
-        [p0] + [t["acc_distilled"] for t in trace],
+        [0] + [t.step for t in trace],
+        [p0] + [t.acc_distilled for t in trace],
         color="#C44E52",
         lw=1.8,
         marker="o",
@@ -87,8 +91,8 @@ def trace_figures(res: dict, out_dir: Path) -> list[Path]:
     )
     for i, o in enumerate(others):
         ax.plot(
-            [0] + [t["step"] for t in o["trace"]],
-            [o["p_teacher_validation"]["overall"]] + [t["acc_distilled"] for t in o["trace"]],
+            [0] + [t.step for t in o.trace],
+            [o.p_teacher_validation.overall] + [t.acc_distilled for t in o.trace],
             color="#C44E52",
             lw=0.7,
             alpha=0.45,
@@ -96,13 +100,13 @@ def trace_figures(res: dict, out_dir: Path) -> list[Path]:
         )
     ax.scatter(
         [k - 0.5 for k in range(1, len(trace) + 1)],
-        [t["acc_pruned"] for t in trace],
+        [t.acc_pruned for t in trace],
         marker="v",
         color="0.35",
         s=18,
         zorder=3,
     )
-    _shade_stages(ax, trace, lambda i: i + 1)
+    _shade_stages(ax, stages, lambda i: i + 1)
     ax.margins(y=0.1)
     ax.set(xlabel="pruning step", ylabel="accuracy (validation)", xticks=range(0, len(trace) + 1))
     ax.set_title(
@@ -114,12 +118,12 @@ def trace_figures(res: dict, out_dir: Path) -> list[Path]:
 
     # Figure 10: size vs step
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
-    steps = [0] + [t["step"] for t in trace]
-    total = [res["teacher"]["parameters"]["total"] / 1e6] + [t["params_total"] / 1e6 for t in trace]
-    lm = [res["teacher"]["parameters"]["language_model"] / 1e6] + [t["params_lm"] / 1e6 for t in trace]
+    steps = [0] + [t.step for t in trace]
+    total = [res.teacher.parameters.total / 1e6] + [t.params_total / 1e6 for t in trace]
+    lm = [res.teacher.parameters.language_model / 1e6] + [t.params_lm / 1e6 for t in trace]
     ax.plot(steps, total, marker="o", ms=3.5, label="whole model")
     ax.plot(steps, lm, marker="s", ms=3.5, label="language model")
-    _shade_stages(ax, trace, lambda i: i + 1)
+    _shade_stages(ax, stages, lambda i: i + 1)
     ax.set(xlabel="pruning step", ylabel="parameters (millions)", xticks=steps, ylim=(0, None))
     ax.set_title("Reproduces Figure 10: model size after each pruning step", fontsize=10, pad=16)
     ax.legend(fontsize=8)
@@ -127,12 +131,10 @@ def trace_figures(res: dict, out_dir: Path) -> list[Path]:
 
     # Figure 11: log2 size vs accuracy
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot(
-        [math.log2(x * 1e6) for x in total], [p0] + [t["acc_distilled"] for t in trace], color="0.6", lw=1
-    )
+    ax.plot([math.log2(x * 1e6) for x in total], [p0] + [t.acc_distilled for t in trace], color="0.6", lw=1)
     ax.scatter(math.log2(total[0] * 1e6), p0, color="black", marker="*", s=80, label="teacher", zorder=3)
     for stage in STAGE_COLORS:
-        pts = [(math.log2(t["params_total"]), t["acc_distilled"]) for t in trace if t["stage"] == stage]
+        pts = [(math.log2(t.params_total), t.acc_distilled) for t in trace if t.stage == stage]
         if pts:
             ax.scatter(
                 *zip(*pts, strict=True), color=STAGE_COLORS[stage], s=25, label=STAGE_NAMES[stage], zorder=3
@@ -145,21 +147,21 @@ def trace_figures(res: dict, out_dir: Path) -> list[Path]:
     return paths
 
 
-def _run_points(res: dict) -> tuple[list[str], list[list[float]]]:
-    labels = [r["label"] for r in res["runs"]]
-    return labels, [[s["accuracy"]["overall"] for s in r["seeds"]] for r in res["runs"]]
+def _accuracy_over_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per run, in order: its label, test accuracies over seeds and their mean and std."""
+    return summary(pick(frame, role="run"), "overall")
 
 
-def bars_figure(res: dict, out_dir: Path) -> list[Path]:
+def bars_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Accuracy of every run: seeds as dots, their mean as a bar-less tick with its value, the paper's value
     as a diamond, the teacher as a dashed line (Figure 8, distillation ablations). Points, not bars from 0, so
     that a zoomed axis cannot exaggerate a bar's length."""
     sns.set_theme(style="whitegrid", context="paper")
-    labels, accs = _run_points(res)
+    runs = _accuracy_over_seeds(frame)
+    labels, accs = list(runs["label"]), list(runs["values"])
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(labels), 3.8))
     palette = sns.color_palette("deep", len(labels))
-    for i, a in enumerate(accs):
-        mean = sum(a) / len(a)
+    for i, (a, mean) in enumerate(zip(accs, runs["mean"], strict=True)):
         ax.scatter(
             [i] * len(a), a, color=palette[i], s=22, zorder=3, label="ours, one seed" if i == 0 else None
         )
@@ -173,9 +175,9 @@ def bars_figure(res: dict, out_dir: Path) -> list[Path]:
         )
         ax.annotate(f"{mean:.3f}", (i + 0.28, mean), va="center", fontsize=8)
     paper = [
-        (i, r["spec"]["paper"]["overall"])
-        for i, r in enumerate(res["runs"])
-        if r["spec"].get("paper") and r["spec"]["paper"].get("overall") is not None
+        (i, r.spec.paper.overall)
+        for i, r in enumerate(res.runs)
+        if r.spec.paper and r.spec.paper.overall is not None
     ]
     if paper:
         ax.scatter(
@@ -188,67 +190,60 @@ def bars_figure(res: dict, out_dir: Path) -> list[Path]:
             zorder=4,
             label="paper (AntGMM on MAAD)",
         )
-    ax.axhline(res["teacher"]["accuracy"]["overall"], color="0.3", ls="--", lw=1, label="teacher (ours)")
+    ax.axhline(res.teacher.accuracy.overall, color="0.3", ls="--", lw=1, label="teacher (ours)")
     ax.set_xticks(range(len(labels)), labels, fontsize=8)
     ax.set_xlim(-0.6, len(labels) - 0.2)
     ax.margins(y=0.15)
     ax.set(ylabel="overall accuracy (test)")
-    ax.set_title(f"Reproduces {res['experiment']['reproduces']}", fontsize=9)
+    ax.set_title(f"Reproduces {res.experiment.reproduces}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, out_dir, "figure_8_distillation", _footer(res, f"{len(accs[0])} seed(s), test split"))
 
 
-def sample_size_figure(res: dict, out_dir: Path) -> list[Path]:
+def sample_size_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Figure 7: final accuracy against the size of the distillation/pruning set, seeds as dots."""
     sns.set_theme(style="whitegrid", context="paper")
-    runs = sorted(res["runs"], key=lambda r: r["seeds"][0]["d_d_samples"])
-    xs = [r["seeds"][0]["d_d_samples"] for r in runs]
-    accs = [[s["accuracy"]["overall"] for s in r["seeds"]] for r in runs]
-    means = [sum(a) / len(a) for a in accs]
+    runs = _accuracy_over_seeds(frame)
+    runs["d_d"] = [int(v[0]) for v in summary(pick(frame, role="run"), "d_d_samples")["values"]]
+    runs = runs.sort_values("d_d", kind="stable")
+    xs, accs, means = list(runs["d_d"]), list(runs["values"]), list(runs["mean"])
+    fractions = [res.runs[i].spec.data_fraction for i in runs["position"]]
     fig, ax = plt.subplots(figsize=(5.8, 3.8))
     ax.plot(xs, means, marker="o", color="#4C72B0", label="ours: compressed model (mean over seeds)")
     for i, (x, a) in enumerate(zip(xs, accs, strict=True)):
         ax.scatter([x] * len(a), a, color="black", s=10, zorder=3, label="one seed" if i == 0 else None)
-    ax.axhline(res["teacher"]["accuracy"]["overall"], color="0.3", ls="--", lw=1, label="teacher (ours)")
-    ax.set_xticks(
-        xs,
-        [f"{x}\n({r['spec']['data_fraction']:g} of train)" for x, r in zip(xs, runs, strict=True)],
-        fontsize=8,
-    )
+    ax.axhline(res.teacher.accuracy.overall, color="0.3", ls="--", lw=1, label="teacher (ours)")
+    ax.set_xticks(xs, [f"{x}\n({f:g} of train)" for x, f in zip(xs, fractions, strict=True)], fontsize=8)
     ax.set(xlabel="samples in D_d (= D_p pool)", ylabel="overall accuracy (test)")
     ax.set_title("Reproduces Figure 7: sample size vs performance after compression", fontsize=10)
     ax.legend(fontsize=8, loc="best")
     return _save(fig, out_dir, "figure_7_sample_size", _footer(res, f"{len(accs[0])} seed(s), test split"))
 
 
-def tradeoff_figure(res: dict, out_dir: Path) -> list[Path]:
+def tradeoff_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Every method at its final size: accuracy vs parameters and batch-1 throughput vs parameters (teacher as
     a star); error bars are the std over seeds."""
     sns.set_theme(style="whitegrid", context="paper")
     fig, (ax_acc, ax_speed) = plt.subplots(1, 2, figsize=(10, 4.2))
-    palette = sns.color_palette("deep", len(res["runs"]))
-    t = res["teacher"]
-    t_params = t["parameters"]["total"] / 1e6
-    ax_acc.scatter(t_params, t["accuracy"]["overall"], marker="*", s=120, color="black", label="teacher")
-    speed = res.get("throughput", {})
-    if "teacher" in speed:
-        ax_speed.scatter(
-            t_params, speed["teacher"]["batch_1"]["samples_per_s"], marker="*", s=120, color="black"
-        )
-    k = len(res["runs"])
-    for i, (color, run) in enumerate(zip(palette, res["runs"], strict=True)):
-        params = [s["parameters"]["total"] / 1e6 for s in run["seeds"]]
-        accs = [s["accuracy"]["overall"] for s in run["seeds"]]
-        p, a = statistics.fmean(params), statistics.fmean(accs)
-        err = statistics.stdev(accs) if len(accs) > 1 else 0
+    palette = sns.color_palette("deep", len(res.runs))
+    teacher, runs = pick(frame, role="teacher"), pick(frame, role="run")
+    t_params = value(teacher, "params_total") / 1e6
+    ax_acc.scatter(t_params, value(teacher, "overall"), marker="*", s=120, color="black", label="teacher")
+    if (t1 := value(teacher, "samples_per_s", 1)) is not None:
+        ax_speed.scatter(t_params, t1, marker="*", s=120, color="black")
+    accs = _accuracy_over_seeds(frame)
+    params = summary(runs.assign(value=runs["value"] / 1e6), "params_total")
+    k = len(res.runs)
+    for i, (color, label) in enumerate(zip(palette, accs["label"], strict=True)):
+        p, a, err = params["mean"][i], accs["mean"][i], accs["std"][i] or 0
         dodge = (i - (k - 1) / 2) * 0.012 * t_params  # runs at one size would hide each other's error bars
-        ax_acc.errorbar(p + dodge, a, yerr=err, fmt="o", color=color, capsize=3, label=run["label"])
-        if run["label"] in speed:
-            ax_speed.scatter(p, speed[run["label"]]["batch_1"]["samples_per_s"], color=color, s=30)
+        ax_acc.errorbar(p + dodge, a, yerr=err, fmt="o", color=color, capsize=3, label=label)
+        if (s1 := value(pick(runs, position=i), "samples_per_s", 1)) is not None:
+            ax_speed.scatter(p, s1, color=color, s=30)
     ax_acc.set(xlabel="parameters (millions, whole model)", ylabel="overall accuracy (test)")
     ax_speed.set(xlabel="parameters (millions, whole model)", ylabel="samples/s at batch 1 (first seed)")
     ax_acc.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{res['experiment']['reproduces']}: accuracy and speed against size", fontsize=10)
-    n = len(res["runs"][0]["seeds"])
+    fig.suptitle(f"{res.experiment.reproduces}: accuracy and speed against size", fontsize=10)
+    n = len(res.runs[0].seeds)
     what = f"{n} seed(s), test split; runs of one size spread sideways on the left"
     return _save(fig, out_dir, "figure_baselines_tradeoff", _footer(res, what))

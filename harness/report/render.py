@@ -1,200 +1,173 @@
 """Tables (and the figures they come with) from a result file alone, ours beside the paper's.
 
 Why from the file: `python -m harness report` must be able to redo every table and figure offline, after a
-change of style, with nothing recomputed. Several seeds show as mean ± std.
+change of style, with nothing recomputed. Numbers come from the tidy frame (harness/report/frame.py);
+several seeds show as mean ± std.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
-from harness.pipeline import write_trace_csv
+import pandas as pd
+
 from harness.report.figures import bars_figure, sample_size_figure, trace_figures, tradeoff_figure
+from harness.report.frame import mean_std, pick, result_frame, summary, value, values
 from harness.report.tables import make_table
-from harness.stages import BY_NAME, TASKS
+from harness.report.traces import write_trace_csv
+from harness.results import CompressionResult, OriginalResult, PublicResult, load_result
+from harness.spec import PaperRow
+from harness.stages import BY_NAME, STAGES, TASKS
 
-
-def mean_std(values: list[float]) -> tuple[float, float | None]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else None)
-
-
-def fmt(values: list[float], digits: int = 3, exact: bool = False) -> str | None:
-    """'0.884' for one value, '0.884 ± 0.004' for several (sample std). `exact`: quantities that cannot
-    vary by chance (sizes: every seed reaches the same structure) show one value when all seeds agree."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return None
-    m, s = mean_std(values)
-    if s is None or (exact and s == 0):
-        return f"{m:.{digits}f}"
-    return f"{m:.{digits}f} ± {s:.{digits}f}"
-
-
-def _speed(res: dict, name: str, batch: int) -> float | None:
-    return res.get("throughput", {}).get(name, {}).get(f"batch_{batch}", {}).get("samples_per_s")
+SIZE_AND_SPEED = ["Params (M)", "LM params (M)", "Samples/s (b=1)", "Speed-up (b=1)", "Speed-up (b=32)"]
+FIGURES = {
+    "trace": trace_figures,
+    "bars": bars_figure,
+    "sample_size": sample_size_figure,
+    "tradeoff": tradeoff_figure,
+}
 
 
 def _ratio(a: float | None, b: float | None) -> str | None:
     return f"{a / b:.2f}×" if a and b else None
 
 
-def _paper_base(res: dict) -> float | None:
-    return next((r["a10_samples_per_s"] for r in res["paper"] if r.get("a10_samples_per_s")), None)
+def _paper_base(paper: list[PaperRow]) -> float | None:
+    return next((r.a10_samples_per_s for r in paper if r.a10_samples_per_s), None)
 
 
-def _paper_row(r: dict | None, base: float | None, tasks: bool) -> list:
+def _paper_row(r: PaperRow | None, base: float | None, tasks: bool) -> list:
     if r is None:
         return []
-    size = r["size_b"] * 1e3 if r.get("size_b") else None
-    speed = r.get("a10_samples_per_s")
-    row = [f"{r['row']} — paper", size, None, speed, _ratio(speed, base), None]
-    return row + ([r.get(t) for t in TASKS] if tasks else []) + [r.get("overall")]
+    size = r.size_b * 1e3 if r.size_b else None
+    speed = r.a10_samples_per_s
+    row = [f"{r.row} — paper", size, None, speed, _ratio(speed, base), None]
+    return row + ([getattr(r, t) for t in TASKS] if tasks else []) + [r.overall]
 
 
 def render_original(out_dir: Path) -> str:
     """Table 2, row 'Original' (ours beside the paper's)."""
-    res = json.loads((Path(out_dir) / "result.json").read_text())
+    res = load_result(Path(out_dir) / "result.json")
+    assert isinstance(res, OriginalResult)
+    frame = result_frame(res)
     headers = ["Model", "Params (M)", "LM share", "Samples/s (b=1)", "Samples/s (b=32)", "Speed-up"]
     headers += [t.capitalize() for t in TASKS] + ["Overall"]
     rows, base = [], None
-    for r in res["rows"]:
-        speed, p = r.get("throughput", {}), r.get("parameters")
-        b1 = speed.get("batch_1", {}).get("samples_per_s")
+    for i, r in enumerate(res.rows):
+        ours = pick(frame, position=i)
+        total, b1 = value(ours, "params_total"), value(ours, "samples_per_s", 1)
         base = base or b1
         rows.append(
             [
-                f"{r['row']} — ours",
-                p["total"] / 1e6 if p else None,
-                p["language_model"] / p["total"] if p else None,
+                f"{r.row} — ours",
+                total / 1e6 if total else None,
+                value(ours, "params_language_model") / total if total else None,
                 b1,
-                speed.get("batch_32", {}).get("samples_per_s"),
+                value(ours, "samples_per_s", 32),
                 _ratio(b1, base),
             ]
-            + [r["accuracy"].get(t) for t in TASKS]
-            + [r["accuracy"]["overall"]]
+            + [value(ours, t) for t in (*TASKS, "overall")]
         )
-    paper_base = _paper_base(res)
-    for r in res["paper"]:
+    paper_base = _paper_base(res.paper)
+    for r in res.paper:
         row = _paper_row(r, paper_base, tasks=True)
         rows.append(row[:2] + [None, row[3], None, row[4]] + row[6:])
     caption = (
-        f"Reproduces {res['experiment']['reproduces']}. Ours: profile '{res['profile']['name']}', "
-        f"throughput on {res['device']['name']} (median, end-to-end generation); "
+        f"Reproduces {res.experiment.reproduces}. Ours: profile '{res.profile.name}', "
+        f"throughput on {res.device.name} (median, end-to-end generation); "
         "paper: AntGMM on an A10 GPU. Compare speed-ups, not absolute samples/s."
     )
     return make_table(headers, rows, caption, out_dir)
 
 
-def _size_and_speed(res: dict, records: list[dict], name: str, t1: float | None, t32: float | None) -> list:
-    """Params and LM params (mean ± std over seeds), samples/s at batch 1 and speed-ups over the teacher."""
-    s1 = _speed(res, name, 1)
+def _seed_values(frame: pd.DataFrame, by: str) -> dict[str, pd.Series]:
+    """Per metric shown over seeds: its values, per group of `by` (a run's position, or a stage)."""
+    metrics = ("params_total", "params_language_model", *TASKS, "overall")
+    return {m: summary(frame, m, by=(by,)).set_index(by)["values"] for m in metrics}
+
+
+def _size_and_speed(stats: dict[str, pd.Series], key, ours: pd.DataFrame, t1, t32) -> list:
+    """Params and LM params (mean ± std over seeds), samples/s at batch 1 and speed-ups over the teacher, all
+    of the first seed's model (the only one measured)."""
+    s1 = value(ours, "samples_per_s", 1)
     return [
-        fmt([r["parameters"]["total"] / 1e6 for r in records], exact=True),
-        fmt([r["parameters"]["language_model"] / 1e6 for r in records], exact=True),
+        mean_std([v / 1e6 for v in stats["params_total"][key]], exact=True),
+        mean_std([v / 1e6 for v in stats["params_language_model"][key]], exact=True),
         s1,
         _ratio(s1, t1),
-        _ratio(_speed(res, name, 32), t32),
+        _ratio(value(ours, "samples_per_s", 32), t32),
     ]
 
 
-def _seeds_note(res: dict) -> str:
-    n = len(res["runs"][0]["seeds"])
-    return f"mean ± std over {n} seeds" if n > 1 else "1 seed"
+def _teacher_row(teacher: pd.DataFrame, name: str, metrics: tuple[str, ...]) -> list:
+    t1, t32 = value(teacher, "samples_per_s", 1), value(teacher, "samples_per_s", 32)
+    return [
+        name,
+        value(teacher, "params_total") / 1e6,
+        value(teacher, "params_language_model") / 1e6,
+        t1,
+        "1.00×" if t1 else None,
+        "1.00×" if t32 else None,
+        *[value(teacher, m) for m in metrics],
+    ]
 
 
-def _stage_table(res: dict) -> tuple[list[str], list[list]]:
+def _stage_table(res: CompressionResult, frame: pd.DataFrame) -> tuple[list[str], list[list]]:
     """Table 2: the teacher, then the end of every stage of the first run, each beside the paper's row."""
-    headers = ["Model", "Params (M)", "LM params (M)", "Samples/s (b=1)", "Speed-up (b=1)", "Speed-up (b=32)"]
-    headers += [t.capitalize() for t in TASKS] + ["Overall"]
-    run, t = res["runs"][0], res["teacher"]
-    paper = {r["row"]: r for r in res["paper"]}
-    base = _paper_base(res)
-    t1, t32 = _speed(res, "teacher", 1), _speed(res, "teacher", 32)
+    headers = ["Model", *SIZE_AND_SPEED] + [t.capitalize() for t in TASKS] + ["Overall"]
+    teacher, ends = pick(frame, role="teacher"), pick(frame, role="stage", position=0)
+    t1, t32 = value(teacher, "samples_per_s", 1), value(teacher, "samples_per_s", 32)
+    paper, base = {r.row: r for r in res.paper}, _paper_base(res.paper)
+    stage_rows = {s.table2_row for s in STAGES}
+    original = next((r for r in res.paper if r.row not in stage_rows), None)
     rows = [
-        [
-            "Original — ours",
-            t["parameters"]["total"] / 1e6,
-            t["parameters"]["language_model"] / 1e6,
-            t1,
-            "1.00×",
-            "1.00×",
-            *[t["accuracy"][k] for k in TASKS],
-            t["accuracy"]["overall"],
-        ],
-        _paper_row(paper.get("Original AntGMM"), base, tasks=True),
+        _teacher_row(teacher, "Original — ours", (*TASKS, "overall")),
+        _paper_row(original, base, tasks=True),
     ]
-    for i, end in enumerate(run["seeds"][0]["stage_ends"]):
-        ends = [s["stage_ends"][i] for s in run["seeds"]]
-        name = f"{run['label']} @ {end['stage']}"
+    stats = _seed_values(ends, "stage")
+    for end in res.runs[0].seeds[0].stage_ends or []:
+        row2 = BY_NAME[end.stage].table2_row
         rows.append(
-            [f"{BY_NAME[end['stage']].table2_row} — ours", *_size_and_speed(res, ends, name, t1, t32)]
-            + [fmt([e["accuracy"][k] for e in ends]) for k in TASKS]
-            + [fmt([e["accuracy"]["overall"] for e in ends])]
+            [f"{row2} — ours", *_size_and_speed(stats, end.stage, pick(ends, stage=end.stage), t1, t32)]
+            + [mean_std(stats[m][end.stage]) for m in (*TASKS, "overall")]
         )
-        row = _paper_row(paper.get(BY_NAME[end["stage"]].table2_row), base, tasks=True)
-        if row:
-            rows.append(row)
+        rows.append(_paper_row(paper.get(row2), base, tasks=True))
     return headers, [r for r in rows if r]
 
 
-def _run_table(res: dict) -> tuple[list[str], list[list]]:
+def _run_table(res: CompressionResult, frame: pd.DataFrame) -> tuple[list[str], list[list]]:
     """One row per run (mean ± std over seeds), each followed by the paper's row when it has one."""
-    headers = [
-        "Model",
-        "Params (M)",
-        "LM params (M)",
-        "Samples/s (b=1)",
-        "Speed-up (b=1)",
-        "Speed-up (b=32)",
-        "Accuracy",
-    ]
-    t = res["teacher"]
-    t1, t32 = _speed(res, "teacher", 1), _speed(res, "teacher", 32)
-    base = _paper_base(res)
-    rows = [
-        [
-            "Original (teacher) — ours",
-            t["parameters"]["total"] / 1e6,
-            t["parameters"]["language_model"] / 1e6,
-            t1,
-            "1.00×" if t1 else None,
-            "1.00×" if t32 else None,
-            t["accuracy"]["overall"],
-        ]
-    ]
-    for r in res["paper"]:
-        row = _paper_row(r, base, tasks=False)
-        rows.append(row)
-    for run in res["runs"]:
-        s = run["seeds"]
+    headers = ["Model", *SIZE_AND_SPEED, "Accuracy"]
+    teacher, runs = pick(frame, role="teacher"), pick(frame, role="run")
+    t1, t32 = value(teacher, "samples_per_s", 1), value(teacher, "samples_per_s", 32)
+    base = _paper_base(res.paper)
+    rows = [_teacher_row(teacher, "Original (teacher) — ours", ("overall",))]
+    rows += [_paper_row(r, base, tasks=False) for r in res.paper]
+    stats = _seed_values(runs, "position")
+    for i, run in enumerate(res.runs):
         rows.append(
-            [
-                f"{run['label']} — ours",
-                *_size_and_speed(res, s, run["label"], t1, t32),
-                fmt([x["accuracy"]["overall"] for x in s]),
-            ]
+            [f"{run.label} — ours", *_size_and_speed(stats, i, pick(runs, position=i), t1, t32)]
+            + [mean_std(stats["overall"][i])]
         )
-        row = _paper_row(run["spec"].get("paper"), base, tasks=False)
-        if row:
+        if row := _paper_row(run.spec.paper, base, tasks=False):
             rows.append(row)
     return headers, rows
 
 
-def _target_note(res: dict) -> str:
+def _target_note(res: CompressionResult, frame: pd.DataFrame) -> str:
     """For runs pruned towards a share of the teacher's size (Table 3's single levels): the share aimed at and
     the share reached, both of the language model's transformer-block parameters (what the paper's sizes
     count), and whether the level stopped short of the target."""
-    teacher = res["teacher"]["parameters"].get("lm_blocks")
+    teacher = value(pick(frame, role="teacher"), "params_lm_blocks")
     parts = []
-    for run in res["runs"]:
-        target = run["spec"].get("target_share")
+    for i, run in enumerate(res.runs):
+        target = run.spec.target_share
         if target is None or teacher is None:
             continue
-        reached = statistics.fmean(s["parameters"]["lm_blocks"] for s in run["seeds"]) / teacher
+        reached = statistics.fmean(values(pick(frame, role="run", position=i), "params_lm_blocks")) / teacher
         short = " (as far as this level can prune)" if reached > target + 0.005 else ""
-        parts.append(f"{run['label']} {target:.0%} → {reached:.0%}{short}")
+        parts.append(f"{run.label} {target:.0%} → {reached:.0%}{short}")
     if not parts:
         return ""
     return (
@@ -204,74 +177,76 @@ def _target_note(res: dict) -> str:
     )
 
 
-def render_compression(out_dir: Path) -> str:
-    """The experiment's table (per run, or per stage for Table 2), trace CSVs, and its figures."""
-    out_dir = Path(out_dir)
-    res = json.loads((out_dir / "result.json").read_text())
-    exp = res["experiment"]
-    headers, rows = _stage_table(res) if exp["table"] == "stages" else _run_table(res)
-    for run in res["runs"]:
-        for s in run["seeds"]:
-            stem = (
-                f"trace_{run['label']}_seed{s['seed']}" if len(res["runs"]) > 1 else f"trace_seed{s['seed']}"
-            )
-            write_trace_csv(out_dir / f"{_slug(stem)}.csv", s["trace"])
-    if "trace" in exp["figures"]:
-        trace_figures(res, out_dir)
-    if "bars" in exp["figures"]:
-        bars_figure(res, out_dir)
-    if "sample_size" in exp["figures"]:
-        sample_size_figure(res, out_dir)
-    if "tradeoff" in exp["figures"]:
-        tradeoff_figure(res, out_dir)
-    vision = res.get("vision_side_latency")
-    bound = ""
-    if vision and vision["model"] in vision:
-        m = vision["model"]
-        total = res["throughput"][m].get("batch_1", {}).get("latency_p50_ms")
-        bound = (
-            f" At batch 1 the unpruned vision tower + Q-Former take {vision[m]['latency_p50_ms']:.1f} ms of "
-            f"the compressed model's {total:.1f} ms."
-            if total
-            else ""
-        )
-    speed = (
-        f"throughput on {res['device']['name']}, every row measured interleaved with the teacher "
-        "(first seed's model); paper: A10 samples/s. Compare speed-ups, not absolute samples/s."
-        if "throughput" in res
-        else "throughput not measured for this experiment."
+def _vision_bound(res: CompressionResult) -> str:
+    """The batch-1 latency of the never-pruned vision side beside the compressed model's whole latency: it
+    bounds the batch-1 speed-up any language-model pruning can give."""
+    measured = [x for run in res.runs for s in run.seeds[:1] for x in (s, *(s.stage_ends or []))]
+    model = next((x for x in reversed(measured) if x.vision_side_latency is not None), None)
+    total = model.speed(1) if model else None
+    if model is None or total is None:
+        return ""
+    vision = model.vision_side_latency.latency_p50_ms
+    return (
+        f" At batch 1 the unpruned vision tower + Q-Former take {vision:.1f} ms of the compressed model's "
+        f"{total.latency_p50_ms:.1f} ms."
     )
-    caption = (
-        f"Reproduces {exp['reproduces']}. Ours: profile '{res['profile']['name']}', test split, "
-        f"{_seeds_note(res)}; {speed}{bound}{_target_note(res)}"
-    )
-    return make_table(headers, rows, caption, out_dir)
 
 
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).strip("_")
 
 
+def render_compression(out_dir: Path) -> str:
+    """The experiment's table (per run, or per stage for Table 2), trace CSVs, and its figures."""
+    out_dir = Path(out_dir)
+    res = load_result(out_dir / "result.json")
+    assert isinstance(res, CompressionResult)
+    exp, frame = res.experiment, result_frame(res)
+    headers, rows = _stage_table(res, frame) if exp.table == "stages" else _run_table(res, frame)
+    for run in res.runs:
+        for s in run.seeds:
+            stem = f"trace_{run.label}_seed{s.seed}" if len(res.runs) > 1 else f"trace_seed{s.seed}"
+            write_trace_csv(out_dir / f"{_slug(stem)}.csv", [row.model_dump() for row in s.trace])
+    for name in exp.figures:
+        FIGURES[name](res, frame, out_dir)
+    speed = (
+        f"throughput on {res.device.name}, every row measured interleaved with the teacher "
+        "(first seed's model); paper: A10 samples/s. Compare speed-ups, not absolute samples/s."
+        if res.measured
+        else "throughput not measured for this experiment."
+    )
+    seeds = len(res.runs[0].seeds)
+    caption = (
+        f"Reproduces {exp.reproduces}. Ours: profile '{res.profile.name}', test split, "
+        f"{f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'}; {speed}{_vision_bound(res)}"
+        f"{_target_note(res, frame)}"
+    )
+    return make_table(headers, rows, caption, out_dir)
+
+
 def render_public(out_dir: Path) -> str:
     """Public checkpoints beside ours: size, throughput, per-task accuracy."""
-    res = json.loads((Path(out_dir) / "result.json").read_text())
+    res = load_result(Path(out_dir) / "result.json")
+    assert isinstance(res, PublicResult)
+    frame = result_frame(res)
     headers = ["Model", "Params (M)", "LM params (M)", "Samples/s (b=1)", "Samples/s (b=32)"]
     headers += [t.capitalize() for t in TASKS] + ["Overall"]
-    rows = [
-        [
-            r["row"],
-            r["parameters"]["total"] / 1e6,
-            r["parameters"]["language_model"] / 1e6,
-            _speed(res, r["row"], 1),
-            _speed(res, r["row"], 32),
-        ]
-        + [r["accuracy"].get(t) for t in TASKS]
-        + [r["accuracy"]["overall"]]
-        for r in res["rows"]
-    ]
-    where = f"on {res['device']['name']}" if "throughput" in res else "not measured"
+    rows = []
+    for i, r in enumerate(res.rows):
+        ours = pick(frame, position=i)
+        rows.append(
+            [
+                r.row,
+                value(ours, "params_total") / 1e6,
+                value(ours, "params_language_model") / 1e6,
+                value(ours, "samples_per_s", 1),
+                value(ours, "samples_per_s", 32),
+            ]
+            + [value(ours, t) for t in (*TASKS, "overall")]
+        )
+    where = f"on {res.device.name}" if res.measured else "not measured"
     caption = (
-        f"{res['experiment']['reproduces']}. Profile '{res['profile']['name']}', test split; "
+        f"{res.experiment.reproduces}. Profile '{res.profile.name}', test split; "
         f"throughput {where}, models sharing a tokenizer measured interleaved."
     )
     return make_table(headers, rows, caption, out_dir)

@@ -1,0 +1,81 @@
+"""The schema of an experiment's `claims:`: what the paper says, and which runs of the experiment test it.
+
+Why declared: a claim's wording, the paper's figures and the runs it compares live in the experiment's YAML
+beside those runs, so harness/report/claims.py evaluates them without naming any experiment or run, and a
+renamed run fails at validation (harness/spec.py checks every label named here), not in the report.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from harness.profile import Strict
+
+
+class Pair(Strict):
+    """One comparison: the run the claim says is better, and the run it says is worse."""
+
+    better: str = Field(min_length=1)
+    worse: str = Field(min_length=1)
+
+
+class Claim(Strict):
+    """One row of claims.md. `test` says how the runs decide it (rules in harness/report/claims.py):
+    pairwise: each pair's better run beats its worse one; kept_quality: through the stage ends of `run`, size
+    falls, throughput rises and accuracy stays within KEPT of the teacher; trend: the run with the most
+    distillation samples (last of `runs`) beats the one with the fewest (first)."""
+
+    id: str = Field(pattern=r"^[A-Z][0-9]+$", description="the row's name in claims.md, e.g. C3")
+    question: str | None = Field(None, description="the paper's research question it answers, e.g. RQ3")
+    text: str = Field(min_length=3, description="the claim, worded as a statement")
+    paper: str | None = Field(
+        None,
+        description="the paper's evidence, as the paper gives it; null: a hypothesis of ours (shown as 'not "
+        "in the paper', its verdict worded 'holds' or 'does not hold')",
+    )
+    test: Literal["pairwise", "kept_quality", "trend"]
+    pairs: list[Pair] = Field(default=[], description="pairwise: the comparisons, in the order shown")
+    run: str | None = Field(
+        None, description="kept_quality: the multi-stage run whose stage ends are followed"
+    )
+    runs: list[str] = Field(default=[], description="trend: the runs, fewest distillation samples first")
+    same_blocks_note: str | None = Field(
+        None,
+        description="pairwise: said of the worse run when both dropped the very same blocks in every seed "
+        "(the two runs then differ in nothing, and no difference can show)",
+    )
+
+    @model_validator(mode="after")
+    def _fields_of_its_test(self) -> Claim:
+        needs = {"pairwise": "pairs", "kept_quality": "run", "trend": "runs"}[self.test]
+        problems = [
+            f"{field}: only for test '{test}', this claim's test is '{self.test}'"
+            for field, test in (("pairs", "pairwise"), ("run", "kept_quality"), ("runs", "trend"))
+            if test != self.test and getattr(self, field)
+        ]
+        if not getattr(self, needs):
+            problems.append(f"{needs}: test '{self.test}' needs it")
+        if self.test == "trend" and 0 < len(self.runs) < 2:
+            problems.append(f"runs: a trend needs at least two runs, got {self.runs}")
+        if self.same_blocks_note is not None and self.test != "pairwise":
+            problems.append("same_blocks_note: only for test 'pairwise'")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def labels(self) -> list[tuple[str, str]]:
+        """(field, run label) for every run the claim names, for the check that each is a run."""
+        named = [
+            (f"pairs.{i}.{side}", getattr(p, side))
+            for i, p in enumerate(self.pairs)
+            for side in ("better", "worse")
+        ]
+        named += [("run", self.run)] if self.run else []
+        return named + [(f"runs.{i}", label) for i, label in enumerate(self.runs)]
+
+    @property
+    def title(self) -> str:
+        """The claim cell: 'C3 (RQ3): text', or 'B1: text' for a claim that answers no research question."""
+        return f"{self.id} ({self.question}): {self.text}" if self.question else f"{self.id}: {self.text}"

@@ -1,0 +1,6 @@
+"""Errors the CLI reports as one line, defined where importing them costs nothing (no torch): the CLI
+catches them around every command, `report` included."""
+
+
+class PruningError(ValueError):
+    """A pruning request that cannot be carried out; raised before the model is touched."""

@@ -1,0 +1,337 @@
+"""Result files as typed records: what each experiment kind writes to result.json and what reports read.
+
+Why typed: the runners validate a result through these models before writing it, and the reports read
+fields, never dict keys spelled in two places. Each measurement sits on the model it measures (the teacher,
+a seed's final model, a stage end, a public row), batch sizes as fields, so no key is built in one place and
+parsed back in another. Torch-free: `python -m harness report` needs only this, pandas and matplotlib.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness.cache import content_hash
+from harness.profile import Profile
+from harness.spec import CompressionRun, Experiment, PaperRow
+from harness.stages import StageName
+
+
+class ResultError(ValueError):
+    """A result file that is not of this version's shape; the message names the file and the fields."""
+
+
+class Record(BaseModel):
+    """Unknown keys are errors: a result of another shape fails on loading, naming the field, instead of
+    rendering a table with a blank column."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Throughput(Record):
+    """One model at one batch size under the protocol of harness/measure.py (`summarize`)."""
+
+    batch_size: int
+    samples_per_s: float
+    latency_p50_ms: float
+    latency_p90_ms: float
+    latency_stdev_pct: float
+    first_call_ms: float
+    warmup: int
+    iterations: int
+    measured_s: float
+    latencies_ms: list[float]
+
+
+class Measured:
+    """Something whose `throughput` may have been measured: one Throughput per batch size, or None."""
+
+    def speed(self, batch_size: int) -> Throughput | None:
+        return next((t for t in self.throughput or [] if t.batch_size == batch_size), None)  # type: ignore[attr-defined]
+
+
+class Parameters(Record):
+    """harness/models/blip2.py `parameter_counts`; `lm_blocks` is absent from results older than it."""
+
+    vision_model: int
+    qformer: int
+    language_projection: int
+    language_model: int
+    query_tokens: int
+    total: int
+    lm_blocks: int | None = None
+
+
+class Accuracy(Record):
+    """Test accuracy per task (harness/stages.py TASKS) and overall."""
+
+    color: float | None = None
+    content: float | None = None
+    logo: float | None = None
+    manifestation: float | None = None
+    style: float | None = None
+    overall: float
+    n_test: int | None = None
+
+    def task(self, name: str) -> float | None:
+        return getattr(self, name)
+
+
+class Scores(Record):
+    """Validation accuracy as Algorithm 1 tracks it (harness/pipeline.py `_perf`)."""
+
+    overall: float
+    task_color: float | None = None
+    task_content: float | None = None
+    task_logo: float | None = None
+    task_manifestation: float | None = None
+    task_style: float | None = None
+
+
+class TraceRow(Record):
+    """One pruning step of a run (harness/pipeline.py); a model trained from scratch has one: 'scratch'."""
+
+    step: int
+    stage: str = Field(description="a stage, stages joined by '+' (one-shot) or 'scratch'")
+    amount: int
+    removed_total: int
+    params_total: int
+    params_lm: int
+    acc_pruned: float | None
+    acc_distilled: float
+    per_task_pruned: Scores | None = None
+    per_task_distilled: Scores | None = None
+    loss_last_epoch: float | None
+    seconds: float
+    blocks_dropped: list[int] = []
+
+
+class StageEnd(Record, Measured):
+    """The model at the end of a stage (Table 2's rows); measured for the first seed only."""
+
+    stage: StageName
+    step: int
+    parameters: Parameters
+    accuracy: Accuracy
+    throughput: list[Throughput] | None = None
+    vision_side_latency: Throughput | None = None
+
+
+class SeedRecord(Record, Measured):
+    """One run for one seed: its final model, its trace, and (first seed, table 'runs') its throughput."""
+
+    seed: int
+    run: str = Field(description="the run's cache id (harness/runners.py `_run_dir`)")
+    run_dir: str
+    seconds_this_call: float
+    compression_seconds: float
+    d_d_samples: int
+    d_p_samples: int
+    structure: dict[str, int]
+    parameters: Parameters
+    accuracy: Accuracy
+    trace: list[TraceRow]
+    epochs_used: int
+    blocks_dropped: list[int] | None
+    p_teacher_validation: Scores
+    stage_ends: list[StageEnd] | None = None
+    throughput: list[Throughput] | None = None
+    vision_side_latency: Throughput | None = None
+
+
+class RunRecord(Record):
+    label: str
+    spec: CompressionRun
+    seeds: list[SeedRecord]
+
+
+class TeacherRecord(Record, Measured):
+    structure: dict[str, int]
+    parameters: Parameters
+    accuracy: Accuracy
+    throughput: list[Throughput] | None = None
+    vision_side_latency: Throughput | None = None
+
+
+class ExperimentRecord(Experiment):
+    """The resolved experiment as stored; public checkpoints are not looked up again (a folder named there
+    may be gone on the machine that renders)."""
+
+    models: list[dict[str, Any]] = []
+
+
+class ProfileRecord(Profile):
+    """The resolved profile as stored; data and teacher folders are not looked up again."""
+
+    data: dict[str, Any]
+    teacher: dict[str, Any]
+
+
+class Git(BaseModel):
+    model_config = ConfigDict(extra="allow", frozen=True)
+    commit: str | None
+    dirty: bool | None
+
+
+class Provenance(BaseModel):
+    """harness/provenance.py; further keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    git: Git
+    versions: dict[str, str | None]
+    date: str
+
+
+class Device(BaseModel):
+    """harness/measure.py `device_info`; further keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+    device: str
+    cpu: str
+    cpu_count: int | None
+    torch_threads: int
+    dtype: str
+    platform: str
+    cpu_capability: str | None = None
+    gpu: str | None = None
+    name: str
+
+
+class SharedRuns(Record):
+    """Content hashes of the dataset and teacher the result was made from (harness/store.py)."""
+
+    dataset: str
+    teacher: str
+
+
+class Header(Record):
+    experiment: ExperimentRecord
+    profile: ProfileRecord
+    spec_hash: str
+    seeds: list[int]
+    provenance: Provenance
+    device: Device
+
+
+class OriginalRow(Record, Measured):
+    row: str
+    parameters: Parameters | None = None
+    checkpoint_bytes: int | None = None
+    accuracy: Accuracy
+    throughput: list[Throughput] | None = None
+    generated_tokens_per_sample: int | None = None
+
+
+class OriginalResult(Header):
+    runs: SharedRuns
+    teacher_training: dict[str, Any]
+    rows: list[OriginalRow]
+    paper: list[PaperRow]
+
+
+class CompressionResult(Header):
+    runs: list[RunRecord]
+    teacher: TeacherRecord
+    paper: list[PaperRow]
+
+    @property
+    def measured(self) -> bool:
+        return self.teacher.throughput is not None
+
+
+class PublicRow(Record, Measured):
+    row: str
+    parameters: Parameters
+    structure: dict[str, int]
+    accuracy: Accuracy
+    throughput: list[Throughput] | None = None
+
+
+class PublicResult(Header):
+    runs: SharedRuns
+    rows: list[PublicRow]
+
+    @property
+    def measured(self) -> bool:
+        return any(r.throughput is not None for r in self.rows)
+
+
+Result = OriginalResult | CompressionResult | PublicResult
+MODELS: dict[str, type[Header]] = {
+    "original": OriginalResult,
+    "compression": CompressionResult,
+    "public_lmms": PublicResult,
+}
+
+
+def parse_result(data: dict, source: str | Path = "result") -> Result:
+    """A result of the kind its experiment record names, or a ResultError naming the source and fields."""
+    kind = (data.get("experiment") or {}).get("kind") if isinstance(data, dict) else None
+    if kind not in MODELS:
+        raise ResultError(f"{source}: not a result file (experiment.kind is {kind!r})")
+    try:
+        return MODELS[kind].model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors()[:5])
+        raise ResultError(
+            f"{source}: not a result of this version ({e.error_count()} problem(s)): {problems}"
+        ) from None
+
+
+def load_result(path: Path) -> Result:
+    return parse_result(json.loads(Path(path).read_text()), path)
+
+
+def dump_result(result: Result) -> dict:
+    """The JSON form: fields a result never had stay absent (older results lack later fields)."""
+    return result.model_dump(mode="json", exclude_unset=True)
+
+
+def validated(result: dict) -> dict:
+    """What a runner writes: its result dict checked against the model of its kind, in the JSON form."""
+    return dump_result(parse_result(result))
+
+
+def spec_hash(exp: Experiment, profile: Profile) -> str:
+    """The hash of what determines an experiment's numbers: its kind, what determines each run
+    (CompressionRun.determining, in order), the public models, the table (Table 2 also evaluates stage
+    ends), whether throughput is measured, and the resolved profile less its seeds (a result computed for
+    more seeds answers a request for fewer, see harness/cli.py run_experiment). Left out as presentation:
+    name, description, reproduces, figures, paper rows, run labels, claims and include (what it brings is
+    in the runs); changing them reruns nothing (harness/cli.py rewrites a cached result's records)."""
+    hashed = {
+        "experiment": {
+            "kind": exp.kind,
+            "runs": [run.determining() for run in exp.runs],
+            "models": [m.model_dump(mode="json") for m in exp.models],
+            "table": exp.table,
+            "measure": exp.measure,
+        },
+        "profile": profile.model_dump(mode="json", exclude={"seeds"}),
+    }
+    return content_hash(hashed)
+
+
+def spec_record(exp: Experiment, profile: Profile) -> dict:
+    """What every result file starts with: the resolved experiment and profile, and their hash."""
+    return {
+        "experiment": exp.model_dump(mode="json"),
+        "profile": profile.model_dump(mode="json"),
+        "spec_hash": spec_hash(exp, profile),
+    }
+
+
+def restated(result: Result, exp: Experiment) -> Result:
+    """`result` with the presentation of `exp` (same spec hash), written as the runners write it: its
+    experiment record, paper rows and run labels; no number changes."""
+    data = dump_result(result)
+    data["experiment"] = exp.model_dump(mode="json")
+    if "paper" in data:
+        data["paper"] = [r.model_dump() for r in exp.paper]
+    if isinstance(result, CompressionResult):
+        for run, spec in zip(data["runs"], exp.runs, strict=True):
+            run["label"], run["spec"] = spec.label, spec.model_dump(mode="json")
+    return parse_result(data)
