@@ -30,14 +30,17 @@ def _run(cache: Path, results: Path, *extra: str) -> subprocess.CompletedProcess
 
 
 def _outcome(results: Path) -> dict:
-    """What a run must reproduce: the trace (wall times aside), the accuracies and the stage ends."""
+    """What a run must reproduce: the trace, the accuracies, sizes and stage ends (wall times and throughput
+    aside: they are measured anew)."""
     res = json.loads((results / "rq1_stagewise" / "result.json").read_text())
     seed = res["runs"][0]["seeds"][0]
+    timed = {"seconds", "throughput", "vision_side_latency"}
+    untimed = lambda record: {k: v for k, v in record.items() if k not in timed}  # noqa: E731
     return {
-        "trace": [{k: v for k, v in row.items() if k != "seconds"} for row in seed["trace"]],
+        "trace": [untimed(row) for row in seed["trace"]],
         "accuracy": seed["accuracy"],
-        "stage_ends": seed["stage_ends"],
-        "teacher": res["teacher"],
+        "stage_ends": [untimed(end) for end in seed["stage_ends"]],
+        "teacher": untimed(res["teacher"]),
     }
 
 
