@@ -12,12 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from harness.cache import content_hash
 from harness.profile import Profile
 from harness.spec import CompressionRun, Experiment, PaperRow
-from harness.stages import StageName
+from harness.stages import TASKS, StageName
 
 
 class ResultError(ValueError):
@@ -65,30 +65,27 @@ class Parameters(Record):
     lm_blocks: int | None = None
 
 
-class Accuracy(Record):
-    """Test accuracy per task (harness/stages.py TASKS) and overall."""
-
-    color: float | None = None
-    content: float | None = None
-    logo: float | None = None
-    manifestation: float | None = None
-    style: float | None = None
-    overall: float
-    n_test: int | None = None
-
+class _Accuracy(Record):
     def task(self, name: str) -> float | None:
         return getattr(self, name)
 
 
-class Scores(Record):
-    """Validation accuracy as Algorithm 1 tracks it (harness/pipeline.py `_perf`)."""
-
-    overall: float
-    task_color: float | None = None
-    task_content: float | None = None
-    task_logo: float | None = None
-    task_manifestation: float | None = None
-    task_style: float | None = None
+# one field per task of harness/stages.py (sorted, as the committed result files hold them)
+Accuracy = create_model(
+    "Accuracy",
+    __base__=_Accuracy,
+    __doc__="Test accuracy per task and overall.",
+    **{t: (float | None, None) for t in sorted(TASKS)},
+    overall=(float, ...),
+    n_test=(int | None, None),
+)
+Scores = create_model(
+    "Scores",
+    __base__=Record,
+    __doc__="Validation accuracy as Algorithm 1 tracks it (harness/pipeline.py `_perf`).",
+    overall=(float, ...),
+    **{f"task_{t}": (float | None, None) for t in sorted(TASKS)},
+)
 
 
 class TraceRow(Record):

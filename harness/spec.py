@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 from harness.claim_spec import Claim
 from harness.profile import Compression, Profile, Strict, whole_step_problems
-from harness.stages import STAGE_NAMES, StageName
+from harness.stages import STAGE_NAMES, TASKS, StageName
 
 ROOT = Path(__file__).resolve().parent.parent
 EXPERIMENTS_DIR = ROOT / "experiments"
@@ -43,18 +43,17 @@ def _check_stage_order(stages: list[str]) -> None:
         raise ValueError(f"stages: each stage at most once, in the order {STAGE_ORDER}; got {stages}")
 
 
-class PaperRow(Strict):
-    """One row of a paper table, transcribed as reference (None where the paper gives no value)."""
-
-    row: str
-    size_b: float | None = None
-    a10_samples_per_s: float | None = None
-    color: float | None = None
-    manifestation: float | None = None
-    content: float | None = None
-    logo: float | None = None
-    style: float | None = None
-    overall: float | None = None
+# one row of a paper table, transcribed as reference (None where the paper gives no value); one field per
+# task of harness/stages.py
+PaperRow = create_model(
+    "PaperRow",
+    __base__=Strict,
+    row=(str, ...),
+    size_b=(float | None, None),
+    a10_samples_per_s=(float | None, None),
+    **{t: (float | None, None) for t in TASKS},
+    overall=(float | None, None),
+)
 
 
 class CompressionRun(Strict):
