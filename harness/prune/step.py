@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import torch
 
+from harness.prune import surgery
 from harness.prune.importance import keep_indices
 from harness.prune.structures import PruningError, attention_group, blocks, ffn_width, refuse
-from harness.prune.surgery import prune_attention, prune_blocks, prune_ffn, prune_hidden
+from harness.prune.surgery import prune_blocks
+from harness.stages import BY_NAME
 
 
 def _units(model, level: str, module: str) -> tuple[int, int]:
@@ -68,10 +70,5 @@ def prune_step(
     if importance is None:
         raise PruningError(f"{level}: an importance tensor is needed to choose what to remove")
     keep = keep_indices(importance, count)
-    if level == "ffn":
-        prune_ffn(model, keep, module)
-    elif level == "attention":
-        prune_attention(model, keep)
-    else:
-        prune_hidden(model, keep)
+    getattr(surgery, BY_NAME[level].surgery)(model, keep, module)  # (attention and hidden: language model)
     return {"level": level, "removed": count, "kept": keep.tolist()}

@@ -102,12 +102,12 @@ def prune_ffn(model, keep: torch.Tensor, module: str = "language_model") -> None
         cfg.intermediate_size = keep.shape[1]
 
 
-def prune_attention(model, keep_groups: torch.Tensor) -> None:
+def prune_attention(model, keep_groups: torch.Tensor, module: str = "language_model") -> None:
     """Keep key-value groups `keep_groups[b]` in block b: whole heads, GQA-aware (Algorithm 1, stage 2.2).
 
     GQA rule: a key-value head and the query heads that share it are removed together, so the ratio
     num_attention_heads / num_key_value_heads (and every head's width) is unchanged."""
-    refuse(model, "language_model", "attention")
+    refuse(model, module, "attention")  # the language model only
     layers = blocks(model, "language_model")
     groups, per_group, head_dim = attention_group(model)
     keep_groups = _check_keep(keep_groups, len(layers), groups, "attention key-value groups")
@@ -121,9 +121,9 @@ def prune_attention(model, keep_groups: torch.Tensor) -> None:
     cfg.num_attention_heads = keep_groups.shape[1] * per_group
 
 
-def prune_hidden(model, keep: torch.Tensor) -> None:
+def prune_hidden(model, keep: torch.Tensor, module: str = "language_model") -> None:
     """Keep hidden dimensions `keep` everywhere in the language model (Algorithm 1, stage 3)."""
-    refuse(model, "language_model", "hidden")
+    refuse(model, module, "hidden")  # the language model only
     cfg = model.config.text_config
     keep = _check_keep(keep, None, cfg.hidden_size, "hidden dimensions")
     per_block, outside, norms = hidden_slices(model)
