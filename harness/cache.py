@@ -21,6 +21,9 @@ from typing import Any
 
 from filelock import FileLock
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def content_hash(obj: Any, length: int = 12) -> str:
     """Stable short hash of a JSON-serialisable object (key order does not matter)."""
@@ -54,6 +57,7 @@ def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield a temporary folder beside `target`; it becomes `target` only if the block finishes."""
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's 0700 would make a shared cache unreadable to others
     try:
         yield tmp
         if target.exists():
@@ -68,6 +72,7 @@ def write_atomic(path: Path, text: str) -> None:
     """Write a text file through a temporary file and a rename, so readers never see half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 likewise
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)

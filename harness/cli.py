@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import get_args
 
-from harness.cache import atomic_dir, write_json
+from harness.cache import CorruptEntry, atomic_dir, entry_lock, write_json
 from harness.errors import PruningError
 from harness.results import ResultError, dump_result, load_result, restated, spec_hash
 from harness.spec import (
@@ -84,7 +84,7 @@ def publish_result(out_dir: Path, result: dict, render) -> None:
     """The result folder (result.json, tables, figures, traces) is built in a temporary folder and replaces
     the old one only once rendering has succeeded: a render that fails leaves the previous folder as it was,
     never a new result.json beside stale tables."""
-    with atomic_dir(Path(out_dir)) as tmp:
+    with entry_lock(Path(out_dir)), atomic_dir(Path(out_dir)) as tmp:
         write_json(tmp / "result.json", result)
         render(tmp)
 
@@ -108,7 +108,9 @@ def run_experiment(
     existing = out / "result.json"
     if existing.is_file() and not overwrite:
         old = json.loads(existing.read_text())
-        if old.get("spec_hash") == spec_hash(exp, prof):
+        from harness.store import input_hashes
+
+        if old.get("spec_hash") == spec_hash(exp, prof, input_hashes(prof)):
             if set(prof.seeds) <= set(old.get("seeds", [])):
                 restate(out, exp)
                 return out, "cached"
@@ -130,7 +132,7 @@ def restate(out: Path, exp: Experiment) -> None:
     old = load_result(out / "result.json")
     new = dump_result(restated(old, exp))
     if new != dump_result(old):
-        with atomic_dir(out) as tmp:
+        with entry_lock(out), atomic_dir(out) as tmp:
             write_json(tmp / "result.json", new)
             RENDERERS[exp.kind](tmp)
 
@@ -268,6 +270,8 @@ def cmd_prune(args) -> int:
     else:
         model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
     structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
+    if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
+        raise SpecError(f"--out: {args.out} exists and is not an empty folder; name a new folder")
     teacher = load_model(args.teacher) if args.teacher else None
     split = data["train"].select(range(min(args.samples or len(data["train"]), len(data["train"]))))
     before = parameter_counts(model)
@@ -384,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile = DEFAULT_PROFILE
     try:
         return args.func(args)
-    except (SpecError, PruningError, ResultError) as e:
+    except (SpecError, PruningError, ResultError, CorruptEntry) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

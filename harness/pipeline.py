@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import copy
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -117,32 +116,11 @@ def run_maxima(
     return {**maxima, level: min(needed, allowed) * step}
 
 
-def _dropped_last(trace: list[dict], n_layers: int, maxima: dict) -> tuple[list[dict], list[int]]:
-    """For a run cached before dropped blocks were recorded and whose block stage drops the last blocks:
-    which blocks each block step dropped (original indices), and the blocks that remain."""
-    ids = list(range(n_layers))
-    for row in trace:
-        stages = row["stage"].split("+")
-        if "block" in stages:
-            n = row["amount"] if stages == ["block"] else maxima["block"]
-            row["blocks_dropped"], ids = ids[len(ids) - n :], ids[: len(ids) - n]
-    return trace, ids
-
-
-def _resume(out: Path, teacher, plan: RunPlan) -> tuple[object, dict | None]:
+def _resume(out: Path, teacher) -> tuple[object, dict | None]:
+    """The model and state of the last completed step, or a copy of the teacher and None for a new run."""
     state = run_state(out)  # None: never run, or found corrupt and removed
     if state is not None:
-        if "block_ids" in state:
-            return step_model(out, state["step"]), state
-        n_layers = len(blocks(teacher, "language_model"))
-        if plan.run.block_criterion == "last" or not any("block" in r["stage"] for r in state["trace"]):
-            state["trace"], state["block_ids"] = _dropped_last(state["trace"], n_layers, plan.maxima)
-            return step_model(out, state["step"]), state
-        # a Block Influence run cached before dropped blocks were recorded: the blocks cannot be recovered,
-        # so the whole folder goes (its step models, trace and cached evaluations)
-        print(f"  {out.name}: cached before dropped blocks were recorded; recomputing", flush=True)
-        shutil.rmtree(out)
-        out.mkdir(parents=True)
+        return step_model(out, state["step"]), state
     return copy.deepcopy(teacher).eval(), None
 
 
@@ -186,7 +164,7 @@ def run_compression(
     c, run = plan.compression, plan.run
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    student, state = _resume(out, teacher, plan)
+    student, state = _resume(out, teacher)
     if state is None:
         p_f = _perf(teacher, processor, val, plan.eval_batch_size)
         state = {

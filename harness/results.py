@@ -1,6 +1,6 @@
 """Result files as typed records: what each experiment kind writes to result.json and what reports read.
 
-Why typed: the runners validate a result through these models before writing it, and the reports read
+Why typed: the recipes validate a result through these models before writing it, and the reports read
 fields, never dict keys spelled in two places. Each measurement sits on the model it measures (the teacher,
 a seed's final model, a stage end, a public row), batch sizes as fields, so no key is built in one place and
 parsed back in another. Torch-free: `python -m harness report` needs only this, pandas and matplotlib.
@@ -121,7 +121,7 @@ class SeedRecord(Record, Measured):
     """One run for one seed: its final model, its trace, and (first seed, table 'runs') its throughput."""
 
     seed: int
-    run: str = Field(description="the run's cache id (harness/runners.py `_run_dir`)")
+    run: str = Field(description="the run's cache id (harness/store.py `run_dir`)")
     run_dir: str
     seconds_this_call: float
     compression_seconds: float
@@ -292,14 +292,17 @@ def validated(result: dict) -> dict:
     return dump_result(parse_result(result))
 
 
-def spec_hash(exp: Experiment, profile: Profile) -> str:
+def spec_hash(exp: Experiment, profile: Profile, inputs: dict[str, str]) -> str:
     """The hash of what determines an experiment's numbers: its kind, what determines each run
     (CompressionRun.determining, in order), the public models, the table (Table 2 also evaluates stage
     ends), whether throughput is measured, and the resolved profile less its seeds (a result computed for
     more seeds answers a request for fewer, see harness/cli.py run_experiment). Left out as presentation:
     name, description, reproduces, figures, paper rows, run labels, claims and include (what it brings is
-    in the runs); changing them reruns nothing (harness/cli.py rewrites a cached result's records)."""
+    in the runs); changing them reruns nothing (harness/cli.py rewrites a cached result's records).
+    `inputs`: the content hashes of the dataset and the teacher (harness/store.py `input_hashes`), so that
+    rewritten MAAD files or a replaced teacher checkpoint under the same path rerun the experiment."""
     hashed = {
+        "inputs": inputs,
         "experiment": {
             "kind": exp.kind,
             "runs": [run.determining() for run in exp.runs],
@@ -312,17 +315,17 @@ def spec_hash(exp: Experiment, profile: Profile) -> str:
     return content_hash(hashed)
 
 
-def spec_record(exp: Experiment, profile: Profile) -> dict:
+def spec_record(exp: Experiment, profile: Profile, inputs: dict[str, str]) -> dict:
     """What every result file starts with: the resolved experiment and profile, and their hash."""
     return {
         "experiment": exp.model_dump(mode="json"),
         "profile": profile.model_dump(mode="json"),
-        "spec_hash": spec_hash(exp, profile),
+        "spec_hash": spec_hash(exp, profile, inputs),
     }
 
 
 def restated(result: Result, exp: Experiment) -> Result:
-    """`result` with the presentation of `exp` (same spec hash), written as the runners write it: its
+    """`result` with the presentation of `exp` (same spec hash), written as the recipes write it: its
     experiment record, paper rows and run labels; no number changes."""
     data = dump_result(result)
     data["experiment"] = exp.model_dump(mode="json")

@@ -96,8 +96,8 @@ class CompressionRun(Strict):
         _check_stage_order(self.stages)
         if self.target_share is not None and len(self.stages) != 1:
             raise ValueError(
-                f"target_share: only for a single-level run (one stage), got stages {self.stages}; a "
-                "multi-stage run reaches its size through each stage's maximum"
+                f"target_share: only for a single-level run (one stage), got stages {self.stages} (a "
+                "multi-stage run reaches its size through each stage's maximum)"
             )
         return self
 

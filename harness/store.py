@@ -100,6 +100,11 @@ def teacher_key(profile: Profile) -> dict:
     return _versioned(key)
 
 
+def input_hashes(profile: Profile) -> dict[str, str]:
+    """The content hashes of the dataset and the teacher an experiment starts from (part of its spec hash)."""
+    return {"dataset": content_hash(dataset_key(profile)), "teacher": content_hash(teacher_key(profile))}
+
+
 def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
     if profile.teacher.checkpoint is not None:
         return Path(profile.teacher.checkpoint)
@@ -154,16 +159,24 @@ def run_dir(profile: Profile, run: CompressionRun, seed: int, cache_dir: Path) -
 
 
 def checkpoint_key(checkpoint: str) -> dict:
-    """A public checkpoint: its name or folder, and the content of its config."""
-    config = (Path(checkpoint) / "config.json").read_text() if Path(checkpoint).is_dir() else ""
-    return {"checkpoint": str(checkpoint), "config": content_hash(config)}
+    """A public checkpoint: its name, and for a folder the content of its files (weights, config,
+    processor)."""
+    folder = Path(checkpoint)
+    if not folder.is_dir():  # a hub id (allow_download)
+        return {"checkpoint": str(checkpoint)}
+    files = [f for f in folder.iterdir() if f.is_file()]
+    return {"checkpoint": str(checkpoint), "files": files_hash(folder, files)}
 
 
-def public_run_dir(model_key: dict, entry: PublicModel, plan: RunPlan, cache_dir: Path) -> Path:
-    """A compression run of a public checkpoint (harness/recipes/public_lmms.py), keyed by the model, its
-    fine-tune, the run, the compression section with the entry's changes, the maxima and the seed."""
+def public_run_dir(
+    model_key: dict, entry: PublicModel, plan: RunPlan, profile: Profile, cache_dir: Path
+) -> Path:
+    """A compression run of a public checkpoint (harness/recipes/public_lmms.py), keyed by the model, the
+    dataset it is fine-tuned and compressed on, its fine-tune, the run, the compression section with the
+    entry's changes, the maxima and the seed."""
     key = {
         "model": model_key,
+        "dataset": dataset_key(profile),
         "fine_tune": entry.fine_tune_epochs,
         "lr": entry.fine_tune_lr,
         "run": run_key(plan.run),
@@ -196,10 +209,12 @@ def check_run(out: Path) -> None:
     state = read_sealed_json(out / "state.json")
     if state is None:
         raise CorruptEntry(f"{out}: no state.json")
+    if not isinstance(state.get("step"), int) or not isinstance(state.get("trace"), list):
+        raise CorruptEntry(f"{out}/state.json: no step or trace")
     if state["step"] != len(state["trace"]):
         raise CorruptEntry(f"{out}/state.json: step {state['step']} with {len(state['trace'])} trace rows")
     for k in range(state["step"] + 1):  # step 0 (the teacher's copy) is kept by Algorithm 1's runs only
-        if k > 0 and not _step_dir(out, k).is_dir():
+        if (k > 0 or state["step"] == 0) and not _step_dir(out, k).is_dir():
             raise CorruptEntry(f"{_step_dir(out, k)}: missing (state.json is at step {state['step']})")
         if _step_dir(out, k).is_dir():
             verify_manifest(_step_dir(out, k))
@@ -245,12 +260,13 @@ def test_accuracy(out: Path, step: int, processor, test, batch_size: int) -> dic
     return record
 
 
-def teacher_test_accuracy(tdir: Path, teacher, processor, test, batch_size: int) -> dict:
+def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test) -> dict:
     """The teacher's test accuracy, cached beside the teacher (every experiment shows it), tied to the
-    content of the teacher's files."""
+    content of the teacher's files and to the dataset (a user's checkpoint serves several datasets)."""
+    batch_size = profile.evaluation_batch_size
     path = Path(tdir) / "eval" / f"test_bs{batch_size}.json"
     files = [f for f in Path(tdir).iterdir() if f.is_file()]  # a user's checkpoint may have no manifest
-    model_hash = files_hash(Path(tdir), files)
+    model_hash = content_hash([files_hash(Path(tdir), files), dataset_key(profile)])
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
     acc = evaluate(teacher, processor, test, batch_size)
@@ -261,10 +277,11 @@ def teacher_test_accuracy(tdir: Path, teacher, processor, test, batch_size: int)
 _TEACHER_OUTPUTS: dict[tuple, list] = {}
 
 
-def teacher_outputs(tdir: Path, build, n: int, batch_size: int) -> list:
-    """D_d for the first `n` training samples of the teacher in `tdir`, built once per process by `build()`:
-    every experiment of a run_all and every run of an experiment that uses the same share reuses it."""
-    key = (str(tdir), n, batch_size)
+def teacher_outputs(teacher: str, build, n: int, batch_size: int) -> list:
+    """D_d for the first `n` training samples, with the outputs of the teacher whose key hashes to `teacher`
+    (it covers the dataset), built once per process by `build()`: every experiment of a run_all and every run
+    of an experiment that uses the same share reuses it."""
+    key = (teacher, n, batch_size)
     if key not in _TEACHER_OUTPUTS:
         _TEACHER_OUTPUTS[key] = build()
     return _TEACHER_OUTPUTS[key]
@@ -290,7 +307,7 @@ def verify(cache_dir: Path) -> tuple[int, list[str]]:
         for e in sorted((d / "eval").glob("*.json")):
             check(e, read_sealed_json)
     for d in sorted((cache_dir / "compression").glob("[!.]*")):
-        if d.is_dir():
+        if (d / "state.json").is_file():  # a folder without one was interrupted before its first step
             check(d, check_run)
             for e in sorted((d / "eval").glob("*.json")):
                 check(e, read_sealed_json)

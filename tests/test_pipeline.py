@@ -167,16 +167,11 @@ def test_one_shot_follows_the_iterative_run_where_alpha_stops_it_early(smoke, tm
 
 
 def test_dropped_blocks_map_to_the_teachers_indices():
-    from harness.pipeline import _drop, _dropped_last
+    from harness.pipeline import _drop
 
     state = {"block_ids": [0, 1, 2, 3]}
     assert _drop(state, [1]) == [1] and state["block_ids"] == [0, 2, 3]
     assert _drop(state, [1]) == [2] and state["block_ids"] == [0, 3]  # current index 1 is now block 2
-    # a run cached before blocks were recorded, with the last-blocks rule: iterative and one-shot rows
-    trace, ids = _dropped_last([{"stage": "block", "amount": 1}, {"stage": "block", "amount": 2}], 4, {})
-    assert [r["blocks_dropped"] for r in trace] == [[3], [1, 2]] and ids == [0]
-    trace, ids = _dropped_last([{"stage": "block+ffn", "amount": 99}], 4, {"block": 2})
-    assert trace[0]["blocks_dropped"] == [2, 3] and ids == [0, 1]
 
 
 def test_run_keys_stay_put_unless_the_run_changes():

@@ -171,11 +171,14 @@ def test_bad_compression_runs_are_rejected(tmp_path, body, field, allowed):
     assert f"field '{field}'" in str(e.value) and allowed in str(e.value) and str(path) in str(e.value)
 
 
+INPUTS = {"dataset": "d", "teacher": "t"}  # content hashes of the dataset and the teacher
+
+
 def test_num_seeds_replaces_the_profile_seeds_but_not_the_spec_hash():
     exp, one = resolve("rq5_hard_label", "smoke")
     _, three = resolve("rq5_hard_label", "smoke", num_seeds=3)
     assert one.seeds == [0] and three.seeds == [0, 1, 2]
-    assert spec_hash(exp, one) == spec_hash(exp, three)
+    assert spec_hash(exp, one, INPUTS) == spec_hash(exp, three, INPUTS)
 
 
 def test_spec_hash_covers_what_determines_the_numbers_only():
@@ -183,12 +186,14 @@ def test_spec_hash_covers_what_determines_the_numbers_only():
     exp, prof = resolve("rq6_pairwise", "smoke")
     runs = [r.model_copy(update={"label": f"{r.label}!", "paper": None}) for r in exp.runs]
     reworded = exp.model_copy(update={"runs": runs, "claims": [], "description": "new", "figures": []})
-    assert spec_hash(reworded, prof) == spec_hash(exp, prof)
+    assert spec_hash(reworded, prof, INPUTS) == spec_hash(exp, prof, INPUTS)
     other = exp.model_copy(
         update={"runs": [exp.runs[0].model_copy(update={"variant": "kl_only"}), *runs[1:]]}
     )
-    assert spec_hash(other, prof) != spec_hash(exp, prof)
-    assert spec_hash(exp.model_copy(update={"measure": True}), prof) != spec_hash(exp, prof)
+    assert spec_hash(other, prof, INPUTS) != spec_hash(exp, prof, INPUTS)
+    assert spec_hash(exp.model_copy(update={"measure": True}), prof, INPUTS) != spec_hash(exp, prof, INPUTS)
+    # the same paths with other content (rewritten MAAD files, a replaced checkpoint) rerun the experiment
+    assert spec_hash(exp, prof, {**INPUTS, "dataset": "other"}) != spec_hash(exp, prof, INPUTS)
 
 
 def test_include_puts_the_included_runs_and_paper_rows_first():

@@ -108,6 +108,10 @@ def _read_split(folder: Path, split: str) -> list[dict]:
                 f"{path}:{lineno}: unknown task '{row['task']}'; allowed: {', '.join(TASKS)}"
             )
         image = folder / row["image"]
+        if Path(row["image"]).is_absolute() or not image.resolve().is_relative_to(folder.resolve()):
+            raise MaadFormatError(
+                f"{path}:{lineno}: image path {row['image']} must be relative and inside {folder}"
+            )
         if image not in images:
             if not image.is_file():
                 raise MaadFormatError(f"{path}:{lineno}: image file {image} does not exist")

@@ -6,26 +6,22 @@ import math
 
 import torch
 
-from harness.cache import content_hash
 from harness.measure import device_info
 from harness.profile import Profile
 from harness.provenance import provenance
 from harness.results import spec_record
 from harness.spec import Experiment
-from harness.store import dataset_key, teacher_key
+from harness.store import input_hashes
 
 
 def result_header(exp: Experiment, profile: Profile) -> dict:
     """What every result file starts with: the resolved spec and its hash, provenance, device, shared runs."""
     return {
-        **spec_record(exp, profile),
+        **spec_record(exp, profile, input_hashes(profile)),
         "seeds": list(profile.seeds),
         "provenance": provenance(),
         "device": device_info(),
-        "runs": {
-            "dataset": content_hash(dataset_key(profile)),
-            "teacher": content_hash(teacher_key(profile)),
-        },
+        "runs": input_hashes(profile),
     }
 
 

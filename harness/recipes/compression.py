@@ -12,7 +12,7 @@ import math
 import time
 from pathlib import Path
 
-from harness.cache import entry_lock
+from harness.cache import content_hash, entry_lock
 from harness.evaluate import max_answer_tokens
 from harness.measure import throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
@@ -28,6 +28,7 @@ from harness.store import (
     get_dataset,
     run_dir,
     step_model,
+    teacher_key,
     teacher_outputs,
     teacher_test_accuracy,
     test_accuracy,
@@ -70,7 +71,7 @@ def training_sets(profile, run, teacher, processor, data, tdir, progress) -> tup
     c = profile.compression
     n = max(1, math.floor(run.data_fraction * len(data["train"])))
     d_d = teacher_outputs(
-        tdir,
+        content_hash(teacher_key(profile)),
         lambda: teacher_batches(teacher, processor, data["train"].select(range(n)), c.batch_size, progress),
         n,
         c.batch_size,
@@ -79,6 +80,8 @@ def training_sets(profile, run, teacher, processor, data, tdir, progress) -> tup
 
 
 def _seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds) -> dict:
+    """What a result keeps of one run and seed; Table 2 (`table: stages`) also evaluates the end of every
+    stage of the experiment's first run, the one it shows."""
     final = step_model(out, state["step"])
     record = {
         "seed": seed,
@@ -98,7 +101,7 @@ def _seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds)
         else sorted(b for t in state["trace"] for b in t.get("blocks_dropped", [])),
         "p_teacher_validation": state["p_teacher"],
     }
-    if exp.table == "stages":
+    if exp.table == "stages" and run is exp.runs[0]:
         ends = {row["stage"]: row["step"] for row in state["trace"]}  # the last step of every stage
         record["stage_ends"] = [
             {
@@ -119,7 +122,7 @@ def run_compression_experiment(
     data = get_dataset(profile, cache_dir, progress)
     teacher, processor, tdir, _ = get_teacher(profile, cache_dir, data, progress)
     bs, test = profile.evaluation_batch_size, data["test"]
-    teacher_acc = teacher_test_accuracy(tdir, teacher, processor, test, bs)
+    teacher_acc = teacher_test_accuracy(profile, tdir, teacher, processor, test)
     runs = []
     for run in exp.runs:
         sets = training_sets(profile, run, teacher, processor, data, tdir, progress)
@@ -160,7 +163,7 @@ def _measure(exp, profile, teacher, processor, data, runs, teacher_record: dict)
         models = [step_model(first[0]["run_dir"], e["step"]) for e in records]
     else:
         records = first
-        models = [step_model(s["run_dir"], s["trace"][-1]["step"]) for s in first]
+        models = [step_model(s["run_dir"]) for s in first]  # each run's last step
     m = profile.measurement.model_dump()
     new_tokens = max_answer_tokens(processor, data["test"]["answer"])
     named = {"teacher": teacher, **{f"model {i}": model for i, model in enumerate(models)}}

@@ -55,7 +55,7 @@ def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_d
     run = CompressionRun(label=entry.name, stages=stages)
     seed, bs = profile.seeds[0], profile.evaluation_batch_size
     plan = plan_run(base, c, run, seed, bs)
-    out = public_run_dir(key, entry, plan, cache_dir)
+    out = public_run_dir(key, entry, plan, profile, cache_dir)
     d_d = teacher_batches(base, processor, data["train"], c.batch_size, progress)
     d_p = pruning_set(d_d, c.pruning_samples, c.batch_size)
     with entry_lock(out):

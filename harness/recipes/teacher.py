@@ -23,6 +23,7 @@ from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs
 from harness.models.stand_in import new_model
 from harness.profile import Profile
+from harness.spec import SpecError
 from harness.store import load_teacher, save_teacher, teacher_dir, teacher_key
 from harness.train import train
 
@@ -219,6 +220,8 @@ def get_teacher(profile: Profile, cache_dir: Path, data, progress: bool = True):
     stored = profile.teacher.checkpoint is None  # else the user's own checkpoint: read, never removed
     with entry_lock(target) if stored else contextlib.nullcontext():
         loaded = load_teacher(target, stored)
+        if loaded is None and not stored:
+            raise SpecError(f"teacher.checkpoint: {target} has no config.json (not a save_pretrained folder)")
         if loaded is None:
             model, processor = new_model(profile, data)
             log = train_teacher(
