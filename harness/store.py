@@ -30,8 +30,6 @@ from harness.cache import (
     write_sealed_json,
 )
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
-from harness.evaluate import evaluate
-from harness.models.public import load_lmm, load_model
 from harness.profile import Profile
 from harness.spec import CompressionRun, PublicModel
 
@@ -130,6 +128,8 @@ def load_teacher(target: Path, stored: bool = True):
         return None
     if stored and not usable(target, verify_manifest):
         return None
+    from harness.models.public import load_lmm  # torch on demand: a cached rerun needs only the keys
+
     model, processor = load_lmm(target)
     log_path = target / "train_log.json"
     return model, processor, json.loads(log_path.read_text()) if log_path.is_file() else {}
@@ -236,6 +236,8 @@ def step_model(out: Path, step: int | None = None):
     if step is None:
         step = read_sealed_json(Path(out) / "state.json")["step"]
     verify_manifest(_step_dir(out, step))
+    from harness.models.public import load_model
+
     return load_model(_step_dir(out, step))
 
 
@@ -254,6 +256,8 @@ def test_accuracy(out: Path, step: int, processor, test, batch_size: int) -> dic
     model_hash = verify_manifest(_step_dir(out, step))
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
+    from harness.evaluate import evaluate
+
     acc = evaluate(step_model(out, step), processor, test, batch_size)
     record = {**acc["per_task"], "overall": acc["overall"]}
     write_sealed_json(path, {"model": model_hash, "accuracy": record})
@@ -269,6 +273,8 @@ def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test
     model_hash = content_hash([files_hash(Path(tdir), files), dataset_key(profile)])
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
+    from harness.evaluate import evaluate
+
     acc = evaluate(teacher, processor, test, batch_size)
     write_sealed_json(path, {"model": model_hash, "accuracy": acc})
     return acc
