@@ -131,6 +131,10 @@ def test_cli_validate_exits_nonzero_before_running(tmp_path, capsys):
         ("runs: [{label: a}]\nfigures: [pie]\n", "figures.0", "'trace', 'bars', 'sample_size' or 'tradeoff'"),
         ("runs: [{label: a, target_share: 0.5}]\n", "runs.0.target_share", "only for a single-level run"),
         ("runs: [{label: a, stages: [ffn], target_share: 1.5}]\n", "runs.0.target_share", "less than 1"),
+        ("runs: [{label: a, stages: [ffn, ffn]}]\n", "runs.0.stages", "each stage at most once"),
+        ("runs: [{label: a, stages: [heads]}]\n", "runs.0.stages.0", "'block', 'ffn'"),
+        ("runs: [{label: a, data_fraction: 0}]\n", "runs.0.data_fraction", "greater than 0"),
+        ("runs: [{label: a, mode: one_shot, pruner: torch_pruning}]\n", "runs", "iterative runs only"),
         # a claim naming a run the experiment does not have fails here, not in the report
         (
             "runs: [{label: a}, {label: b}]\nclaims: [{id: C9, text: a beats b, test: pairwise,"
