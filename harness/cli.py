@@ -132,9 +132,7 @@ def restate(out: Path, exp: Experiment) -> None:
     old = load_result(out / "result.json")
     new = dump_result(restated(old, exp))
     if new != dump_result(old):
-        with entry_lock(out), atomic_dir(out) as tmp:
-            write_json(tmp / "result.json", new)
-            RENDERERS[exp.kind](tmp)
+        publish_result(out, new, RENDERERS[exp.kind])
 
 
 def cmd_run(args) -> int:

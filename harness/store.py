@@ -69,6 +69,13 @@ def _versioned(key: dict) -> dict:
     return {**key, "key_version": KEY_VERSION}
 
 
+def checkpoint_hash(folder: Path) -> str:
+    """The content of a save_pretrained folder: its own files (weights, config, processor), not the eval/
+    cache the harness writes there. A user's checkpoint has no manifest, so this hashes the files."""
+    folder = Path(folder)
+    return files_hash(folder, [f for f in folder.iterdir() if f.is_file()])
+
+
 def dataset_key(profile: Profile) -> dict:
     """A MAAD folder is keyed by the content of its split files and of every image they name (not its path:
     rewritten answers must not reuse a teacher trained on the old ones); SynthAd by its generator inputs."""
@@ -92,9 +99,7 @@ def teacher_key(profile: Profile) -> dict:
     t = profile.teacher.model_dump(mode="json", exclude={"checkpoint"})
     key = {"dataset": dataset_key(profile), "model": profile.model.model_dump(mode="json"), "teacher": t}
     if profile.teacher.checkpoint is not None:
-        folder = Path(profile.teacher.checkpoint)
-        # the folder's own files: weights, config, processor (not the eval/ cache the harness writes there)
-        key["checkpoint"] = files_hash(folder, [f for f in folder.iterdir() if f.is_file()])
+        key["checkpoint"] = checkpoint_hash(profile.teacher.checkpoint)
     return _versioned(key)
 
 
@@ -164,8 +169,7 @@ def checkpoint_key(checkpoint: str) -> dict:
     folder = Path(checkpoint)
     if not folder.is_dir():  # a hub id (allow_download)
         return {"checkpoint": str(checkpoint)}
-    files = [f for f in folder.iterdir() if f.is_file()]
-    return {"checkpoint": str(checkpoint), "files": files_hash(folder, files)}
+    return {"checkpoint": str(checkpoint), "files": checkpoint_hash(folder)}
 
 
 def public_run_dir(
@@ -269,8 +273,7 @@ def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test
     content of the teacher's files and to the dataset (a user's checkpoint serves several datasets)."""
     batch_size = profile.evaluation_batch_size
     path = Path(tdir) / "eval" / f"test_bs{batch_size}.json"
-    files = [f for f in Path(tdir).iterdir() if f.is_file()]  # a user's checkpoint may have no manifest
-    model_hash = content_hash([files_hash(Path(tdir), files), dataset_key(profile)])
+    model_hash = content_hash([checkpoint_hash(tdir), dataset_key(profile)])
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
     from harness.evaluate import evaluate

@@ -16,12 +16,13 @@ from harness.store import input_hashes
 
 def result_header(exp: Experiment, profile: Profile) -> dict:
     """What every result file starts with: the resolved spec and its hash, provenance, device, shared runs."""
+    inputs = input_hashes(profile)
     return {
-        **spec_record(exp, profile, input_hashes(profile)),
+        **spec_record(exp, profile, inputs),
         "seeds": list(profile.seeds),
         "provenance": provenance(),
         "device": device_info(),
-        "runs": input_hashes(profile),
+        "runs": inputs,
     }
 
 
