@@ -45,6 +45,15 @@ class SynthAdParams(Strict):
     label_noise: float = Field(
         0.06, ge=0.0, le=1.0, description="share of labels re-drawn at random (annotator disagreement)"
     )
+    catalogue_size: int = Field(
+        300, ge=0, description="advertisers in the knowledge catalogue; 0: no knowledge questions"
+    )
+    zipf_exponent: float = Field(
+        1.0, ge=0.0, le=3.0, description="ads draw the advertiser of rank r with weight 1/r^s (long tail)"
+    )
+    knowledge_prob: float = Field(
+        0.7, ge=0.0, le=1.0, description="share of content questions that name only the advertiser"
+    )
 
 
 class Sizes(Strict):
@@ -143,11 +152,37 @@ class TrainStage(Strict):
     warmup: float = Field(0.1, ge=0, lt=1, description="fraction of steps spent warming up")
 
 
+class Pretraining(TrainStage):
+    """The teacher's text-only LM pretraining on the advertiser catalogue (harness/data/catalogue.py)."""
+
+    mentions: int = Field(ge=1, description="sentences per advertiser in the pretraining corpus")
+    replay: float = Field(
+        0.0,
+        ge=0,
+        le=4,
+        description="pretraining texts mixed into every language-stage batch, as a share of its batch size "
+        "(without them, tuning on D_d erases most of what pretraining taught)",
+    )
+
+
+class LanguageStage(TrainStage):
+    lm_lr: float | None = Field(
+        None,
+        gt=0,
+        lt=1,
+        description="learning rate of the language model's own weights (None: lr). A pretrained LM is tuned "
+        "more gently than the new projection, so that it keeps what pretraining taught (BLIP-2 freezes it)",
+    )
+
+
 class Teacher(Strict):
     seed: int = Field(0, ge=0)
     vocab_size: int = Field(512, ge=300, le=200_000)
+    pretraining: Pretraining | None = Field(
+        None, description="text-only LM pretraining on the SynthAd catalogue before both stages; None: none"
+    )
     vision_stage: TrainStage
-    language_stage: TrainStage
+    language_stage: LanguageStage
     checkpoint: PathFromYaml | None = Field(
         None, description="use this saved teacher instead of training one"
     )
@@ -179,7 +214,12 @@ class Compression(Strict):
     alpha: float = Field(
         0.15, gt=0, le=1, description="tolerance α: a stage stops once accuracy fell by α (p_start − p ≥ α)"
     )
-    epochs: int = Field(4, ge=0, description="E: distillation epochs after each pruning step")
+    epochs: float = Field(
+        4,
+        ge=0,
+        description="E: distillation epochs over D_d after each pruning step; a fraction takes that share of "
+        "an epoch's optimizer steps (harness/distill/loop.py)",
+    )
     lr: float = Field(3e-5, gt=0, lt=1)
     batch_size: int = Field(ge=1)
     gamma: float = Field(1.0, ge=0, description="γ of the pairwise term in Eq. 5")
@@ -217,6 +257,19 @@ class Profile(Strict):
     evaluation_batch_size: int = Field(64, ge=1)
     measurement: Measurement = Measurement()
     compression: Compression
+
+    @model_validator(mode="after")
+    def _pretraining_needs_catalogue(self) -> Profile:
+        if not isinstance(self.teacher, Teacher):  # a stored profile (harness/results.py ProfileRecord)
+            return self
+        if self.teacher.pretraining is not None and (
+            self.data.source != "synth_ads" or self.data.synth_ads.catalogue_size == 0
+        ):
+            raise ValueError(
+                "teacher.pretraining: pretrains on the SynthAd advertiser catalogue, so it needs data.source "
+                "'synth_ads' with data.synth_ads.catalogue_size > 0 (else set teacher.pretraining to null)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_seeds(self) -> Profile:

@@ -23,7 +23,7 @@ B = TypeVar("B")
 
 def train(
     model: torch.nn.Module,
-    params: list[torch.nn.Parameter],
+    params: list[torch.nn.Parameter] | list[dict],
     epochs: Sequence[Sequence[B]],
     loss_fn: Callable[[B], torch.Tensor],
     *,
@@ -37,8 +37,10 @@ def train(
     """Train `params` on `epochs[i]`, the batches of epoch i in the order they are used; returns the mean loss
     of each epoch. `after_epoch(n)` runs after epoch n (from 1), e.g. for a learning curve; it may leave
     `model` in eval mode, as every epoch starts in train mode. A non-finite loss stops the run, naming `desc`
-    and the epoch. Leaves `model` in eval mode."""
+    and the epoch. Leaves `model` in eval mode. `params` may be AdamW parameter groups, each with its own lr
+    (the schedule scales every group alike)."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    clipped = [p for g in opt.param_groups for p in g["params"]]
     steps = sum(len(batches) for batches in epochs)
     sched = get_cosine_schedule_with_warmup(opt, warmup_steps, steps)
     losses = []
@@ -52,7 +54,7 @@ def train(
                 raise FloatingPointError(f"{desc}, epoch {epoch}: loss is {loss.item()}")
             opt.zero_grad()
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_(clipped, 1.0)
             opt.step()
             sched.step()
             total += loss.item()

@@ -93,3 +93,27 @@ def test_paper_profile_sizes_and_where_the_papers_18x_comes_from():
     assert round(before["lm_blocks"] / 1e9, 2) == 5.44 and round(after["lm_blocks"] / 1e9, 2) == 0.28
     assert round(before["total"] / after["total"], 1) == 4.4
     assert round(before["lm_blocks"] / after["lm_blocks"]) == 19
+
+
+def test_a_pruned_llama_whose_heads_do_not_divide_its_width_round_trips(tmp_path):
+    """Hidden 64 → 62 with 4 heads of 16: transformers' LlamaConfig validator refuses it on load
+    (huggingface/transformers#46082); the harness's loader lets it through, for that load only."""
+    from transformers import LlamaConfig
+
+    from harness.models.public import load_model
+    from harness.prune.importance import structure_importance
+    from harness.prune.step import prune_step
+
+    model, proc = tiny("llama")
+    prune_step(model, "hidden", 2, structure_importance(model, "hidden", "random"))
+    text = model.config.text_config
+    assert text.hidden_size == 62 and text.hidden_size % text.num_attention_heads
+    model.save_pretrained(tmp_path)
+    again = load_model(tmp_path)
+    pixels, b = _inputs(proc)
+    with torch.no_grad():
+        a = model(pixel_values=pixels, input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+        c = again(pixel_values=pixels, input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    assert torch.equal(a, c)
+    with pytest.raises(Exception, match="not a multiple of the number of attention heads"):
+        LlamaConfig(hidden_size=62, num_attention_heads=4, head_dim=16)  # the check is back after the load

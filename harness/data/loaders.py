@@ -43,6 +43,9 @@ FEATURES = datasets.Features(
         "title": datasets.Value("string"),
         "title_kind": datasets.Value("string"),
         "icon_visible": datasets.Value("bool"),
+        "advertiser": datasets.Value("string"),
+        "knowledge": datasets.Value("bool"),
+        "knowledge_group": datasets.Value("string"),
         **{f"image_{t}": datasets.Value("string") for t in TASKS},
     }
 )
@@ -51,6 +54,14 @@ FEATURES = datasets.Features(
 def synth_ads_key(params: SynthAdParams, sizes: dict[str, int], seed: int) -> dict:
     """Everything that determines the dataset's bytes."""
     return {"params": params_dict(params), "sizes": dict(sizes), "seed": seed}
+
+
+def knowledge_group(row: dict, seen: set[str]) -> str:
+    """ "seen" / "unseen": a knowledge question about an advertiser that D_d (the train split) does / does not
+    name; "" for any other question. This is how much of the teacher's knowledge D_d could re-teach."""
+    if not row["knowledge"]:
+        return ""
+    return "seen" if row["advertiser"] in seen else "unseen"
 
 
 def load_synth_ads(
@@ -64,13 +75,21 @@ def load_synth_ads(
     target = Path(cache_dir) / "datasets" / f"synth_ads-{content_hash(key)}"
     with entry_lock(target):  # a second process waits for the first's copy
         if not target.is_dir() or not usable(target, verify_manifest):
-            splits = {}
-            for split, n in sizes.items():
-                rows = [
+            rows = {
+                split: [
                     generate_sample(seed, SPLIT_IDS[split], i, params)
                     for i in tqdm(range(n), desc=f"SynthAd {split}", disable=not progress, leave=False)
                 ]
-                splits[split] = datasets.Dataset.from_list(rows, features=FEATURES)
+                for split, n in sizes.items()
+            }
+            seen = {r["advertiser"] for r in rows.get("train", []) if r["knowledge"]}
+            splits = {
+                split: datasets.Dataset.from_list(
+                    [{**r, "knowledge_group": knowledge_group(r, seen)} for r in split_rows],
+                    features=FEATURES,
+                )
+                for split, split_rows in rows.items()
+            }
             with atomic_dir(target) as tmp:
                 datasets.DatasetDict(splits).save_to_disk(str(tmp))
                 (tmp / "key.json").write_text(json.dumps(key, indent=2))
@@ -190,6 +209,9 @@ def load_maad_folder(folder: Path) -> datasets.DatasetDict:
                 "title": str(row.get("title", "")),
                 "title_kind": "",
                 "icon_visible": True,
+                "advertiser": "",
+                "knowledge": False,
+                "knowledge_group": "",
                 # a MAAD row annotates one task of its image; the others are unknown ("")
                 **{f"image_{t}": (row["answer"] if t == row["task"] else "") for t in TASKS},
             }

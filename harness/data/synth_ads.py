@@ -15,10 +15,18 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
+from harness.data.catalogue import (
+    CORPUS_STREAM,
+    FACT_STATEMENTS,
+    KNOWLEDGE_QUESTIONS,
+    Catalogue,
+    catalogue,
+)
 from harness.profile import SynthAdParams
 from harness.stages import TASKS
 
-GENERATOR_VERSION = "synth_ads-4"
+GENERATOR_VERSION = "synth_ads-5"
+TRAIN_SPLIT = 0  # split id of the training split (harness/data/loaders.py SPLIT_IDS)
 
 
 COLORS = {
@@ -200,16 +208,46 @@ def prompt_text(question: str) -> str:
     return f"### Human: {question} ### Assistant:"
 
 
+def ads_catalogue(seed: int, p: SynthAdParams) -> Catalogue:
+    """The advertiser catalogue of a dataset seed and these knobs."""
+    return catalogue(seed, p.catalogue_size, p.zipf_exponent, CONTENTS)
+
+
+def pretraining_corpus(seed: int, p: SynthAdParams, mentions: int) -> list[str]:
+    """The teacher's text-only pretraining pool: every advertiser `mentions` times, in prose and in the
+    knowledge questions' prompt form, shuffled. Every advertiser gets the same count: a reference corpus,
+    unlike the ads, is not skewed to the popular ones."""
+    cat = ads_catalogue(seed, p)
+    rng = np.random.default_rng([seed, CORPUS_STREAM])
+    forms = [*FACT_STATEMENTS, *(f"{prompt_text(q)} {{category}}" for q in KNOWLEDGE_QUESTIONS)]
+    texts = [
+        forms[int(f)].format(advertiser=name, category=category)
+        for name, category in zip(cat.names, cat.categories, strict=True)
+        for f in rng.integers(len(forms), size=mentions)
+    ]
+    return [texts[i] for i in rng.permutation(len(texts))]
+
+
 def generate_sample(seed: int, split_id: int, index: int, p: SynthAdParams) -> dict:
     """One sample: the image, the task asked, its question, its (possibly noisy) answer and metadata."""
     rng = np.random.default_rng([seed, split_id, index])
     attrs = {task: LABELS[task][int(rng.integers(len(LABELS[task])))] for task in TASKS}
     task = TASKS[index % len(TASKS)]
-    icon_visible = bool(rng.random() >= p.icon_hidden_prob)
-    title, title_kind = _title(rng, attrs["content"], icon_visible, p)
+    advertiser = ""
+    knowledge = task == "content" and p.catalogue_size > 0 and bool(rng.random() < p.knowledge_prob)
+    if knowledge:  # the advertiser decides the category; the image shows a generic box, the prompt no title
+        cat = ads_catalogue(seed, p)
+        a = cat.draw(rng, uniform=split_id != TRAIN_SPLIT)
+        advertiser, attrs["content"] = cat.names[a], cat.categories[a]
+    icon_visible = not knowledge and bool(rng.random() >= p.icon_hidden_prob)
+    title, title_kind = ("", "none") if knowledge else _title(rng, attrs["content"], icon_visible, p)
     image = render_ad(rng, attrs, icon_visible, p)
-    template = QUESTIONS[task][int(rng.integers(len(QUESTIONS[task])))]
-    question = template.format(title=title)
+    if knowledge:
+        template = KNOWLEDGE_QUESTIONS[int(rng.integers(len(KNOWLEDGE_QUESTIONS)))]
+        question = template.format(advertiser=advertiser)
+    else:
+        template = QUESTIONS[task][int(rng.integers(len(QUESTIONS[task])))]
+        question = template.format(title=title)
     answer = attrs[task]
     noisy = bool(rng.random() < p.label_noise)
     if noisy:
@@ -227,6 +265,8 @@ def generate_sample(seed: int, split_id: int, index: int, p: SynthAdParams) -> d
         "title": title,
         "title_kind": title_kind,
         "icon_visible": icon_visible,
+        "advertiser": advertiser,
+        "knowledge": knowledge,
         # what the image itself shows, for every task: the encoder's pre-training annotations (stage 1)
         **{f"image_{t}": attrs[t] for t in TASKS if t != "content"},
         "image_content": attrs["content"] if icon_visible else "unknown",

@@ -8,16 +8,24 @@ from __future__ import annotations
 import datasets
 
 from harness.data.processor import build_processor, dataset_texts
+from harness.data.synth_ads import pretraining_corpus
 from harness.models.blip2 import build_config, build_model
 from harness.profile import Profile
+
+
+def teacher_corpus(profile: Profile) -> list[str]:
+    """The teacher's pretraining corpus (empty without pretraining); a function of the profile alone."""
+    pre, d = profile.teacher.pretraining, profile.data
+    return [] if pre is None else pretraining_corpus(d.seed, d.synth_ads, pre.mentions)
 
 
 def new_model(
     profile: Profile, data: datasets.DatasetDict, language_model: dict | None = None, seed: int | None = None
 ):
     """An untrained model of the profile's shape (language-model fields replaced by `language_model`) and its
-    processor (tokenizer fitted on the train split)."""
-    tokens = dataset_texts(data["train"].select_columns(["question", "answer"]))
+    processor (tokenizer fitted on the train split and the teacher's pretraining corpus, so that every model
+    of a profile shares one vocabulary)."""
+    tokens = [*dataset_texts(data["train"].select_columns(["question", "answer"])), *teacher_corpus(profile)]
     processor = build_processor(
         tokens, profile.teacher.vocab_size, profile.model.image_size, profile.model.qformer.num_query_tokens
     )

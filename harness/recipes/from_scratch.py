@@ -29,7 +29,7 @@ STRUCTURE_TO_PROFILE = {
 }
 
 
-def compression_compute(trace: list[dict], lm_before: int, d_d: int, d_p: int, epochs: int) -> float:
+def compression_compute(trace: list[dict], lm_before: int, d_d: int, d_p: int, epochs: float) -> float:
     """Parameter × sample passes of an iterative compression run: an importance pass over D_p at the size
     before each step (blocks are chosen without one), then E distillation epochs at the size after it."""
     total, size = 0.0, lm_before
@@ -55,8 +55,9 @@ def train_from_scratch(profile, data, reference: dict, seed: int, out: Path, pro
     )
     cfg = profile.teacher.model_dump()
     cfg["language_stage"] = {**cfg["language_stage"], "epochs": epochs}
+    cfg["pretraining"] = None  # D_d only: what the catalogue taught the teacher is exactly what this lacks
     t0 = time.perf_counter()
-    log = train_teacher(model, processor, data, cfg, seed, progress)
+    log = train_teacher(model, processor, data, cfg, seed, [], progress)
     acc = evaluate(model, processor, data["validation"], profile.evaluation_batch_size)
     counts = parameter_counts(model)
     state = {

@@ -1,11 +1,13 @@
-"""Training the stand-in teacher the way BLIP-2 is trained: two stages.
+"""Training the stand-in teacher the way BLIP-2 is trained: two stages, after a text-only LM pretraining.
 
 Why two stages: trained end to end from scratch in one generative stage, the five-task mix learns the
 background colour and little else (README, "How the teacher is trained"). So stage 1 trains the vision
 tower, query tokens and Q-Former alone, with one linear probe per task on the flattened query outputs
 (representation learning); stage 2 freezes the vision side, caches its query outputs once, and trains the
 projection and the language model generatively on the prompts. Both stages use warm-up + cosine and
-gradient clipping, and log per-task learning curves on the validation split.
+gradient clipping, and log per-task learning curves on the validation split. Before both, the language model
+is pretrained on text about the advertiser catalogue (harness/data/catalogue.py), as AntGLM was pretrained
+on text before the multimodal stages: the teacher then knows more than D_d can teach back.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from transformers import Blip2ForConditionalGeneration, Blip2Processor
 from harness.cache import entry_lock
 from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs
-from harness.models.stand_in import new_model
+from harness.models.stand_in import new_model, teacher_corpus
 from harness.profile import Profile
 from harness.spec import SpecError
 from harness.store import load_teacher, save_teacher, teacher_dir, teacher_key
@@ -140,18 +142,32 @@ def answer_accuracy(
     return {t: round(sum(v) / len(v), 4) for t, v in sorted(hits.items())}
 
 
+def _text_loss(model, tok, texts: list[str]) -> torch.Tensor:
+    """Next-token cross-entropy of the language model alone on every token of `texts` (and EOS)."""
+    b = tok([t + tok.eos_token for t in texts], padding=True, return_tensors="pt")
+    logits = model.language_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
+    labels = b["input_ids"].masked_fill(b["attention_mask"] == 0, IGNORE)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
+
+
 def train_language_stage(
-    model, processor, queries, questions, answers, val, cfg, generator, progress
+    model, processor, queries, questions, answers, val, cfg, generator, progress, replay: list[str]
 ) -> list[dict]:
-    """Stage 2: projection + language model, generatively, on cached query outputs."""
-    params = [*model.language_projection.parameters(), *model.language_model.parameters()]
+    """Stage 2: projection + language model, generatively, on cached query outputs. `replay`: pretraining
+    texts, a few mixed into every batch (harness/profile.py `Pretraining.replay`), so that tuning on D_d
+    does not erase what pretraining taught, as LLM instruction tuning mixes in pretraining data."""
+    lm = list(model.language_model.parameters())
+    params = [{"params": list(model.language_projection.parameters())}, {"params": lm}]
+    if cfg.get("lm_lr") is not None:
+        params[1]["lr"] = cfg["lm_lr"]
+    replayed = iter(replay)
 
     def loss(idx: torch.Tensor) -> torch.Tensor:
         b = training_batch(processor, [questions[k] for k in idx], [answers[k] for k in idx])
         logits = lm_logits(model, queries[idx], b["input_ids"], b["attention_mask"])
-        return F.cross_entropy(
-            logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=IGNORE
-        )
+        ce = F.cross_entropy(logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=IGNORE)
+        texts = [t for _, t in zip(range(round(len(idx) * cfg["replay"])), replayed, strict=False)]
+        return ce + _text_loss(model, processor.tokenizer, texts) if texts else ce
 
     log = []
 
@@ -166,10 +182,60 @@ def train_language_stage(
     return log
 
 
-def train_teacher(model, processor, data, cfg: dict, seed: int, progress: bool = True) -> dict:
-    """Train `model` in place on `data` (train and validation splits); returns the training log."""
+def train_pretraining_stage(model, processor, texts: list[str], cfg: dict, generator, progress) -> list[dict]:
+    """Stage 0: the language model alone, next-token prediction on every token of the corpus texts."""
+
+    def loss(idx: torch.Tensor) -> torch.Tensor:
+        return _text_loss(model, processor.tokenizer, [texts[k] for k in idx])
+
+    log = []
+    params = list(model.language_model.parameters())
+    desc = "teacher stage 0 (LM pretraining)"
+    _stage(
+        model,
+        params,
+        len(texts),
+        loss,
+        cfg,
+        generator,
+        desc,
+        lambda e: log.append({"stage": 0, "epoch": e}),
+        progress,
+    )
+    return log
+
+
+def _replay_stream(corpus: list[str], generator) -> list[str]:
+    """Pretraining texts in a fresh order, repeated: enough for any language stage to draw from."""
+    return [corpus[i] for _ in range(8) for i in torch.randperm(len(corpus), generator=generator).tolist()]
+
+
+def sample_passes(cfg: dict, n_train: int, n_corpus: int) -> dict[str, int]:
+    """Samples seen by each training stage, summed over epochs (replayed pretraining texts included): the
+    teacher's side of the budget ratio."""
+    pre, lang = cfg.get("pretraining"), cfg["language_stage"]
+    full, rest = divmod(n_train, lang["batch_size"])
+    per_epoch = full * round(lang["batch_size"] * pre["replay"]) + round(rest * pre["replay"]) if pre else 0
+    replayed = per_epoch * lang["epochs"]
+    passes = {
+        "pretraining": n_corpus * pre["epochs"] if pre else 0,
+        "vision_stage": n_train * cfg["vision_stage"]["epochs"],
+        "language_stage": n_train * lang["epochs"] + replayed,
+    }
+    return {**passes, "total": sum(passes.values())}
+
+
+def train_teacher(
+    model, processor, data, cfg: dict, seed: int, corpus: list[str], progress: bool = True
+) -> dict:
+    """Train `model` in place: LM pretraining on `corpus` (when `cfg["pretraining"]` is set), then both
+    stages on `data` (train and validation splits); returns the training log."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
+    t_pre = time.perf_counter()
+    log, pre = [], cfg.get("pretraining")
+    if pre:
+        log += train_pretraining_stage(model, processor, corpus, pre, generator, progress)
     t0 = time.perf_counter()
     rows, val = columns(data["train"]), columns(data["validation"])
     pixels = encode_images(processor, rows["image"])
@@ -180,7 +246,7 @@ def train_teacher(model, processor, data, cfg: dict, seed: int, progress: bool =
         "questions": val["question"],
         "labels": image_labels(data["validation"]),
     }
-    log = train_vision_stage(
+    log += train_vision_stage(
         model, pixels, image_labels(data["train"]), v, cfg["vision_stage"], generator, progress
     )
     t1 = time.perf_counter()
@@ -195,9 +261,10 @@ def train_teacher(model, processor, data, cfg: dict, seed: int, progress: bool =
         rows["question"],
         rows["answer"],
         v,
-        cfg["language_stage"],
+        {**cfg["language_stage"], "replay": pre["replay"] if pre else 0.0},
         generator,
         progress,
+        replay=_replay_stream(corpus, generator) if pre and pre["replay"] else [],
     )
     for p in model.parameters():
         p.requires_grad_(True)
@@ -205,10 +272,14 @@ def train_teacher(model, processor, data, cfg: dict, seed: int, progress: bool =
     t2 = time.perf_counter()
     return {
         "curves": log,
+        "sample_passes": sample_passes(
+            cfg, len(rows["question"]), len(corpus) if cfg.get("pretraining") else 0
+        ),
         "seconds": {
+            "pretraining": round(t0 - t_pre, 1),
             "vision_stage": round(t1 - t0, 1),
             "language_stage": round(t2 - t1, 1),
-            "total": round(t2 - t0, 1),
+            "total": round(t2 - t_pre, 1),
         },
     }
 
@@ -225,7 +296,13 @@ def get_teacher(profile: Profile, cache_dir: Path, data, progress: bool = True):
         if loaded is None:
             model, processor = new_model(profile, data)
             log = train_teacher(
-                model, processor, data, profile.teacher.model_dump(), profile.teacher.seed, progress
+                model,
+                processor,
+                data,
+                profile.teacher.model_dump(),
+                profile.teacher.seed,
+                teacher_corpus(profile),
+                progress,
             )
             save_teacher(target, model, processor, {"key": teacher_key(profile), **log})
             loaded = load_teacher(target, stored)
