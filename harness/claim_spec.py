@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from harness.profile import Strict
+from harness.stages import StageName
 
 
 class Pair(Strict):
@@ -25,9 +26,12 @@ class Claim(Strict):
     """One row of claims.md. `test` says how the runs decide it (rules in harness/report/claims.py):
     pairwise: each pair's better run beats its worse one; kept_quality: through the stage ends of `run`, size
     falls, throughput rises and accuracy stays within KEPT of the teacher; trend: the run with the most
-    distillation samples (last of `runs`) beats the one with the fewest (first)."""
+    distillation samples (last of `runs`) beats the one with the fewest (first); premise: a condition the
+    stand-in must meet for the claims to be testable on it (`check`), shown first, 'holds' or 'fails';
+    curve_area: at `level`, each pair's better criterion keeps more accuracy over the whole pruning curve
+    (pruning_curves experiments; pairs name criteria)."""
 
-    id: str = Field(pattern=r"^[A-Z][0-9]+$", description="the row's name in claims.md, e.g. C3")
+    id: str = Field(pattern=r"^[A-Z][0-9]+[a-z]?$", description="the row's name in claims.md, e.g. C3")
     question: str | None = Field(None, description="the paper's research question it answers, e.g. RQ3")
     text: str = Field(min_length=3, description="the claim, worded as a statement")
     paper: str | None = Field(
@@ -35,12 +39,25 @@ class Claim(Strict):
         description="the paper's evidence, as the paper gives it; null: a hypothesis of ours (shown as 'not "
         "in the paper', its verdict worded 'holds' or 'does not hold')",
     )
-    test: Literal["pairwise", "kept_quality", "trend"]
+    test: Literal["pairwise", "kept_quality", "trend", "premise", "curve_area"]
     pairs: list[Pair] = Field(default=[], description="pairwise: the comparisons, in the order shown")
     run: str | None = Field(
         None, description="kept_quality: the multi-stage run whose stage ends are followed"
     )
     runs: list[str] = Field(default=[], description="trend: the runs, fewest distillation samples first")
+    check: Literal["scratch_gap", "unseen_knowledge", "budget_ratio"] | None = Field(
+        None,
+        description="premise: scratch_gap: the teacher's knowledge accuracy minus `run`'s (trained from "
+        "scratch on D_d) is at least `threshold`; unseen_knowledge: the teacher's accuracy on knowledge "
+        "questions about advertisers D_d never names is at least `threshold`; budget_ratio: `run`'s "
+        "distillation sample passes over the teacher's training sample passes are at most `threshold`",
+    )
+    threshold: float | None = Field(None, ge=0, description="premise: the bound its check compares against")
+    level: StageName | None = Field(
+        None,
+        description="curve_area: the level whose curves `pairs` compare (pairs then name criteria); None: "
+        "every level that followed both criteria of a pair",
+    )
     same_blocks_note: str | None = Field(
         None,
         description="pairwise: said of the worse run when both dropped the very same blocks in every seed "
@@ -49,14 +66,23 @@ class Claim(Strict):
 
     @model_validator(mode="after")
     def _fields_of_its_test(self) -> Claim:
-        needs = {"pairwise": "pairs", "kept_quality": "run", "trend": "runs"}[self.test]
+        needs = {
+            "pairwise": ["pairs"],
+            "kept_quality": ["run"],
+            "trend": ["runs"],
+            "premise": ["check", "threshold"] + (["run"] if self.check != "unseen_knowledge" else []),
+            "curve_area": ["pairs"],
+        }[self.test]
+        owners = {"pairs": ("pairwise", "curve_area"), "run": ("kept_quality", "premise"), "runs": ("trend",)}
+        owners |= {"check": ("premise",), "threshold": ("premise",), "level": ("curve_area",)}
         problems = [
-            f"{field}: only for test '{test}', this claim's test is '{self.test}'"
-            for field, test in (("pairs", "pairwise"), ("run", "kept_quality"), ("runs", "trend"))
-            if test != self.test and getattr(self, field)
+            f"{field}: only for test {' or '.join(map(repr, tests))}, this claim's test is '{self.test}'"
+            for field, tests in owners.items()
+            if self.test not in tests and getattr(self, field) not in (None, [])
         ]
-        if not getattr(self, needs):
-            problems.append(f"{needs}: test '{self.test}' needs it")
+        problems += [
+            f"{field}: test '{self.test}' needs it" for field in needs if getattr(self, field) in (None, [])
+        ]
         if self.test == "trend" and 0 < len(self.runs) < 2:
             problems.append(f"runs: a trend needs at least two runs, got {self.runs}")
         if self.same_blocks_note is not None and self.test != "pairwise":

@@ -75,6 +75,10 @@ def _recipe(kind: str):
         from harness.recipes.compression import run_compression_experiment
 
         return run_compression_experiment
+    if kind == "pruning_curves":
+        from harness.recipes.pruning_curves import run_pruning_curves
+
+        return run_pruning_curves
     from harness.recipes.public_lmms import run_public_lmms
 
     return run_public_lmms

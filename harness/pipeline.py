@@ -62,7 +62,8 @@ class RunPlan(BaseModel):
     eval_batch_size: int
     maxima: dict[str, int]
     use_alpha: bool
-    total_epochs: int
+    epochs: float
+    total_epochs: float
 
 
 def plan_run(
@@ -71,6 +72,7 @@ def plan_run(
     """The plan of `run` on `teacher`; for one-shot, `follow` then sets its targets from the iterative run."""
     maxima = run_maxima(teacher, compression, run.stages, run.target_share)
     steps = sum(maxima[s] // getattr(compression, BY_NAME[s].step_field) for s in run.stages)
+    epochs = run.epochs_under(compression)
     return RunPlan(
         run=run,
         compression=compression,
@@ -78,17 +80,19 @@ def plan_run(
         eval_batch_size=eval_batch_size,
         maxima=maxima,
         use_alpha=run.target_share is None,
-        total_epochs=compression.epochs * steps,
+        epochs=epochs,
+        total_epochs=epochs * steps,
     )
 
 
 def follow(plan: RunPlan, trace: list[dict]) -> RunPlan:
     """One-shot's plan: prune to exactly what the iterative run (`trace`) removed at each stage, even where α
-    or feasibility stopped a stage early, and distil for that run's whole epoch budget."""
+    or feasibility stopped a stage early, and distil for that run's whole epoch budget (compute-fair), or
+    for E epochs once (`one_shot_budget: per_step`, Algorithm 1 as written for one pruning step)."""
     reached = {s: sum(r["amount"] for r in trace if r["stage"] == s) for s in plan.run.stages}
-    return plan.model_copy(
-        update={"maxima": {**plan.maxima, **reached}, "total_epochs": plan.compression.epochs * len(trace)}
-    )
+    fair = plan.run.one_shot_budget == "iterative_total"
+    total = plan.epochs * len(trace) if fair else plan.epochs
+    return plan.model_copy(update={"maxima": {**plan.maxima, **reached}, "total_epochs": total})
 
 
 def run_maxima(
@@ -211,7 +215,7 @@ def run_compression(
         losses = distill(
             student,
             d_d,
-            c.epochs,
+            plan.epochs,
             c.lr,
             run.variant,
             c.gamma,
@@ -228,7 +232,7 @@ def run_compression(
             step=k,
             removed=state["removed"] + amount,
             p_current=acc["overall"],
-            epochs_used=state["epochs_used"] + c.epochs,
+            epochs_used=state["epochs_used"] + plan.epochs,
         )
         _checkpoint(out, student, state)
         if progress:

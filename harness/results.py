@@ -74,10 +74,20 @@ class _Accuracy(Record):
 Accuracy = create_model(
     "Accuracy",
     __base__=_Accuracy,
-    __doc__="Test accuracy per task and overall.",
+    __doc__="Test accuracy per task, overall, and on knowledge questions about advertisers that D_d names "
+    "(seen) or not (unseen); None where the split has no knowledge questions.",
     **{t: (float | None, None) for t in sorted(TASKS)},
     overall=(float, ...),
     n_test=(int | None, None),
+    knowledge=(float | None, None),
+    knowledge_seen=(float | None, None),
+    knowledge_unseen=(float | None, None),
+    correct=(
+        str | None,
+        Field(
+            None, description="each test sample's correctness, in TestSplit order (harness/report/paired.py)"
+        ),
+    ),
 )
 Scores = create_model(
     "Scores",
@@ -131,12 +141,15 @@ class SeedRecord(Record, Measured):
     parameters: Parameters
     accuracy: Accuracy
     trace: list[TraceRow]
-    epochs_used: int
+    epochs_used: float
     blocks_dropped: list[int] | None
     p_teacher_validation: Scores
     stage_ends: list[StageEnd] | None = None
     throughput: list[Throughput] | None = None
     vision_side_latency: Throughput | None = None
+    distillation_sample_passes: float | None = Field(
+        None, description="samples distilled on over the whole run: epochs_used × d_d_samples"
+    )
 
 
 class RunRecord(Record):
@@ -147,6 +160,9 @@ class RunRecord(Record):
 
 class TeacherRecord(Record, Measured):
     structure: dict[str, int]
+    training_sample_passes: int | None = Field(
+        None, description="samples the teacher trained on, all stages and epochs (None: a user's checkpoint)"
+    )
     parameters: Parameters
     accuracy: Accuracy
     throughput: list[Throughput] | None = None
@@ -204,6 +220,18 @@ class SharedRuns(Record):
     teacher: str
 
 
+class TestSplit(Record):
+    """The test samples every `Accuracy.correct` is aligned with: their count, the hash of their ids in
+    order, one character per sample for its task (index into harness/stages.py TASKS) and its knowledge
+    group ('s' seen, 'u' unseen, '-' not a knowledge question), so claims can pair models per sample and
+    score subsets offline."""
+
+    n: int
+    ids_hash: str
+    tasks: str
+    knowledge: str
+
+
 class Header(Record):
     experiment: ExperimentRecord
     profile: ProfileRecord
@@ -211,6 +239,7 @@ class Header(Record):
     seeds: list[int]
     provenance: Provenance
     device: Device
+    test_split: TestSplit | None = None
 
 
 class OriginalRow(Record, Measured):
@@ -256,11 +285,37 @@ class PublicResult(Header):
         return any(r.throughput is not None for r in self.rows)
 
 
-Result = OriginalResult | CompressionResult | PublicResult
+class CurvePoint(Record):
+    """The teacher after `step` pruning steps of one level by one criterion, with no recovery."""
+
+    step: int
+    removed: int = Field(description="removed so far, in the paper's units (blocks, channels, width, dims)")
+    share: float = Field(description="removed / the level's whole width in the teacher")
+    params_lm: int
+    validation: float
+    accuracy: Accuracy
+
+
+class CurveRecord(Record):
+    level: StageName
+    criterion: str
+    seed: int
+    seconds: float
+    points: list[CurvePoint]
+
+
+class CurvesResult(Header):
+    runs: SharedRuns
+    teacher: TeacherRecord
+    curves: list[CurveRecord]
+
+
+Result = OriginalResult | CompressionResult | PublicResult | CurvesResult
 MODELS: dict[str, type[Header]] = {
     "original": OriginalResult,
     "compression": CompressionResult,
     "public_lmms": PublicResult,
+    "pruning_curves": CurvesResult,
 }
 
 
@@ -309,6 +364,7 @@ def spec_hash(exp: Experiment, profile: Profile, inputs: dict[str, str]) -> str:
             "models": [m.model_dump(mode="json") for m in exp.models],
             "table": exp.table,
             "measure": exp.measure,
+            **({"curves": [c.model_dump(mode="json") for c in exp.curves]} if exp.curves else {}),
         },
         "profile": profile.model_dump(mode="json", exclude={"seeds"}),
     }

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
 
 from harness.claim_spec import Claim
+from harness.curve_spec import Curve
 from harness.profile import Compression, Profile, Strict, whole_step_problems
 from harness.stages import STAGE_NAMES, TASKS, StageName
 
@@ -89,17 +90,34 @@ class CompressionRun(Strict):
         "level allows; the level's maximum is then the fewest whole "
         "steps that reach it, and α does not stop the run (the paper's single-level rows went far past α)",
     )
+    epochs: float | None = Field(
+        None,
+        ge=0,
+        description="E for this run, distillation epochs over D_d after each pruning step (the distillation-"
+        "budget map); None: the profile's compression.epochs",
+    )
+    one_shot_budget: Literal["iterative_total", "per_step"] = Field(
+        "iterative_total",
+        description="one-shot's distillation: iterative_total: as many epochs as the iterative run it "
+        "follows used in all (compute-fair); per_step: E once, as Algorithm 1 reads for one pruning step",
+    )
     paper: PaperRow | None = Field(None, description="the paper's values for this row, if it has one")
 
     @model_validator(mode="after")
     def _order(self) -> CompressionRun:
         _check_stage_order(self.stages)
+        if self.one_shot_budget != "iterative_total" and self.mode != "one_shot":
+            raise ValueError(f"one_shot_budget: only for mode 'one_shot', this run's mode is '{self.mode}'")
         if self.target_share is not None and len(self.stages) != 1:
             raise ValueError(
                 f"target_share: only for a single-level run (one stage), got stages {self.stages} (a "
                 "multi-stage run reaches its size through each stage's maximum)"
             )
         return self
+
+    def epochs_under(self, compression: Compression) -> float:
+        """E of this run: its own (the distillation-budget map) or the profile's."""
+        return compression.epochs if self.epochs is None else self.epochs
 
     def determining(self) -> dict:
         """What determines the run's numbers: every field but its label and paper values, and a corrected
@@ -161,7 +179,7 @@ class PublicModel(Strict):
 class Experiment(Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     reproduces: str = Field(min_length=3, description="the paper table or figure this experiment regenerates")
-    kind: Literal["original", "compression", "public_lmms"]
+    kind: Literal["original", "compression", "public_lmms", "pruning_curves"]
     description: str
     include: list[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]] = Field(
         default=[],
@@ -171,13 +189,17 @@ class Experiment(Strict):
     paper: list[PaperRow] = Field(default=[], description="paper rows shown beside ours as a whole")
     runs: list[CompressionRun] = Field(default=[], description="for kind 'compression': one row each")
     models: list[PublicModel] = Field(default=[], description="for kind 'public_lmms': the checkpoints")
-    table: Literal["runs", "stages"] = Field(
-        "runs", description="one row per run, or (Table 2) one row per stage end of the first run"
+    curves: list[Curve] = Field(default=[], description="for kind 'pruning_curves': levels and criteria")
+    table: Literal["runs", "stages", "budgets"] = Field(
+        "runs",
+        description="one row per run, (Table 2) one row per stage end of the first run, or one row per "
+        "distillation budget (runs differing in epochs and mode, harness/report/budget.py)",
     )
-    figures: list[Literal["trace", "bars", "sample_size", "tradeoff"]] = Field(
+    figures: list[Literal["trace", "bars", "sample_size", "tradeoff", "curves", "budget"]] = Field(
         default=[],
         description="trace: Figures 6/10/11; bars: accuracy per run (Figure 8); sample_size: Figure 7; "
-        "tradeoff: accuracy and throughput against size",
+        "tradeoff: accuracy and throughput against size; curves: accuracy against share removed, no "
+        "recovery; budget: final accuracy against distillation steps per pruning step",
     )
     measure: bool = Field(True, description="measure throughput of every row (interleaved with the teacher)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="deep-merged into the profile")
@@ -189,6 +211,11 @@ class Experiment(Strict):
             raise ValueError("runs: kind 'compression' needs at least one run (label, stages, mode, ...)")
         if self.kind == "public_lmms" and not self.models:
             raise ValueError("models: kind 'public_lmms' needs at least one model (name, checkpoint)")
+        if self.kind == "pruning_curves" and not self.curves:
+            raise ValueError("curves: kind 'pruning_curves' needs at least one curve (level, criteria)")
+        levels = [c.level for c in self.curves]
+        if len(set(levels)) != len(levels):
+            raise ValueError(f"curves: each level at most once, got {levels}")
         labels = [r.label for r in self.runs]
         if len(set(labels)) != len(labels):
             raise ValueError(f"runs: labels must be unique, got {labels}")
@@ -201,11 +228,16 @@ class Experiment(Strict):
     @model_validator(mode="after")
     def _claims(self) -> Experiment:
         """Every run a claim names is a run of this experiment: a renamed run fails here, not in a report."""
-        if self.claims and self.kind != "compression":
-            raise ValueError(f"claims: only for kind 'compression', this experiment's kind is '{self.kind}'")
+        if self.claims and self.kind not in ("compression", "pruning_curves"):
+            raise ValueError(
+                f"claims: only for kinds 'compression' and 'pruning_curves', this experiment's kind is "
+                f"'{self.kind}'"
+            )
         ids = [c.id for c in self.claims]
         if len(set(ids)) != len(ids):
             raise ValueError(f"claims: ids must be unique, got {ids}")
+        if self.kind == "pruning_curves":
+            return self._curve_claims()
         runs = {r.label: r for r in self.runs}
         problems = []
         for i, claim in enumerate(self.claims):
@@ -222,6 +254,27 @@ class Experiment(Strict):
             fractions = [runs[label].data_fraction for label in claim.runs if label in runs]
             if any(a >= b for a, b in zip(fractions, fractions[1:], strict=False)):
                 problems.append(f"claims.{i}.runs: list the runs by growing data_fraction, got {fractions}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    def _curve_claims(self) -> Experiment:
+        """A pruning-curves claim compares two criteria at one level: both must be curves of it."""
+        followed = {c.level: c.criteria for c in self.curves}
+        problems = []
+        for i, claim in enumerate(self.claims):
+            if claim.test != "curve_area":
+                problems.append(f"claims.{i}.test: a pruning-curves experiment has only 'curve_area' claims")
+                continue
+            levels = [claim.level] if claim.level else list(followed)
+            known = {c for level in levels for c in followed.get(level, [])}
+            where = f"level '{claim.level}'" if claim.level else "any level"
+            problems += [
+                f"claims.{i}.{field}: '{name}' is not a criterion of {where} here (criteria: "
+                f"{', '.join(sorted(known))})"
+                for field, name in claim.labels()
+                if name not in known
+            ]
         if problems:
             raise ValueError("; ".join(problems))
         return self

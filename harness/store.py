@@ -30,7 +30,7 @@ from harness.cache import (
     write_sealed_json,
 )
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
-from harness.profile import Profile
+from harness.profile import STEP_FIELDS, Profile
 from harness.spec import CompressionRun, PublicModel
 
 if TYPE_CHECKING:  # the plan's module stores its steps here
@@ -54,7 +54,7 @@ def _rebuilding(path: Path) -> bool:
     _REBUILD.add(key)
     if Path(path).exists():
         print(f"--rebuild: recomputing {path}", file=sys.stderr, flush=True)
-        shutil.rmtree(path)
+        shutil.rmtree(path) if Path(path).is_dir() else Path(path).unlink()
     return True
 
 
@@ -62,7 +62,7 @@ def _rebuilding(path: Path) -> bool:
 # 2: teacher checkpoints and MAAD folders keyed by their content, every run field in the run key, and
 #    manifests and seals in every entry (1: keys without a version, run fields added later left out at
 #    their default, no manifests).
-KEY_VERSION = 2
+KEY_VERSION = 3
 
 
 def _versioned(key: dict) -> dict:
@@ -147,7 +147,10 @@ def run_key(run: CompressionRun) -> dict:
 
 def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
     """What determines a compression run of the profile's teacher: the teacher, the compression section, the
-    run variant (`run_key`), the seed and the batch size of its cached evaluations."""
+    run variant (`run_key`), the seed and the batch size of its cached evaluations. A run whose own E is the
+    profile's is the same run as one that names none (the budget map shares RQ1's run)."""
+    if run.epochs == profile.compression.epochs:
+        run = run.model_copy(update={"epochs": None})
     return _versioned(
         {
             "teacher": teacher_key(profile),
@@ -161,6 +164,32 @@ def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
 
 def run_dir(profile: Profile, run: CompressionRun, seed: int, cache_dir: Path) -> Path:
     return Path(cache_dir) / "compression" / f"run-{content_hash(compression_key(profile, run, seed))}"
+
+
+def curve_path(profile: Profile, level: str, criterion: str, seed: int, cache_dir: Path) -> Path:
+    """A pruning curve of the profile's teacher (harness/recipes/pruning_curves.py): keyed by the teacher,
+    the level's step and maximum, the criterion, D_p's size and batch, the seed and the evaluation batch."""
+    c = profile.compression
+    step_field, max_field = STEP_FIELDS[level]
+    key = {
+        "teacher": teacher_key(profile),
+        "level": level,
+        "criterion": criterion,
+        "step": getattr(c, step_field),
+        "maximum": getattr(c, max_field),
+        "d_p": [c.pruning_samples, c.batch_size],
+        "seed": seed,
+        "eval_batch_size": profile.evaluation_batch_size,
+    }
+    return Path(cache_dir) / "curves" / f"curve-{content_hash(_versioned(key))}.json"
+
+
+def cached_curve(path: Path) -> dict | None:
+    """A pruning curve computed before (sealed), or None (also under --rebuild); a corrupt one is reported
+    and removed."""
+    if _rebuilding(path):
+        return None
+    return read_sealed_json(path) if path.is_file() and usable(path, read_sealed_json) else None
 
 
 def checkpoint_key(checkpoint: str) -> dict:
@@ -260,10 +289,10 @@ def test_accuracy(out: Path, step: int, processor, test, batch_size: int) -> dic
     model_hash = verify_manifest(_step_dir(out, step))
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
-    from harness.evaluate import evaluate
+    from harness.evaluate import accuracy_record, evaluate
 
     acc = evaluate(step_model(out, step), processor, test, batch_size)
-    record = {**acc["per_task"], "overall": acc["overall"]}
+    record = accuracy_record(acc)
     write_sealed_json(path, {"model": model_hash, "accuracy": record})
     return record
 

@@ -153,7 +153,8 @@ def test_a_maad_folder_is_keyed_by_its_content(tmp_path):
     from tests.test_synth_ads import _line, _maad_folder
 
     folder = _maad_folder(tmp_path, [_line()])
-    prof = load_profile("smoke", {"data": {"source": "maad_folder", "path": str(folder)}})
+    over = {"data": {"source": "maad_folder", "path": str(folder)}, "teacher": {"pretraining": None}}
+    prof = load_profile("smoke", over)
     before = dataset_key(prof)
     train = folder / "train.jsonl"
     train.write_text(train.read_text().replace('"red"', '"blue"', 1))

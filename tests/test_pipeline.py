@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.evaluate import evaluate, forced_matches, generate_answers, max_answer_tokens, normalize
 from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
-from harness.pipeline import RunPlan, run_compression, run_maxima, structure
+from harness.pipeline import RunPlan, follow, run_compression, run_maxima, structure
 from harness.prune.step import prune_step
 from harness.recipes.teacher import get_teacher
 from harness.spec import ROOT, CompressionRun, load_profile
-from harness.store import get_dataset, step_model
+from harness.store import get_dataset, run_dir, step_model
 
 
 @pytest.fixture(scope="module")
@@ -33,15 +34,41 @@ def smoke(tmp_path_factory):
 
 
 def _plan(prof, compression: dict | None = None, **run) -> RunPlan:
+    c = prof.compression.model_copy(update=compression or {})
     return RunPlan(
         run=CompressionRun(label="test", **run),
-        compression=prof.compression.model_copy(update=compression or {}),
+        compression=c,
         seed=0,
         eval_batch_size=50,
         maxima={"block": 1, "ffn": 64, "attention": 32, "hidden": 32},
         use_alpha=True,
+        epochs=c.epochs,
         total_epochs=2,
     )
+
+
+@pytest.mark.parametrize("budget, total", [("iterative_total", 0.5 * 3), ("per_step", 0.5)])
+def test_one_shot_distils_in_either_reading_of_algorithm_1(budget, total):
+    """Compute-fair: the iterative run's total epochs; as written: E once, after the one pruning step."""
+    prof = load_profile("smoke")
+    plan = _plan(prof, mode="one_shot", one_shot_budget=budget, epochs=0.5).model_copy(update={"epochs": 0.5})
+    trace = [{"stage": "block", "amount": 1}, {"stage": "ffn", "amount": 32}, {"stage": "ffn", "amount": 32}]
+    followed = follow(plan, trace)
+    assert followed.total_epochs == pytest.approx(total)
+    assert followed.maxima["ffn"] == 64 and followed.maxima["block"] == 1
+
+
+def test_a_run_naming_the_profiles_own_budget_is_the_same_run(tmp_path):
+    prof = load_profile("smoke")
+    plain, named = CompressionRun(label="a"), CompressionRun(label="b", epochs=prof.compression.epochs)
+    other = CompressionRun(label="c", epochs=prof.compression.epochs / 2)
+    assert run_dir(prof, plain, 0, tmp_path) == run_dir(prof, named, 0, tmp_path)
+    assert run_dir(prof, plain, 0, tmp_path) != run_dir(prof, other, 0, tmp_path)
+
+
+def test_one_shot_budget_belongs_to_one_shot_runs():
+    with pytest.raises(ValueError, match="one_shot_budget: only for mode 'one_shot'"):
+        CompressionRun(label="a", one_shot_budget="per_step")
 
 
 def test_iterative_run_records_every_step(smoke, tmp_path):
@@ -175,7 +202,7 @@ def test_dropped_blocks_map_to_the_teachers_indices():
 
 
 def test_run_keys_stay_put_unless_the_run_changes():
-    """Cached runs are found by these keys (version 2: every field of the run, label and paper values aside),
+    """Cached runs are found by these keys (version 3: every field of the run, label and paper values aside),
     pinned so that a change of the key's meaning is a deliberate KEY_VERSION bump; a corrected loss moves the
     keys of the runs that used the old one."""
     from harness.cache import content_hash
@@ -190,10 +217,12 @@ def test_run_keys_stay_put_unless_the_run_changes():
         "variant": "eq5",
         "data_fraction": 1.0,
         "target_share": None,
+        "epochs": None,
+        "one_shot_budget": "iterative_total",
     }
-    assert content_hash(run_key(CompressionRun(label="a"))) == "830934a8b91f"
+    assert content_hash(run_key(CompressionRun(label="a"))) == "f0eba815d7c2"
     key = compression_key(load_profile("smoke"), CompressionRun(label="a"), 0)
-    assert key["key_version"] == key["teacher"]["key_version"] == KEY_VERSION == 2
+    assert key["key_version"] == key["teacher"]["key_version"] == KEY_VERSION == 3
     released = run_key(CompressionRun(label="r", variant="released_pairwise"))
     assert released["loss_revision"] == 2
     assert run_key(CompressionRun(label="s", stages=["ffn"], target_share=0.4))["target_share"] == 0.4
@@ -285,3 +314,21 @@ def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(sm
     state = json.loads((tmp_path / "state.json").read_text())
     assert state["step"] == 0 and state["trace"] == []  # the teacher checkpoint, intact and loadable
     assert structure(step_model(tmp_path)) == structure(teacher)
+
+
+def test_a_forced_pass_scores_as_greedy_generation_does(smoke):
+    """evaluate() scores by one teacher-forced pass and generates only the rest: per sample, the verdicts
+    are those of generating every answer."""
+    _, data, teacher, processor, *_ = smoke
+    split = data["test"]
+    images, questions, answers = (list(split[c]) for c in ("image", "question", "answer"))
+    generated = generate_answers(
+        teacher, processor, images, questions, max_answer_tokens(processor, answers), batch_size=50
+    )
+    by_generation = [normalize(p) == normalize(a) for p, a in zip(generated, answers, strict=True)]
+    forced = forced_matches(teacher, processor, images, questions, answers, batch_size=50)
+    assert all(g for f, g in zip(forced, by_generation, strict=True) if f)
+    assert 0 < sum(forced) < len(forced)  # both paths are exercised
+    acc = evaluate(teacher, processor, split, batch_size=50)
+    assert acc["correct"] == by_generation
+    assert acc["predictions"] == [a if f else p for f, p, a in zip(forced, generated, answers, strict=True)]

@@ -177,6 +177,7 @@ def test_load_evaluate_compress_and_round_trip(smoke, tmp_path, build, stages, c
         eval_batch_size=50,
         maxima={"block": 1, "ffn": 32, "attention": 16, "hidden": 8},
         use_alpha=True,
+        epochs=c.epochs,
         total_epochs=0,
     )
     state = run_compression(

@@ -128,7 +128,11 @@ def test_cli_validate_exits_nonzero_before_running(tmp_path, capsys):
         ("runs: [{label: a, data_fraction: 1.5}]\n", "runs.0.data_fraction", "less than or equal to 1"),
         ("runs: [{label: a, lr: 1}]\n", "runs.0.lr", "allowed keys here: block_criterion, criterion"),
         ("runs: [{label: a, mode: one_shot}]\ntable: stages\n", "table", "needs an iterative first run"),
-        ("runs: [{label: a}]\nfigures: [pie]\n", "figures.0", "'trace', 'bars', 'sample_size' or 'tradeoff'"),
+        (
+            "runs: [{label: a}]\nfigures: [pie]\n",
+            "figures.0",
+            "'sample_size', 'tradeoff', 'curves' or 'budget'",
+        ),
         ("runs: [{label: a, target_share: 0.5}]\n", "runs.0.target_share", "only for a single-level run"),
         ("runs: [{label: a, stages: [ffn], target_share: 1.5}]\n", "runs.0.target_share", "less than 1"),
         ("runs: [{label: a, stages: [ffn, ffn]}]\n", "runs.0.stages", "each stage at most once"),

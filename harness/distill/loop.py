@@ -16,10 +16,15 @@ from harness.objectives import Batch, answer_positions
 from harness.train import train
 
 
+def distillation_steps(epochs: float, n_batches: int) -> int:
+    """Optimizer steps of a distillation budget of `epochs` over `n_batches` batches."""
+    return round(epochs * n_batches)
+
+
 def distill(
     student,
     batches: list[Batch],
-    epochs: int,
+    epochs: float,
     lr: float,
     variant: str,
     gamma: float,
@@ -28,13 +33,19 @@ def distill(
     desc: str = "distill",
 ) -> list[float]:
     """Train the student's projection and language model for `epochs` over `batches` (reshuffled every
-    epoch; cosine decay without warm-up); returns the mean loss of each epoch. A non-finite loss stops the
-    run, naming `desc` and the epoch."""
-    if epochs == 0:
+    epoch; cosine decay without warm-up); returns the mean loss of each epoch. A fractional budget takes
+    round(epochs × len(batches)) optimizer steps, the last epoch cut short: the paper's budget is 0.3 of an
+    epoch of the stand-in's D_d (experiments/profiles/cpu.yaml). A non-finite loss stops the run, naming
+    `desc` and the epoch."""
+    steps = distillation_steps(epochs, len(batches))
+    if steps == 0:
         return []
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    order = [torch.randperm(len(batches), generator=generator).tolist() for _ in range(epochs)]
+    order = [
+        torch.randperm(len(batches), generator=generator).tolist() for _ in range(-(-steps // len(batches)))
+    ]
+    order[-1] = order[-1][: steps - len(batches) * (len(order) - 1)]
 
     def loss(b: Batch) -> torch.Tensor:
         logits = lm_logits(student, b["query_output"], b["input_ids"], b["attention_mask"])

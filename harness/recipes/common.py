@@ -6,16 +6,35 @@ import math
 
 import torch
 
+from harness.cache import content_hash
+from harness.evaluate import accuracy_record
 from harness.measure import device_info
+from harness.models.blip2 import parameter_counts
+from harness.pipeline import structure
 from harness.profile import Profile
 from harness.provenance import provenance
 from harness.results import spec_record
 from harness.spec import Experiment
+from harness.stages import TASKS
 from harness.store import input_hashes
 
+KNOWLEDGE_CODES = {"seen": "s", "unseen": "u", "": "-"}
 
-def result_header(exp: Experiment, profile: Profile) -> dict:
-    """What every result file starts with: the resolved spec and its hash, provenance, device, shared runs."""
+
+def test_split_record(test) -> dict:
+    """What per-sample records are aligned with (harness/results.py TestSplit)."""
+    groups = test["knowledge_group"] if "knowledge_group" in test.column_names else [""] * len(test)
+    return {
+        "n": len(test),
+        "ids_hash": content_hash(list(test["id"])),
+        "tasks": "".join(str(TASKS.index(t)) for t in test["task"]),
+        "knowledge": "".join(KNOWLEDGE_CODES[g] for g in groups),
+    }
+
+
+def result_header(exp: Experiment, profile: Profile, test) -> dict:
+    """What every result file starts with: the resolved spec and its hash, provenance, device, shared runs,
+    and the test split that per-sample records follow."""
     inputs = input_hashes(profile)
     return {
         **spec_record(exp, profile, inputs),
@@ -23,6 +42,7 @@ def result_header(exp: Experiment, profile: Profile) -> dict:
         "provenance": provenance(),
         "device": device_info(),
         "runs": inputs,
+        "test_split": test_split_record(test),
     }
 
 
@@ -34,3 +54,14 @@ def set_threads(profile: Profile) -> None:
 def pruning_set(d_d: list, pruning_samples: int | None, batch_size: int) -> list:
     """D_p: the first `pruning_samples` of D_d (all of D_d when unset, as in the paper)."""
     return d_d if pruning_samples is None else d_d[: math.ceil(pruning_samples / batch_size)]
+
+
+def teacher_record(teacher, accuracy: dict, log: dict | None) -> dict:
+    """The teacher's record in a result (harness/results.py TeacherRecord): its shape, size, test accuracy and
+    the sample passes it trained on (None for a user's checkpoint, which has no training log)."""
+    return {
+        "structure": structure(teacher),
+        "parameters": parameter_counts(teacher),
+        "accuracy": accuracy_record(accuracy),
+        "training_sample_passes": (log or {}).get("sample_passes", {}).get("total"),
+    }

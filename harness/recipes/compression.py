@@ -19,7 +19,7 @@ from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
 from harness.pipeline import follow, plan_run, run_compression, structure
 from harness.profile import Profile
-from harness.recipes.common import pruning_set, result_header, set_threads
+from harness.recipes.common import pruning_set, result_header, set_threads, teacher_record
 from harness.recipes.from_scratch import compression_compute, train_from_scratch
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
@@ -49,18 +49,20 @@ def _compress_locked(profile, run, seed, teacher, processor, data, sets, cache_d
     if run.mode != "scratch":
         plan = plan_run(teacher, profile.compression, run, seed, profile.evaluation_batch_size)
         if run.mode == "one_shot":
-            ref = run.model_copy(update={"mode": "iterative"})
+            ref = run.model_copy(update={"mode": "iterative", "one_shot_budget": "iterative_total"})
             ref_state, _ = compress(profile, ref, seed, teacher, processor, data, sets, cache_dir, progress)
             plan = follow(plan, ref_state["trace"])
         state = run_compression(teacher, processor, data["validation"], d_p, d_d, plan, out, progress)
         return state, out
-    ref = run.model_copy(update={"mode": "iterative"})
+    ref = run.model_copy(update={"mode": "iterative", "one_shot_budget": "iterative_total"})
     ref_state, ref_dir = compress(profile, ref, seed, teacher, processor, data, sets, cache_dir, progress)
     n_dd, n_dp = (sum(len(b["input_ids"]) for b in x) for x in (d_d, d_p))
     lm_before = parameter_counts(teacher)["language_model"]
     reference = {
         "structure": structure(step_model(ref_dir, ref_state["step"])),
-        "compute": compression_compute(ref_state["trace"], lm_before, n_dd, n_dp, profile.compression.epochs),
+        "compute": compression_compute(
+            ref_state["trace"], lm_before, n_dd, n_dp, ref.epochs_under(profile.compression)
+        ),
         "p_teacher": ref_state["p_teacher"],
     }
     return train_from_scratch(profile, data, reference, seed, out, progress), out
@@ -96,6 +98,9 @@ def _seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds)
         "accuracy": test_accuracy(out, state["step"], processor, test, bs),
         "trace": state["trace"],
         "epochs_used": state["epochs_used"],
+        "distillation_sample_passes": None
+        if run.mode == "scratch"
+        else round(state["epochs_used"] * sum(len(b["input_ids"]) for b in sets[0])),
         "blocks_dropped": None  # a model trained from scratch drops nothing
         if run.mode == "scratch"
         else sorted(b for t in state["trace"] for b in t.get("blocks_dropped", [])),
@@ -120,7 +125,7 @@ def run_compression_experiment(
 ) -> dict:
     set_threads(profile)
     data = get_dataset(profile, cache_dir, progress)
-    teacher, processor, tdir, _ = get_teacher(profile, cache_dir, data, progress)
+    teacher, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     bs, test = profile.evaluation_batch_size, data["test"]
     teacher_acc = teacher_test_accuracy(profile, tdir, teacher, processor, test)
     runs = []
@@ -136,17 +141,13 @@ def run_compression_experiment(
             seconds = time.perf_counter() - t0
             seeds.append(_seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds))
         runs.append({"label": run.label, "spec": run.model_dump(mode="json"), "seeds": seeds})
-    teacher_record = {
-        "structure": structure(teacher),
-        "parameters": parameter_counts(teacher),
-        "accuracy": {**teacher_acc["per_task"], "overall": teacher_acc["overall"]},
-    }
+    teacher_rec = teacher_record(teacher, teacher_acc, log)
     if exp.measure:
-        _measure(exp, profile, teacher, processor, data, runs, teacher_record)
+        _measure(exp, profile, teacher, processor, data, runs, teacher_rec)
     return validated(
         {
-            **result_header(exp, profile),
-            "teacher": teacher_record,
+            **result_header(exp, profile, test),
+            "teacher": teacher_rec,
             "runs": runs,
             "paper": [r.model_dump() for r in exp.paper],
         }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.evaluate import evaluate, max_answer_tokens, oracle_ceiling
+from harness.evaluate import accuracy_record, evaluate, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, throughput
 from harness.models.blip2 import parameter_counts
 from harness.profile import Profile
@@ -35,7 +35,7 @@ def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: b
             "row": "Original (stand-in teacher)",
             "parameters": counts,
             "checkpoint_bytes": checkpoint_bytes(tdir),
-            "accuracy": {**acc["per_task"], "overall": acc["overall"], "n_test": acc["n"]},
+            "accuracy": accuracy_record(acc),
             "throughput": list(speed.values()),
             "generated_tokens_per_sample": new_tokens,
         }
@@ -50,7 +50,7 @@ def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: b
         )
     return validated(
         {
-            **result_header(exp, profile),
+            **result_header(exp, profile, data["test"]),
             "teacher_training": log,
             "rows": rows,
             "paper": [r.model_dump() for r in exp.paper],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.cache import entry_lock
 from harness.distill.loop import distill
-from harness.evaluate import evaluate, max_answer_tokens
+from harness.evaluate import accuracy_record, evaluate, max_answer_tokens
 from harness.measure import throughput
 from harness.models.blip2 import parameter_counts
 from harness.models.public import load_lmm
@@ -95,7 +95,7 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
                     "row": name,
                     "parameters": parameter_counts(m),
                     "structure": structure(m),
-                    "accuracy": {**acc["per_task"], "overall": acc["overall"]},
+                    "accuracy": accuracy_record(acc),
                 }
             )
             models[name] = (m, processor)
@@ -109,4 +109,4 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
             speed.update(throughput(group, proc, data["test"], m["batch_sizes"], new_tokens, m))
         for row in rows:
             row["throughput"] = list(speed[row["row"]].values())
-    return validated({**result_header(exp, profile), "rows": rows})
+    return validated({**result_header(exp, profile, data["test"]), "rows": rows})

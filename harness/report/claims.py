@@ -3,56 +3,85 @@ a verdict.
 
 Why computed: a verdict typed by hand drifts from the numbers; this one is recomputed from the result files
 on every `run_all` / `report`. Nothing here names an experiment or a run: each claim says which runs it
-compares and how (harness/claim_spec.py). The rule is written into the report itself: a difference counts
-when it exceeds max(2 × its standard error over seeds, NOISE_FLOOR), since one test split of ~1k samples
-cannot resolve differences much below one point.
+compares and how (harness/claim_spec.py). The rule is written into the report itself: every comparison is
+a paired bootstrap over the shared test samples and the seeds (harness/report/paired.py), because comparing
+seed means alone throws away the pairing that gives the test its power.
 """
 
 from __future__ import annotations
 
-import math
 import statistics
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness.cache import write_atomic
 from harness.claim_spec import Claim
 from harness.report.frame import frame_of, load_results, mean_std, pick, summary, value, values
-from harness.results import CompressionResult, Result
+from harness.report.paired import TEST_DESCRIPTION, Paired, combine, paired_bootstrap, unpack
+from harness.results import CompressionResult, CurvesResult, Result
 from harness.spec import Experiment, experiment_files, load_experiment
 
-NOISE_FLOOR = 0.01
 KEPT = 0.02  # kept_quality: "quality kept" = the final model within 2 points of the teacher
 
 HYPOTHESIS_VERDICTS = {
     "reproduced": "holds",
     "not reproduced": "does not hold (peer better)",
     "inconclusive": "inconclusive",
+    "not run": "not run",
 }
 
 
-def compare(better: list[float], worse: list[float]) -> tuple[float, float, str]:
-    """Δ = mean(better) − mean(worse), the threshold it must pass, and the verdict on 'better > worse'."""
-    delta = statistics.fmean(better) - statistics.fmean(worse)
-    se = 0.0
-    if len(better) > 1 and len(worse) > 1:
-        se = math.sqrt(statistics.variance(better) / len(better) + statistics.variance(worse) / len(worse))
-    threshold = max(2 * se, NOISE_FLOOR)
-    verdict = (
-        "reproduced" if delta > threshold else "not reproduced" if delta < -threshold else "inconclusive"
-    )
-    return delta, threshold, verdict
+def _vectors(records, n: int, mask: np.ndarray | None) -> list[np.ndarray] | None:
+    """Each record's per-sample correctness (restricted to `mask`), or None if one has none recorded."""
+    if any(r.accuracy.correct is None for r in records):
+        return None
+    return [
+        unpack(r.accuracy.correct, n)[mask] if mask is not None else unpack(r.accuracy.correct, n)
+        for r in records
+    ]
 
 
-def combine(verdicts: list[str]) -> str:
-    """All comparisons hold: reproduced; any goes significantly the other way: not reproduced; else
-    inconclusive."""
-    if verdicts and all(v == "reproduced" for v in verdicts):
-        return "reproduced"
-    if "not reproduced" in verdicts:
-        return "not reproduced"
-    return "inconclusive"
+def run_vectors(
+    res: CompressionResult, label: str, mask: np.ndarray | None = None
+) -> list[np.ndarray] | None:
+    """Per-sample correctness of each seed of run `label`, in seed order; None without records."""
+    run = next((r for r in res.runs if r.label == label), None)
+    if run is None or res.test_split is None:
+        return None
+    return _vectors(sorted(run.seeds, key=lambda s: s.seed), res.test_split.n, mask)
+
+
+def teacher_vectors(
+    res: CompressionResult, k: int, mask: np.ndarray | None = None
+) -> list[np.ndarray] | None:
+    """The teacher's per-sample correctness, repeated for `k` seeds (it is one model)."""
+    if res.test_split is None:
+        return None
+    found = _vectors([res.teacher], res.test_split.n, mask)
+    return found * k if found else None
+
+
+def knowledge_mask(res: CompressionResult) -> np.ndarray | None:
+    """Which test samples are knowledge questions (TestSplit.knowledge 's' or 'u')."""
+    if res.test_split is None:
+        return None
+    return np.array([c in "su" for c in res.test_split.knowledge])
+
+
+def stats(p: Paired) -> str:
+    """Δ, its 95% interval and the minimum detectable effect, as every row shows them."""
+    return f"Δ {p.delta:+.3f}, 95% CI [{p.low:+.3f}, {p.high:+.3f}], MDE {p.mde:.3f}"
+
+
+def compare(res: CompressionResult, better: str, worse: str) -> Paired | None:
+    """The paired test of 'run `better` beats run `worse`' (harness/report/paired.py), seeds paired by
+    seed; None where a run has no per-sample records."""
+    a, b = run_vectors(res, better), run_vectors(res, worse)
+    if a is None or b is None or len(a) != len(b):
+        return None
+    return paired_bootstrap(a, b)
 
 
 def _accuracies(frame: pd.DataFrame) -> pd.Series:
@@ -78,17 +107,21 @@ def pairwise(
     accs, paper = _accuracies(frame), {r.label: r.paper.overall if r.paper else None for r in exp.runs}
     lines, verdicts = [], []
     for pair in (p for p in claim.pairs if p.better in accs and p.worse in accs):
-        a, b = accs[pair.better], accs[pair.worse]
-        delta, thr, verdict = compare(a, b)
+        p = compare(res, pair.better, pair.worse)
+        if p is None:
+            return (
+                f"{pair.better} vs {pair.worse}: no per-sample records (result older than the paired test)",
+                "not run",
+            )
         p_better, p_worse = paper.get(pair.better), paper.get(pair.worse)
         cited = (
             f"; paper {p_better:.3f} vs {p_worse:.3f}" if p_better is not None and p_worse is not None else ""
         )
         lines.append(
-            f"{pair.better} {mean_std(a)} vs {pair.worse} {mean_std(b)} "
-            f"(Δ {delta:+.3f}, needs > {thr:.3f}{cited}){_same_blocks(claim, res, pair.better, pair.worse)}"
+            f"{pair.better} {mean_std(accs[pair.better])} vs {pair.worse} {mean_std(accs[pair.worse])} "
+            f"({stats(p)}{cited}){_same_blocks(claim, res, pair.better, pair.worse)}"
         )
-        verdicts.append(verdict)
+        verdicts.append(p.verdict)
     return ("; ".join(lines), combine(verdicts)) if lines else None
 
 
@@ -112,7 +145,11 @@ def kept_quality(
         if (base := value(teacher, "samples_per_s", b))
     }
     final, t_acc = _accuracies(frame)[run.label], value(teacher, "overall")
-    drop = t_acc - statistics.fmean(final)
+    mine = run_vectors(res, run.label)
+    theirs = teacher_vectors(res, len(mine)) if mine else None
+    if mine is None or theirs is None:
+        return "no per-sample records (result older than the paired test)", "not run"
+    p = paired_bootstrap(mine, theirs)  # Δ = final − teacher: kept when its whole interval is above −KEPT
     per_stage = summary(stages, "overall", by=("stage",))
     after = ", ".join(
         f"{s} {mean_std(v)}" for s, v in zip(per_stage["stage"], per_stage["values"], strict=True)
@@ -120,17 +157,17 @@ def kept_quality(
     ours = (
         f"{sizes[0] / 1e6:.2f}M → {sizes[-1] / 1e6:.2f}M parameters ({sizes[0] / sizes[-1]:.1f}×), speed-up "
         + ", ".join(f"{u:.2f}× at batch {b}" for b, u in ups.items())
-        + f"; accuracy {t_acc:.3f} → {mean_std(final)} (after each stage: {after})"
+        + f"; accuracy {t_acc:.3f} → {mean_std(final)} ({stats(p)} vs the teacher; after each stage: {after})"
     )
     shrinks = all(a > b for a, b in zip(sizes, sizes[1:], strict=False))
     faster = bool(ups) and all(u > 1 for u in ups.values())
-    if shrinks and faster and drop <= KEPT:
+    if shrinks and faster and p.low > -KEPT:
         verdict = "reproduced"
-    elif drop > KEPT + NOISE_FLOOR or not shrinks or not faster:
+    elif p.high < -KEPT or not shrinks or not faster:
         verdict = "not reproduced"
     else:
         verdict = "inconclusive"
-    return ours + f" (kept = within {KEPT:.2f})", verdict
+    return ours + f" (kept = the whole interval above −{KEPT:.2f})", verdict
 
 
 def trend(
@@ -146,26 +183,121 @@ def trend(
         f"{int(values(pick(runs, label=label), 'd_d_samples')[0])}: {mean_std(accs[label])}"
         for label in claim.runs
     )
-    delta, thr, verdict = compare(accs[claim.runs[-1]], accs[claim.runs[0]])
-    return f"{points} (largest vs smallest Δ {delta:+.3f}, needs > {thr:.3f})", verdict
+    p = compare(res, claim.runs[-1], claim.runs[0])
+    if p is None:
+        return f"{points}; no per-sample records (result older than the paired test)", "not run"
+    return f"{points} (largest vs smallest: {stats(p)})", p.verdict
 
 
-TESTS = {"pairwise": pairwise, "kept_quality": kept_quality, "trend": trend}
+def premise(
+    claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame
+) -> tuple[str, str] | None:
+    """A condition of the stand-in (claim_spec.py `check`), measured: 'holds' or 'fails'."""
+    teacher = pick(frame, role="teacher")
+    runs = pick(frame, role="run", label=claim.run) if claim.run else None
+    bound = claim.threshold
+    if claim.check == "unseen_knowledge":
+        acc = value(teacher, "knowledge_unseen")
+        if acc is None:
+            return None
+        ok = acc >= bound
+        return (
+            f"teacher {acc:.3f} on knowledge questions about advertisers D_d never names (needs ≥ {bound})",
+            _held(ok),
+        )
+    if runs is None or runs.empty:
+        return None
+    if claim.check == "scratch_gap":
+        t, scratch = value(teacher, "knowledge"), values(runs, "knowledge")
+        if t is None or not scratch:
+            return None
+        gap = t - statistics.fmean(scratch)
+        mask = knowledge_mask(res)
+        mine = run_vectors(res, claim.run, mask)
+        theirs = teacher_vectors(res, len(mine), mask) if mine else None
+        paired = f", {stats(paired_bootstrap(theirs, mine))}" if mine and theirs else ""
+        return (
+            f"knowledge questions: teacher {t:.3f}, {claim.run} {mean_std(scratch)} "
+            f"(gap {gap:.3f}, needs ≥ {bound}{paired})",
+            _held(gap >= bound),
+        )
+    passes, total = values(runs, "distillation_sample_passes"), value(teacher, "training_sample_passes")
+    if not passes or not total:
+        return None
+    ratio = max(passes) / total
+    return (
+        f"{claim.run} distils on {max(passes):,.0f} sample passes, the teacher trained on {total:,.0f} "
+        f"(ratio {ratio:.3f}, needs ≤ {bound})",
+        _held(ratio <= bound),
+    )
+
+
+def curve_scores(res: CurvesResult, level: str, criterion: str) -> list[np.ndarray] | None:
+    """Per seed, each test sample's correctness averaged over the curve's pruning steps (the teacher's own
+    step 0 left out): a per-sample area under the curve, which the paired bootstrap compares."""
+    curves = sorted(
+        (c for c in res.curves if c.level == level and c.criterion == criterion), key=lambda c: c.seed
+    )
+    if not curves or res.test_split is None:
+        return None
+    n = res.test_split.n
+    scores = []
+    for c in curves:
+        steps = [p for p in c.points if p.step > 0]
+        if not steps or any(p.accuracy.correct is None for p in steps):
+            return None
+        scores.append(np.mean([unpack(p.accuracy.correct, n) for p in steps], axis=0))
+    return scores
+
+
+def curve_area(
+    claim: Claim, exp: Experiment, res: CurvesResult, frame: pd.DataFrame
+) -> tuple[str, str] | None:
+    """At each level that followed both criteria of a pair (or the claim's level): the better criterion's
+    curve keeps more test accuracy over its steps, paired per sample and seed."""
+    levels = [claim.level] if claim.level else list(dict.fromkeys(c.level for c in res.curves))
+    lines, verdicts = [], []
+    for pair in claim.pairs:
+        for level in levels:
+            a, b = curve_scores(res, level, pair.better), curve_scores(res, level, pair.worse)
+            if a is None or b is None or len(a) != len(b):
+                continue
+            p = paired_bootstrap(a, b)
+            area = lambda s: mean_std([float(x.mean()) for x in s])  # noqa: E731
+            lines.append(f"{level}: {pair.better} area {area(a)} vs {pair.worse} {area(b)} ({stats(p)})")
+            verdicts.append(p.verdict)
+    return ("; ".join(lines), combine(verdicts)) if lines else None
+
+
+def _held(ok: bool) -> str:
+    return "holds" if ok else "fails"
+
+
+TESTS = {
+    "pairwise": pairwise,
+    "kept_quality": kept_quality,
+    "trend": trend,
+    "premise": premise,
+    "curve_area": curve_area,
+}
 
 
 def declared(experiments: list[Experiment]) -> list[tuple[Experiment, Claim]]:
-    """Every claim: the paper's first, then hypotheses of ours (no `paper:`), each in experiment order."""
+    """Every claim: the stand-in's premises first, then the paper's claims, then hypotheses of ours (no
+    `paper:`), each in experiment order."""
     claims = [(e, c) for e in experiments for c in e.claims]
     ids = [c.id for _, c in claims]
     if len(set(ids)) != len(ids):
         raise ValueError(f"claims: ids must be unique across experiments, got {ids}")
-    return sorted(claims, key=lambda ec: ec[1].paper is None)
+    return sorted(claims, key=lambda ec: (ec[1].test != "premise", ec[1].paper is None))
 
 
 def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> list[dict]:
     """One row per claim: a paper claim without results says 'not run'; a hypothesis without them is left
     out."""
-    frames = {n: frame_of({n: r}) for n, r in results.items() if isinstance(r, CompressionResult)}
+    frames = {
+        n: frame_of({n: r}) for n, r in results.items() if isinstance(r, CompressionResult | CurvesResult)
+    }
     rows = []
     for exp, claim in declared(experiments):
         res, frame = results.get(exp.name), frames.get(exp.name)
@@ -173,16 +305,22 @@ def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> lis
         if found is None and claim.paper is None:
             continue
         ours, verdict = found or ("not run", "not run")
-        if claim.paper is None:
+        if claim.paper is None and claim.test != "premise":
             verdict = HYPOTHESIS_VERDICTS[verdict]
         rows.append(
             {
+                "id": claim.id,
+                "premise": claim.test == "premise",
                 "claim": claim.title,
                 "paper": claim.paper or "not in the paper",
                 "ours": ours,
                 "verdict": verdict,
             }
         )
+    failed = [r["id"] for r in rows if r["premise"] and r["verdict"] == "fails"]
+    for r in rows:  # a claim tested on a stand-in that breaks the paper's premise says nothing of the paper
+        if failed and not r["premise"]:
+            r["verdict"] += f" (untestable: {', '.join(failed)} {'fails' if len(failed) == 1 else 'fail'})"
     return rows
 
 
@@ -227,22 +365,26 @@ def write_claims(root: Path, experiments: list[Experiment] | None = None) -> Pat
     results = load_results(root)
     rows = claim_rows(results, experiments)
     profile = next((r.profile.name for r in results.values()), "?")
-    ours = [c.id for _, c in declared(experiments) if c.paper is None]
+    groups: dict[str, list[str]] = {}
+    for e, c in declared(experiments):
+        if c.paper is None and c.test != "premise":
+            groups.setdefault(e.name, []).append(c.id)
+    spans = [f"{ids[0]}–{ids[-1]}" if len(ids) > 1 else ids[0] for ids in groups.values()]
     hypotheses = (
-        f" Rows {ours[0]}–{ours[-1]} are not the paper's: each says whether our method beats a peer at the "
-        "same final structure ('holds'), the peer beats it, or neither difference counts."
-        if len(ours) > 1
-        else f" Row {ours[0]} is not the paper's: it says whether our method beats a peer at the same final "
-        "structure ('holds'), the peer beats it, or neither difference counts."
-        if ours
+        f" Rows {' and '.join(spans)} are not the paper's: each says whether our method (or criterion) "
+        "beats a peer ('holds'), the peer beats it, or neither difference counts."
+        if spans
         else ""
     )
     lines = [
         f"Profile '{profile}'. Each claim of the paper against our runs "
         f"(computed from `{root.name}/*/result.json`). "
-        f"A difference counts when it exceeds max(2 × its standard error over seeds, {NOISE_FLOOR}); "
-        "'inconclusive' means it did not, or that comparisons disagree without any going the other way."
-        + hypotheses,
+        f"Every comparison is paired per test sample and seed. {TEST_DESCRIPTION} A claim is 'reproduced' "
+        "when the 95% CI of its Δ lies above 0, 'not reproduced' when it lies below, and 'inconclusive' "
+        "otherwise (or when its comparisons disagree without any going the other way). An inconclusive row "
+        "whose |Δ| is below its MDE says that this test split and these seeds cannot resolve the difference, "
+        "not that the methods are equal. Rows P1–P3 come first: they check that the stand-in keeps the "
+        "paper's premise; if one fails, the claims below it cannot be tested on this stand-in." + hypotheses,
         "",
         "| Claim | Paper | Ours | Verdict |",
         "| --- | --- | --- | --- |",

@@ -15,14 +15,14 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from harness.report.frame import pick, summary, value  # noqa: E402
-from harness.results import CompressionResult  # noqa: E402
+from harness.results import CompressionResult, CurvesResult  # noqa: E402
 from harness.stages import STAGES  # noqa: E402
 
 STAGE_COLORS = {s.name: s.color for s in STAGES}
 STAGE_NAMES = {s.name: s.figure_label for s in STAGES}
 
 
-def _save(fig, out_dir: Path, stem: str, footer: str) -> list[Path]:
+def save_figure(fig, out_dir: Path, stem: str, footer: str) -> list[Path]:
     fig.text(0.01, 0.01, footer, fontsize=7, color="0.4", ha="left", va="bottom")
     fig.tight_layout(rect=(0, 0.04, 1, 1))
     paths = [Path(out_dir) / f"{stem}.png", Path(out_dir) / f"{stem}.pdf"]
@@ -54,7 +54,7 @@ def _shade_stages(ax, stages: list[str], x_of) -> None:
             start = i
 
 
-def _footer(res: CompressionResult, what: str) -> str:
+def footer(res: CompressionResult | CurvesResult, what: str) -> str:
     return (
         f"profile '{res.profile.name}', {what}; device: {res.device.name}; "
         f"git {str(res.provenance.git.commit)[:8]}"
@@ -70,7 +70,7 @@ def trace_figures(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) ->
     trace = s.trace
     stages = [t.stage for t in trace]
     p0 = s.p_teacher_validation.overall
-    footer = _footer(res, f"seed {s.seed} (other seeds: thin lines), validation split")
+    note = footer(res, f"seed {s.seed} (other seeds: thin lines), validation split")
     paths = []
 
     # Figure 6: the saw-tooth
@@ -114,7 +114,7 @@ def trace_figures(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) ->
     )
     # below the axes: inside, it hid the deepest dips
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
-    paths += _save(fig, out_dir, "figure_6_sawtooth", footer)
+    paths += save_figure(fig, out_dir, "figure_6_sawtooth", note)
 
     # Figure 10: size vs step
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
@@ -127,7 +127,7 @@ def trace_figures(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) ->
     ax.set(xlabel="pruning step", ylabel="parameters (millions)", xticks=steps, ylim=(0, None))
     ax.set_title("Reproduces Figure 10: model size after each pruning step", fontsize=10, pad=16)
     ax.legend(fontsize=8)
-    paths += _save(fig, out_dir, "figure_10_size", footer)
+    paths += save_figure(fig, out_dir, "figure_10_size", note)
 
     # Figure 11: log2 size vs accuracy
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
@@ -143,7 +143,7 @@ def trace_figures(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) ->
     ax.set(xlabel="log2(parameters), whole model", ylabel="accuracy after distillation (validation)")
     ax.set_title("Reproduces Figure 11: size vs performance", fontsize=10)
     ax.legend(fontsize=8)
-    paths += _save(fig, out_dir, "figure_11_log2size", footer)
+    paths += save_figure(fig, out_dir, "figure_11_log2size", note)
     return paths
 
 
@@ -197,7 +197,9 @@ def bars_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) -> l
     ax.set(ylabel="overall accuracy (test)")
     ax.set_title(f"Reproduces {res.experiment.reproduces}", fontsize=9)
     ax.legend(fontsize=7, loc="best")
-    return _save(fig, out_dir, "figure_8_distillation", _footer(res, f"{len(accs[0])} seed(s), test split"))
+    return save_figure(
+        fig, out_dir, "figure_8_distillation", footer(res, f"{len(accs[0])} seed(s), test split")
+    )
 
 
 def sample_size_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -217,7 +219,9 @@ def sample_size_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Pat
     ax.set(xlabel="samples in D_d (= D_p pool)", ylabel="overall accuracy (test)")
     ax.set_title("Reproduces Figure 7: sample size vs performance after compression", fontsize=10)
     ax.legend(fontsize=8, loc="best")
-    return _save(fig, out_dir, "figure_7_sample_size", _footer(res, f"{len(accs[0])} seed(s), test split"))
+    return save_figure(
+        fig, out_dir, "figure_7_sample_size", footer(res, f"{len(accs[0])} seed(s), test split")
+    )
 
 
 def tradeoff_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) -> list[Path]:
@@ -246,4 +250,4 @@ def tradeoff_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) 
     fig.suptitle(f"{res.experiment.reproduces}: accuracy and speed against size", fontsize=10)
     n = len(res.runs[0].seeds)
     what = f"{n} seed(s), test split; runs of one size spread sideways on the left"
-    return _save(fig, out_dir, "figure_baselines_tradeoff", _footer(res, what))
+    return save_figure(fig, out_dir, "figure_baselines_tradeoff", footer(res, what))

@@ -4,10 +4,13 @@ Why one frame: tables, claims and figures take means and spreads over seeds from
 same group-by (`summary`), and show them with one formatter (`mean_std`). One row per experiment × role ×
 row × seed × stage × metric (× batch size for throughput):
 - role 'teacher': a compression experiment's teacher; 'run': a seed's final model; 'stage': a seed's model at
-  the end of a stage (`stage` names it); 'row': a row of an original or public table;
-- metric: 'overall' and each task of harness/stages.py TASKS (test accuracy), 'params_total',
+  the end of a stage (`stage` names it); 'row': a row of an original or public table; 'curve': a step of a
+  pruning curve (`stage` the level, `label` the criterion, `position` the step; metric 'share' removed);
+- metric: 'overall' and each task of harness/stages.py TASKS (test accuracy), 'knowledge' (all knowledge
+  questions), 'knowledge_seen' and 'knowledge_unseen' (about advertisers D_d names or not), 'params_total',
   'params_language_model', 'params_lm_blocks', 'd_d_samples', 'samples_per_s' and 'latency_p50_ms' (with
-  `batch_size`), 'vision_latency_p50_ms' (the vision side alone, batch 1).
+  `batch_size`), 'vision_latency_p50_ms' (the vision side alone, batch 1), 'distillation_sample_passes'
+  (runs) and 'training_sample_passes' (teacher): the two sides of the budget ratio.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import pandas as pd
 
 from harness.results import (
     CompressionResult,
+    CurvesResult,
     OriginalRow,
     PublicRow,
     Result,
@@ -30,6 +34,7 @@ from harness.results import (
 )
 from harness.stages import TASKS
 
+KNOWLEDGE = ("knowledge", "knowledge_seen", "knowledge_unseen")
 Model = TeacherRecord | SeedRecord | StageEnd | OriginalRow | PublicRow  # a record of one model's numbers
 
 COLUMNS = ["experiment", "role", "position", "label", "seed", "stage", "metric", "batch_size", "value"]
@@ -50,7 +55,7 @@ def mean_std(values: list[float | None], digits: int = 3, exact: bool = False) -
 
 def _metrics(record: Model) -> Iterator[tuple[str, int | None, float]]:
     """(metric, batch size, value) of one model's record."""
-    for task in (*TASKS, "overall"):
+    for task in (*TASKS, "overall", *KNOWLEDGE):
         if (v := record.accuracy.task(task)) is not None:
             yield task, None, v
     if (p := record.parameters) is not None:
@@ -74,12 +79,39 @@ def result_frame(res: Result) -> pd.DataFrame:
         rows.extend([res.experiment.name, role, position, label, seed, stage, *m] for m in metrics)
 
     if isinstance(res, CompressionResult):
-        add("teacher", 0, None, None, None, res.teacher)
+        passes = res.teacher.training_sample_passes
+        add(
+            "teacher",
+            0,
+            None,
+            None,
+            None,
+            res.teacher,
+            *([("training_sample_passes", None, passes)] * (passes is not None)),
+        )
         for i, run in enumerate(res.runs):
             for s in run.seeds:
-                add("run", i, run.label, s.seed, None, s, ("d_d_samples", None, s.d_d_samples))
+                passes = [("distillation_sample_passes", None, s.distillation_sample_passes)]
+                extra = [("d_d_samples", None, s.d_d_samples), *(p for p in passes if p[2] is not None)]
+                add("run", i, run.label, s.seed, None, s, *extra)
                 for e in s.stage_ends or []:
                     add("stage", i, run.label, s.seed, e.stage, e)
+    elif isinstance(res, CurvesResult):
+        add("teacher", 0, None, None, None, res.teacher)
+        for c in res.curves:
+            for p in c.points:
+                acc = [
+                    (m, None, v) for m in ("overall", *KNOWLEDGE) if (v := getattr(p.accuracy, m)) is not None
+                ]
+                extra = [
+                    ("share", None, p.share),
+                    ("validation", None, p.validation),
+                    ("params_lm", None, p.params_lm),
+                ]
+                rows.extend(
+                    [res.experiment.name, "curve", p.step, c.criterion, c.seed, c.level, *m]
+                    for m in acc + extra
+                )
     else:
         for i, r in enumerate(res.rows):
             add("row", i, r.row, None, None, r)

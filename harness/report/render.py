@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.report.budget import budget_figure, budget_table
+from harness.report.curves import render_curves
 from harness.report.figures import bars_figure, sample_size_figure, trace_figures, tradeoff_figure
 from harness.report.frame import mean_std, pick, result_frame, summary, value, values
 from harness.report.tables import make_table
@@ -20,12 +22,23 @@ from harness.results import CompressionResult, OriginalResult, PublicResult, loa
 from harness.spec import PaperRow
 from harness.stages import BY_NAME, STAGES, TASKS
 
-SIZE_AND_SPEED = ["Params (M)", "LM params (M)", "Samples/s (b=1)", "Speed-up (b=1)", "Speed-up (b=32)"]
+SIZE_AND_SPEED = [
+    "Params (M)",
+    "LM params (M)",
+    "LM reduction",
+    "Samples/s (b=1)",
+    "Speed-up (b=1)",
+    "Speed-up (b=32)",
+]
+# accuracy on knowledge questions about advertisers D_d names (seen) or not (unseen): what compression kept of
+# what the teacher knew (data_cards/synth_ads.md)
+KNOWLEDGE = {"knowledge_seen": "Knowledge (seen)", "knowledge_unseen": "Knowledge (unseen)"}
 FIGURES = {
     "trace": trace_figures,
     "bars": bars_figure,
     "sample_size": sample_size_figure,
     "tradeoff": tradeoff_figure,
+    "budget": budget_figure,
 }
 
 
@@ -42,8 +55,8 @@ def _paper_row(r: PaperRow | None, base: float | None, tasks: bool) -> list:
         return []
     size = r.size_b * 1e3 if r.size_b else None
     speed = r.a10_samples_per_s
-    row = [f"{r.row} — paper", size, None, speed, _ratio(speed, base), None]
-    return row + ([getattr(r, t) for t in TASKS] if tasks else []) + [r.overall]
+    row = [f"{r.row} — paper", size, None, None, speed, _ratio(speed, base), None]
+    return row + ([getattr(r, t) for t in TASKS] if tasks else []) + [r.overall] + [None] * len(KNOWLEDGE)
 
 
 def render_original(out_dir: Path) -> str:
@@ -52,7 +65,7 @@ def render_original(out_dir: Path) -> str:
     assert isinstance(res, OriginalResult)
     frame = result_frame(res)
     headers = ["Model", "Params (M)", "LM share", "Samples/s (b=1)", "Samples/s (b=32)", "Speed-up"]
-    headers += [t.capitalize() for t in TASKS] + ["Overall"]
+    headers += [t.capitalize() for t in TASKS] + ["Overall", *KNOWLEDGE.values()]
     rows, base = [], None
     for i, r in enumerate(res.rows):
         ours = pick(frame, position=i)
@@ -67,12 +80,12 @@ def render_original(out_dir: Path) -> str:
                 value(ours, "samples_per_s", 32),
                 _ratio(b1, base),
             ]
-            + [value(ours, t) for t in (*TASKS, "overall")]
+            + [value(ours, t) for t in (*TASKS, "overall", *KNOWLEDGE)]
         )
     paper_base = _paper_base(res.paper)
     for r in res.paper:
         row = _paper_row(r, paper_base, tasks=True)
-        rows.append(row[:2] + [None, row[3], None, row[4]] + row[6:])
+        rows.append(row[:2] + [None, row[4], None, row[5]] + row[7:])
     caption = (
         f"Reproduces {res.experiment.reproduces}. Ours: profile '{res.profile.name}', "
         f"throughput on {res.device.name} (median, end-to-end generation); "
@@ -83,17 +96,25 @@ def render_original(out_dir: Path) -> str:
 
 def _seed_values(frame: pd.DataFrame, by: str) -> dict[str, pd.Series]:
     """Per metric shown over seeds: its values, per group of `by` (a run's position, or a stage)."""
-    metrics = ("params_total", "params_language_model", *TASKS, "overall")
+    metrics = ("params_total", "params_language_model", *TASKS, "overall", *KNOWLEDGE)
     return {m: summary(frame, m, by=(by,)).set_index(by)["values"] for m in metrics}
 
 
-def _size_and_speed(stats: dict[str, pd.Series], key, ours: pd.DataFrame, t1, t32) -> list:
-    """Params and LM params (mean ± std over seeds), samples/s at batch 1 and speed-ups over the teacher, all
-    of the first seed's model (the only one measured)."""
+def _spread(stats: dict[str, pd.Series], metric: str, key) -> str | None:
+    """mean ± std over seeds of `metric` for `key`; None where not measured (no knowledge questions)."""
+    return mean_std(stats[metric][key]) if key in stats[metric].index else None
+
+
+def _size_and_speed(stats: dict[str, pd.Series], key, ours: pd.DataFrame, t1, t32, lm0: float) -> list:
+    """Params and LM params (mean ± std over seeds), the LM's reduction against the teacher's (`lm0`),
+    samples/s at batch 1 and speed-ups over the teacher, all of the first seed's model (the only one
+    measured)."""
     s1 = value(ours, "samples_per_s", 1)
+    lm = stats["params_language_model"][key]
     return [
         mean_std([v / 1e6 for v in stats["params_total"][key]], exact=True),
-        mean_std([v / 1e6 for v in stats["params_language_model"][key]], exact=True),
+        mean_std([v / 1e6 for v in lm], exact=True),
+        _ratio(lm0, statistics.fmean(lm)),
         s1,
         _ratio(s1, t1),
         _ratio(value(ours, "samples_per_s", 32), t32),
@@ -106,6 +127,7 @@ def _teacher_row(teacher: pd.DataFrame, name: str, metrics: tuple[str, ...]) -> 
         name,
         value(teacher, "params_total") / 1e6,
         value(teacher, "params_language_model") / 1e6,
+        "1.00×",
         t1,
         "1.00×" if t1 else None,
         "1.00×" if t32 else None,
@@ -115,22 +137,23 @@ def _teacher_row(teacher: pd.DataFrame, name: str, metrics: tuple[str, ...]) -> 
 
 def _stage_table(res: CompressionResult, frame: pd.DataFrame) -> tuple[list[str], list[list]]:
     """Table 2: the teacher, then the end of every stage of the first run, each beside the paper's row."""
-    headers = ["Model", *SIZE_AND_SPEED] + [t.capitalize() for t in TASKS] + ["Overall"]
+    headers = ["Model", *SIZE_AND_SPEED] + [t.capitalize() for t in TASKS] + ["Overall", *KNOWLEDGE.values()]
     teacher, ends = pick(frame, role="teacher"), pick(frame, role="stage", position=0)
+    lm0 = value(teacher, "params_language_model")
     t1, t32 = value(teacher, "samples_per_s", 1), value(teacher, "samples_per_s", 32)
     paper, base = {r.row: r for r in res.paper}, _paper_base(res.paper)
     stage_rows = {s.table2_row for s in STAGES}
     original = next((r for r in res.paper if r.row not in stage_rows), None)
     rows = [
-        _teacher_row(teacher, "Original — ours", (*TASKS, "overall")),
+        _teacher_row(teacher, "Original — ours", (*TASKS, "overall", *KNOWLEDGE)),
         _paper_row(original, base, tasks=True),
     ]
     stats = _seed_values(ends, "stage")
     for end in res.runs[0].seeds[0].stage_ends or []:
         row2 = BY_NAME[end.stage].table2_row
         rows.append(
-            [f"{row2} — ours", *_size_and_speed(stats, end.stage, pick(ends, stage=end.stage), t1, t32)]
-            + [mean_std(stats[m][end.stage]) for m in (*TASKS, "overall")]
+            [f"{row2} — ours", *_size_and_speed(stats, end.stage, pick(ends, stage=end.stage), t1, t32, lm0)]
+            + [_spread(stats, m, end.stage) for m in (*TASKS, "overall", *KNOWLEDGE)]
         )
         rows.append(_paper_row(paper.get(row2), base, tasks=True))
     return headers, [r for r in rows if r]
@@ -138,17 +161,18 @@ def _stage_table(res: CompressionResult, frame: pd.DataFrame) -> tuple[list[str]
 
 def _run_table(res: CompressionResult, frame: pd.DataFrame) -> tuple[list[str], list[list]]:
     """One row per run (mean ± std over seeds), each followed by the paper's row when it has one."""
-    headers = ["Model", *SIZE_AND_SPEED, "Accuracy"]
+    headers = ["Model", *SIZE_AND_SPEED, "Accuracy", *KNOWLEDGE.values()]
     teacher, runs = pick(frame, role="teacher"), pick(frame, role="run")
+    lm0 = value(teacher, "params_language_model")
     t1, t32 = value(teacher, "samples_per_s", 1), value(teacher, "samples_per_s", 32)
     base = _paper_base(res.paper)
-    rows = [_teacher_row(teacher, "Original (teacher) — ours", ("overall",))]
+    rows = [_teacher_row(teacher, "Original (teacher) — ours", ("overall", *KNOWLEDGE))]
     rows += [_paper_row(r, base, tasks=False) for r in res.paper]
     stats = _seed_values(runs, "position")
     for i, run in enumerate(res.runs):
         rows.append(
-            [f"{run.label} — ours", *_size_and_speed(stats, i, pick(runs, position=i), t1, t32)]
-            + [mean_std(stats["overall"][i])]
+            [f"{run.label} — ours", *_size_and_speed(stats, i, pick(runs, position=i), t1, t32, lm0)]
+            + [_spread(stats, m, i) for m in ("overall", *KNOWLEDGE)]
         )
         if row := _paper_row(run.spec.paper, base, tasks=False):
             rows.append(row)
@@ -202,7 +226,8 @@ def render_compression(out_dir: Path) -> str:
     res = load_result(out_dir / "result.json")
     assert isinstance(res, CompressionResult)
     exp, frame = res.experiment, result_frame(res)
-    headers, rows = _stage_table(res, frame) if exp.table == "stages" else _run_table(res, frame)
+    tables = {"stages": _stage_table, "runs": _run_table, "budgets": budget_table}
+    headers, rows = tables[exp.table](res, frame)
     for run in res.runs:
         for s in run.seeds:
             stem = f"trace_{run.label}_seed{s.seed}" if len(res.runs) > 1 else f"trace_seed{s.seed}"
@@ -252,4 +277,9 @@ def render_public(out_dir: Path) -> str:
     return make_table(headers, rows, caption, out_dir)
 
 
-RENDERERS = {"original": render_original, "compression": render_compression, "public_lmms": render_public}
+RENDERERS = {
+    "original": render_original,
+    "compression": render_compression,
+    "public_lmms": render_public,
+    "pruning_curves": render_curves,
+}

@@ -1,0 +1,103 @@
+"""Pruning curves without recovery, drawn and tabulated from their result file alone.
+
+Why a figure per level: a criterion is judged by how slowly accuracy falls as more of a level is removed;
+one panel per level, one line per criterion, the band the spread over seeds, the teacher as a dotted line.
+The table gives each curve's area (mean test accuracy over its steps) and where it ends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+
+from harness.report.figures import footer, save_figure
+from harness.report.frame import mean_std, pick, result_frame, summary, value
+from harness.report.tables import make_table
+from harness.results import CurvesResult, load_result
+from harness.stages import BY_NAME
+
+CRITERION_NAMES = {
+    "first_order": "Eq. 1 (first order)",
+    "first_order_joint": "first order, whole structure",
+    "l1": "L1 magnitude",
+    "l2": "L2 magnitude",
+    "random": "random",
+    "last": "last blocks (Algorithm 1)",
+    "block_influence": "Block Influence",
+}
+
+
+def curves_figure(res: CurvesResult, out_dir: Path) -> list[Path]:
+    """Test accuracy against the share of each level removed, no distillation, one panel per level."""
+    sns.set_theme(style="whitegrid", context="paper")
+    frame = pick(result_frame(res), role="curve")
+    levels = list(dict.fromkeys(c.level for c in res.curves))
+    fig, axes = plt.subplots(1, len(levels), figsize=(3.4 * len(levels), 3.4), sharey=True, squeeze=False)
+    teacher = value(pick(result_frame(res), role="teacher"), "overall")
+    for ax, level in zip(axes[0], levels, strict=True):
+        at = pick(frame, stage=level)
+        for criterion in dict.fromkeys(at["label"]):
+            acc = summary(pick(at, label=criterion), "overall", by=("position",))
+            share = summary(pick(at, label=criterion), "share", by=("position",))["mean"]
+            (line,) = ax.plot(share, acc["mean"], marker="o", ms=3, label=CRITERION_NAMES[criterion])
+            if acc["std"].notna().any():
+                sd = acc["std"].fillna(0).astype(float)
+                ax.fill_between(share, acc["mean"] - sd, acc["mean"] + sd, color=line.get_color(), alpha=0.15)
+        ax.axhline(teacher, color="0.3", ls=":", lw=1, label="teacher")
+        what = "blocks" if level == "block" else f"{BY_NAME[level].figure_label} width"
+        ax.set(title=BY_NAME[level].figure_label, xlabel=f"share of the {what} removed")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("accuracy (test), no recovery")
+    seeds = len(res.seeds)
+    fig.suptitle(
+        "Importance criteria on their own: the teacher pruned step by step, no distillation", fontsize=10
+    )
+    spread = f"mean ± std over {seeds} seeds (band)" if seeds > 1 else "1 seed"
+    return save_figure(fig, out_dir, "figure_pruning_curves", footer(res, f"{spread}, test split"))
+
+
+def render_curves(out_dir: Path) -> str:
+    """The curves' table (area and end point per level and criterion) and their figure."""
+    out_dir = Path(out_dir)
+    res = load_result(out_dir / "result.json")
+    assert isinstance(res, CurvesResult)
+    frame = pick(result_frame(res), role="curve")
+    headers = [
+        "Level",
+        "Criterion",
+        "Steps",
+        "Removed at the end",
+        "Area (mean accuracy)",
+        "Accuracy at the end",
+    ]
+    headers += ["Knowledge at the end"]
+    rows = []
+    for level in dict.fromkeys(c.level for c in res.curves):
+        at = pick(frame, stage=level)
+        for criterion in dict.fromkeys(at["label"]):
+            mine = pick(at, label=criterion)
+            last = int(mine["position"].max())
+            steps = pick(mine[mine["position"] > 0], metric="overall")
+            area = steps.groupby("seed")["value"].mean().tolist()
+            end = pick(mine, position=last)
+            rows.append(
+                [
+                    BY_NAME[level].figure_label,
+                    CRITERION_NAMES[criterion],
+                    last,
+                    f"{value(end, 'share'):.0%}",
+                    mean_std(area),
+                    mean_std(pick(end, metric="overall")["value"].tolist()),
+                    mean_std(pick(end, metric="knowledge")["value"].tolist()),
+                ]
+            )
+    curves_figure(res, out_dir)
+    seeds = len(res.seeds)
+    caption = (
+        f"{res.experiment.reproduces}. Profile '{res.profile.name}', test split, "
+        f"{f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'}; no distillation after any step. "
+        "Area: mean test accuracy over the curve's steps (the teacher itself left out)."
+    )
+    return make_table(headers, rows, caption, out_dir)
