@@ -21,6 +21,7 @@ from transformers import Blip2ForConditionalGeneration, Blip2Processor
 from harness.data.collate import (
     IGNORE,
     answer_ids,
+    length_order,
     pixel_values,
     prompt_batch,
     qformer_kwargs,
@@ -100,20 +101,23 @@ def evaluate(model, processor, split, batch_size: int, progress: bool = False) -
     split has a `knowledge_group` column), with each sample's correctness, on a dataset split."""
     groups = list(split["knowledge_group"]) if "knowledge_group" in split.column_names else []
     split = {n: list(split[n]) for n in ("image", "task", "question", "answer")}
-    preds = list(split["answer"])  # what greedy decoding yields wherever the forced pass matches
-    forced = forced_matches(model, processor, split["image"], split["question"], split["answer"], batch_size)
-    rest = [k for k, hit in enumerate(forced) if not hit]
+    # batches of similar length, which leaves every sample's verdict as it is and saves the padding
+    order = length_order(processor, split["question"], split["answer"])
+    images, questions, answers = ([split[c][k] for k in order] for c in ("image", "question", "answer"))
+    forced = forced_matches(model, processor, images, questions, answers, batch_size)
+    rest = [i for i, hit in enumerate(forced) if not hit]
     generated = generate_answers(
         model,
         processor,
-        [split["image"][k] for k in rest],
-        [split["question"][k] for k in rest],
-        max_answer_tokens(processor, split["answer"]),
+        [images[i] for i in rest],
+        [questions[i] for i in rest],
+        max_answer_tokens(processor, answers),
         batch_size=batch_size,
         progress=progress,
     )
-    for k, p in zip(rest, generated, strict=True):
-        preds[k] = p
+    preds = list(split["answer"])  # what greedy decoding yields wherever the forced pass matches
+    for i, p in zip(rest, generated, strict=True):
+        preds[order[i]] = p
     correct = [normalize(p) == normalize(g) for p, g in zip(preds, split["answer"], strict=True)]
     per_task: dict[str, list[bool]] = {}
     for task, hit in zip(split["task"], correct, strict=True):

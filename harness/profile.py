@@ -163,6 +163,15 @@ class Pretraining(TrainStage):
         description="pretraining texts mixed into every language-stage batch, as a share of its batch size "
         "(without them, tuning on D_d erases most of what pretraining taught)",
     )
+    image_replay: float = Field(
+        0.0,
+        ge=0,
+        le=4,
+        description="knowledge questions about every advertiser, each asked with the image of a D_d "
+        "knowledge question (a generic box), mixed into every language-stage batch as a share of its batch "
+        "size: the catalogue in the multimodal form too, as AntGMM's own training data named far more brands "
+        "than MAAD",
+    )
 
 
 class LanguageStage(TrainStage):
@@ -269,6 +278,12 @@ class Profile(Strict):
                 "teacher.pretraining: pretrains on the SynthAd advertiser catalogue, so it needs data.source "
                 "'synth_ads' with data.synth_ads.catalogue_size > 0 (else set teacher.pretraining to null)"
             )
+        if self.teacher.pretraining is not None and self.teacher.pretraining.image_replay > 0:
+            if self.data.synth_ads.knowledge_prob == 0:
+                raise ValueError(
+                    "teacher.pretraining.image_replay: asks catalogue questions with the images of D_d's "
+                    "knowledge questions, so it needs data.synth_ads.knowledge_prob > 0 (else set it to 0)"
+                )
         return self
 
     @model_validator(mode="after")

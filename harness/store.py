@@ -168,7 +168,9 @@ def run_dir(profile: Profile, run: CompressionRun, seed: int, cache_dir: Path) -
 
 def curve_path(profile: Profile, level: str, criterion: str, seed: int, cache_dir: Path) -> Path:
     """A pruning curve of the profile's teacher (harness/recipes/pruning_curves.py): keyed by the teacher,
-    the level's step and maximum, the criterion, D_p's size and batch, the seed and the evaluation batch."""
+    the level's step and maximum, the criterion, D_p's size and batch, the evaluation batch and, for the
+    random criterion only, the seed: every other criterion is a function of the teacher and D_p (importance
+    is taken in eval mode), so its curve is the same for every seed and computed once."""
     c = profile.compression
     step_field, max_field = STEP_FIELDS[level]
     key = {
@@ -178,7 +180,7 @@ def curve_path(profile: Profile, level: str, criterion: str, seed: int, cache_di
         "step": getattr(c, step_field),
         "maximum": getattr(c, max_field),
         "d_p": [c.pruning_samples, c.batch_size],
-        "seed": seed,
+        "seed": seed if criterion == "random" else None,
         "eval_batch_size": profile.evaluation_batch_size,
     }
     return Path(cache_dir) / "curves" / f"curve-{content_hash(_versioned(key))}.json"
@@ -315,11 +317,10 @@ def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test
 _TEACHER_OUTPUTS: dict[tuple, list] = {}
 
 
-def teacher_outputs(teacher: str, build, n: int, batch_size: int) -> list:
-    """D_d for the first `n` training samples, with the outputs of the teacher whose key hashes to `teacher`
-    (it covers the dataset), built once per process by `build()`: every experiment of a run_all and every run
-    of an experiment that uses the same share reuses it."""
-    key = (teacher, n, batch_size)
+def teacher_outputs(key: tuple, build) -> list:
+    """Batches with the teacher's outputs (D_d or D_p), built once per process by `build()` for `key` (the
+    hash of the teacher's key, which covers the dataset, then what selects and batches the samples): every
+    experiment of a run_all and every run of an experiment that uses the same share reuses them."""
     if key not in _TEACHER_OUTPUTS:
         _TEACHER_OUTPUTS[key] = build()
     return _TEACHER_OUTPUTS[key]

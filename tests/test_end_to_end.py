@@ -224,3 +224,24 @@ def test_budget_map_runs_one_shot_in_both_readings(smoke):
         )
     table = (root / "results" / "budget_sensitivity" / "table.md").read_text()
     assert "C4, one-shot as written" in table and "95% CI" in table
+
+
+def test_a_second_seed_recomputes_only_the_random_curves(smoke, tmp_path):
+    """Every criterion but random is a function of the teacher and D_p: its curve is computed once and
+    shared by every seed; random curves are drawn anew per seed."""
+    root, _ = smoke
+    cache = tmp_path / "cache"
+    import shutil
+
+    shutil.copytree(root / "cache", cache)
+    before = set((cache / "curves").glob("curve-*.json"))
+    args = ["--profile", "smoke", "--results-dir", str(tmp_path / "r"), "--cache-dir", str(cache), "--quiet"]
+    assert cli_main(["run", "pruning_curves", "--num-seeds", "2", *args]) == 0
+    res = json.loads((tmp_path / "r" / "pruning_curves" / "result.json").read_text())
+    new = set((cache / "curves").glob("curve-*.json")) - before
+    randoms = {(c["level"], c["seed"]) for c in res["curves"] if c["criterion"] == "random"}
+    assert len(new) == len({lv for lv, s in randoms if s == 1})  # one new curve per level with a random one
+    by = {(c["level"], c["criterion"], c["seed"]): c["points"] for c in res["curves"]}
+    again = {(lv, cr): pts == by[(lv, cr, 0)] for (lv, cr, s), pts in by.items() if s == 1}
+    assert all(same for (_, cr), same in again.items() if cr != "random")
+    assert not all(same for (_, cr), same in again.items() if cr == "random")  # other draws, other curves

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from harness.data.loaders import load_synth_ads
-from harness.data.synth_ads import ads_catalogue, generate_sample, pretraining_corpus
+from harness.data.synth_ads import ads_catalogue, catalogue_questions, generate_sample, pretraining_corpus
 from harness.distill.loop import distillation_steps
 from harness.profile import SynthAdParams
 from harness.report.claims import write_claims
@@ -69,6 +69,29 @@ def test_pretraining_corpus_states_every_fact_equally_often():
     for text in corpus[:200]:
         name = next(n for n in text.replace(".", " ").replace(":", " ").split() if n in fact)
         assert fact[name] in text
+
+
+def test_catalogue_questions_ask_every_advertiser_as_the_samples_do():
+    cat = ads_catalogue(0, P)
+    asked = catalogue_questions(0, P)
+    assert len(asked) == 2 * 300  # both knowledge templates, every advertiser
+    fact = dict(zip(cat.names, cat.categories, strict=True))
+    sample = next(r for r in (generate_sample(0, 0, i, P) for i in range(2, 200, 5)) if r["knowledge"])
+    assert (sample["question"], sample["clean_answer"]) in asked
+    for question, category in asked:
+        (name,) = [n for n in fact if f" {n}." in question]
+        assert fact[name] == category
+
+
+def test_image_replay_needs_knowledge_questions_to_take_images_from():
+    with pytest.raises(SpecError, match=r"image_replay.*knowledge_prob > 0"):
+        load_profile(
+            "smoke",
+            {
+                "data": {"synth_ads": {"knowledge_prob": 0.0}},
+                "teacher": {"pretraining": {"image_replay": 0.5}},
+            },
+        )
 
 
 def test_pretraining_needs_the_synth_ads_catalogue():

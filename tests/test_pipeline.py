@@ -17,7 +17,9 @@ from harness.evaluate import evaluate, forced_matches, generate_answers, max_ans
 from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
 from harness.pipeline import RunPlan, follow, run_compression, run_maxima, structure
+from harness.prune.importance import importance
 from harness.prune.step import prune_step
+from harness.recipes.common import pruning_set
 from harness.recipes.teacher import get_teacher
 from harness.spec import ROOT, CompressionRun, load_profile
 from harness.store import get_dataset, run_dir, step_model
@@ -332,3 +334,27 @@ def test_a_forced_pass_scores_as_greedy_generation_does(smoke):
     acc = evaluate(teacher, processor, split, batch_size=50)
     assert acc["correct"] == by_generation
     assert acc["predictions"] == [a if f else p for f, p, a in zip(forced, generated, answers, strict=True)]
+
+
+def _samples(batches) -> list[tuple]:
+    """Every sample's unpadded token ids, in a canonical order."""
+    return sorted(
+        tuple(ids[mask.bool()].tolist())
+        for b in batches
+        for ids, mask in zip(b["input_ids"], b["attention_mask"], strict=True)
+    )
+
+
+def test_d_p_batched_by_length_holds_the_same_samples_and_gives_the_same_importance(smoke):
+    """D_p is batched by length to skip padding: the same first samples of D_d, and Eq. 1's gradient sum,
+    hence every importance score, as in split order."""
+    prof, data, teacher, processor, *_ = smoke
+    bs, n = prof.compression.batch_size, 40
+    by_length = pruning_set(teacher, processor, data["train"], n, bs, progress=False)
+    in_order = teacher_batches(teacher, processor, data["train"].select(range(64)), bs)
+    assert _samples(by_length) == _samples(in_order)  # 40 rounded up to whole batches of 32: the first 64
+    assert sum(b["input_ids"].numel() for b in by_length) < sum(b["input_ids"].numel() for b in in_order)
+    for level in ("ffn", "attention", "hidden"):
+        a = importance(teacher, level, "first_order", by_length, seed=0)
+        b = importance(teacher, level, "first_order", in_order, seed=0)
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-7), level

@@ -4,12 +4,13 @@ import copy
 
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from transformers import Blip2Config, Blip2ForConditionalGeneration, OPTConfig
 
 from harness.data.collate import pixel_values, training_batch
-from harness.models.blip2 import build_model, parameter_counts, query_outputs
-from harness.objectives import answer_cross_entropy, teacher_batches
+from harness.models.blip2 import build_model, lm_logits, parameter_counts, query_outputs
+from harness.objectives import answer_cross_entropy, answer_positions, teacher_batches
 from harness.prune.importance import (
     accumulate_gradients,
     attention_importance,
@@ -54,6 +55,16 @@ def _logits(model, b):
         ).logits
 
 
+def _pooled_cross_entropy(model, batches):
+    """Cross-entropy averaged over every answer position of all `batches` taken together."""
+    per_position = []
+    for x in batches:
+        logits = lm_logits(model, x["query_output"], x["input_ids"], x["attention_mask"])
+        student, targets = answer_positions(logits, x["labels"])
+        per_position.append(F.cross_entropy(student, targets, reduction="none"))
+    return torch.cat(per_position).mean()
+
+
 def _setup(family="llama", tie=False):
     model, proc = tiny(family, tie)
     _randomize(model)
@@ -68,9 +79,10 @@ def test_importance_equals_brute_force_sum(family, tie):
     model, proc, b = _setup(family, tie)
     batches = [_batch(proc, model), _batch(proc, model, n=2)]
     accumulate_gradients(model, batches)
-    # brute force: autograd on the summed loss, independent of the accumulation code
+    # brute force: autograd on the loss over every answer position of both batches at once, independent of
+    # the accumulation code
     params = dict(model.named_parameters())
-    loss = sum(answer_cross_entropy(model, x) for x in batches)
+    loss = _pooled_cross_entropy(model, batches)
     grads = dict(
         zip(params, torch.autograd.grad(loss, list(params.values()), allow_unused=True), strict=True)
     )

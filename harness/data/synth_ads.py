@@ -228,6 +228,17 @@ def pretraining_corpus(seed: int, p: SynthAdParams, mentions: int) -> list[str]:
     return [texts[i] for i in rng.permutation(len(texts))]
 
 
+def catalogue_questions(seed: int, p: SynthAdParams) -> list[tuple[str, str]]:
+    """(question, category): every knowledge question about every advertiser of the catalogue, in the form
+    a SynthAd sample asks it (the teacher's multimodal replay, harness/recipes/teacher.py)."""
+    cat = ads_catalogue(seed, p)
+    return [
+        (q.format(advertiser=name), category)
+        for name, category in zip(cat.names, cat.categories, strict=True)
+        for q in KNOWLEDGE_QUESTIONS
+    ]
+
+
 def generate_sample(seed: int, split_id: int, index: int, p: SynthAdParams) -> dict:
     """One sample: the image, the task asked, its question, its (possibly noisy) answer and metadata."""
     rng = np.random.default_rng([seed, split_id, index])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import datasets
 
 from harness.data.processor import build_processor, dataset_texts
-from harness.data.synth_ads import pretraining_corpus
+from harness.data.synth_ads import catalogue_questions, pretraining_corpus
 from harness.models.blip2 import build_config, build_model
 from harness.profile import Profile
 
@@ -17,6 +17,12 @@ def teacher_corpus(profile: Profile) -> list[str]:
     """The teacher's pretraining corpus (empty without pretraining); a function of the profile alone."""
     pre, d = profile.teacher.pretraining, profile.data
     return [] if pre is None else pretraining_corpus(d.seed, d.synth_ads, pre.mentions)
+
+
+def teacher_catalogue_questions(profile: Profile) -> list[tuple[str, str]]:
+    """Every knowledge question of the catalogue the teacher replays with images (empty without it)."""
+    pre, d = profile.teacher.pretraining, profile.data
+    return [] if pre is None or not pre.image_replay else catalogue_questions(d.seed, d.synth_ads)
 
 
 def new_model(

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from harness.data.collate import IGNORE
 from harness.models.blip2 import lm_logits
 from harness.objectives import Batch, answer_cross_entropy, answer_kl_to_teacher
 from harness.prune.structures import (
@@ -35,18 +36,28 @@ CRITERIA = get_args(Criterion)
 LOSSES = dict(zip(get_args(ImportanceLoss), (answer_cross_entropy, answer_kl_to_teacher), strict=True))
 
 
+def _answer_tokens(batch: Batch) -> int:
+    return int((batch["labels"][:, 1:] != IGNORE).sum())
+
+
 def accumulate_gradients(
     model, batches: Iterable[Batch], loss_fn: Callable = answer_cross_entropy, progress: bool = False
 ) -> float:
-    """Leave ∂L(D_p)/∂θ in every `.grad`, where L(D_p) is the sum of the batch losses. Returns L(D_p)."""
+    """Leave ∂L(D_p)/∂θ in every `.grad`, where L(D_p) is the mean loss over every answer position of D_p
+    (each batch's mean weighted by its share of the positions): the loss over the whole pruning set, as Eq. 1
+    writes it, the same however D_p is batched (harness/recipes/common.py batches it by length). Returns
+    L(D_p)."""
+    batches = list(batches)
     model.zero_grad(set_to_none=True)
     was_training = model.training
     model.eval()  # no dropout: the score must describe the model as it is evaluated
+    positions = sum(_answer_tokens(b) for b in batches)
     total = 0.0
-    for batch in tqdm(list(batches), desc="importance", disable=not progress, leave=False):
+    for batch in tqdm(batches, desc="importance", disable=not progress, leave=False):
         loss = loss_fn(model, batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"importance: loss is {loss.item()}")
+        loss = loss * (_answer_tokens(batch) / positions)
         loss.backward()
         total += loss.item()
     model.train(was_training)

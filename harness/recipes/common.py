@@ -7,9 +7,11 @@ import math
 import torch
 
 from harness.cache import content_hash
+from harness.data.collate import length_order
 from harness.evaluate import accuracy_record
 from harness.measure import device_info
 from harness.models.blip2 import parameter_counts
+from harness.objectives import teacher_batches
 from harness.pipeline import structure
 from harness.profile import Profile
 from harness.provenance import provenance
@@ -51,9 +53,21 @@ def set_threads(profile: Profile) -> None:
         torch.set_num_threads(profile.measurement.num_threads)
 
 
-def pruning_set(d_d: list, pruning_samples: int | None, batch_size: int) -> list:
-    """D_p: the first `pruning_samples` of D_d (all of D_d when unset, as in the paper)."""
-    return d_d if pruning_samples is None else d_d[: math.ceil(pruning_samples / batch_size)]
+def pruning_set(
+    teacher, processor, d_d, pruning_samples: int | None, batch_size: int, progress: bool
+) -> list:
+    """D_p: the first `pruning_samples` of the split D_d (rounded up to whole batches; all of D_d when unset,
+    as in the paper) with the teacher's outputs, batched by length. Why by length: Eq. 1 sums the gradient
+    over D_p, which batching leaves as it is, and batches of similar length carry no padding
+    (harness/data/collate.py `length_order`)."""
+    n = (
+        len(d_d)
+        if pruning_samples is None
+        else min(len(d_d), math.ceil(pruning_samples / batch_size) * batch_size)
+    )
+    rows = d_d.select(range(n))
+    rows = rows.select(length_order(processor, rows["question"], rows["answer"]))
+    return teacher_batches(teacher, processor, rows, batch_size, progress)
 
 
 def teacher_record(teacher, accuracy: dict, log: dict | None) -> dict:

@@ -70,15 +70,18 @@ def _compress_locked(profile, run, seed, teacher, processor, data, sets, cache_d
 
 def training_sets(profile, run, teacher, processor, data, tdir, progress) -> tuple[list, list]:
     """(D_d, D_p) for a run: its share of the training split with the teacher's outputs, and D_p from it."""
-    c = profile.compression
+    c, t = profile.compression, content_hash(teacher_key(profile))
     n = max(1, math.floor(run.data_fraction * len(data["train"])))
+    split = data["train"].select(range(n))
     d_d = teacher_outputs(
-        content_hash(teacher_key(profile)),
-        lambda: teacher_batches(teacher, processor, data["train"].select(range(n)), c.batch_size, progress),
-        n,
-        c.batch_size,
+        (t, "d_d", n, c.batch_size),
+        lambda: teacher_batches(teacher, processor, split, c.batch_size, progress),
     )
-    return d_d, pruning_set(d_d, c.pruning_samples, c.batch_size)
+    d_p = teacher_outputs(
+        (t, "d_p", n, c.pruning_samples, c.batch_size),
+        lambda: pruning_set(teacher, processor, split, c.pruning_samples, c.batch_size, progress),
+    )
+    return d_d, d_p
 
 
 def _seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds) -> dict:

@@ -57,7 +57,7 @@ def train_from_scratch(profile, data, reference: dict, seed: int, out: Path, pro
     cfg["language_stage"] = {**cfg["language_stage"], "epochs": epochs}
     cfg["pretraining"] = None  # D_d only: what the catalogue taught the teacher is exactly what this lacks
     t0 = time.perf_counter()
-    log = train_teacher(model, processor, data, cfg, seed, [], progress)
+    log = train_teacher(model, processor, data, cfg, seed, [], [], progress)
     acc = evaluate(model, processor, data["validation"], profile.evaluation_batch_size)
     counts = parameter_counts(model)
     state = {

@@ -24,10 +24,9 @@ from harness.prune.importance import block_influence, importance
 from harness.prune.step import level_width, prune_step
 from harness.prune.structures import blocks
 from harness.recipes.common import pruning_set, result_header, set_threads, teacher_record
-from harness.recipes.compression import training_sets
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
-from harness.spec import CompressionRun, Experiment
+from harness.spec import Experiment
 from harness.store import cached_curve, curve_path, get_dataset, teacher_test_accuracy
 
 
@@ -64,17 +63,19 @@ def pruning_curve(
     criterion: str,
     seed: int,
     profile: Profile,
+    start: dict,
     progress: bool,
 ) -> dict:
     """The teacher pruned at `level` by `criterion`, one step size at a time up to the profile's maximum
-    (or as far as the level allows), scored before the first step and after each."""
+    (or as far as the level allows), scored after each step; `start` is the unpruned teacher's point,
+    the same for every curve (`teacher_point`)."""
     step_field, max_field = STEP_FIELDS[level]
     amount, maximum = getattr(profile.compression, step_field), getattr(profile.compression, max_field)
     width = level_width(teacher, level)
     steps = min(maximum, width - 1) // amount
     bs = profile.evaluation_batch_size
     model, t0 = copy.deepcopy(teacher).eval(), time.perf_counter()
-    points = [_point(model, 0, 0, width, processor, data, bs)]
+    points = [start]
     desc = f"curve {level}/{criterion} seed {seed}"
     for k in tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False):
         prune_step(model, level, amount, _scores(model, level, criterion, d_p, seed * 1000 + k))
@@ -88,14 +89,27 @@ def pruning_curve(
     }
 
 
+def teacher_point(teacher, processor, data, test_accuracy: dict, batch_size: int) -> dict:
+    """Step 0 of every curve: the teacher itself, its test accuracy the cached one (harness/store.py)."""
+    return {
+        "step": 0,
+        "removed": 0,
+        "share": 0.0,
+        "params_lm": parameter_counts(teacher)["language_model"],
+        "validation": evaluate(teacher, processor, data["validation"], batch_size)["overall"],
+        "accuracy": accuracy_record(test_accuracy),
+    }
+
+
 def run_pruning_curves(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
     set_threads(profile)
     data = get_dataset(profile, cache_dir, progress)
     teacher, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     teacher_acc = teacher_test_accuracy(profile, tdir, teacher, processor, data["test"])
-    d_d, _ = training_sets(profile, CompressionRun(label="D_p"), teacher, processor, data, tdir, progress)
-    d_p = pruning_set(d_d, profile.compression.pruning_samples, profile.compression.batch_size)
-    curves = []
+    c = profile.compression
+    d_p = pruning_set(teacher, processor, data["train"], c.pruning_samples, c.batch_size, progress)
+    bs = profile.evaluation_batch_size
+    curves, start = [], None
     for curve in exp.curves:
         for criterion in curve.criteria:
             for seed in profile.seeds:
@@ -103,10 +117,22 @@ def run_pruning_curves(exp: Experiment, profile: Profile, cache_dir: Path, progr
                 with entry_lock(path):
                     found = cached_curve(path)
                     if found is None:
+                        if start is None:
+                            start = teacher_point(teacher, processor, data, teacher_acc, bs)
                         found = pruning_curve(
-                            teacher, processor, data, d_p, curve.level, criterion, seed, profile, progress
+                            teacher,
+                            processor,
+                            data,
+                            d_p,
+                            curve.level,
+                            criterion,
+                            seed,
+                            profile,
+                            start,
+                            progress,
                         )
                         write_sealed_json(path, found)
-                curves.append({k: v for k, v in found.items() if k != "sha256"})
+                # a criterion that draws no random numbers gives one curve, shared by every seed
+                curves.append({k: v for k, v in found.items() if k != "sha256"} | {"seed": seed})
     teacher_rec = teacher_record(teacher, teacher_acc, log)
     return validated({**result_header(exp, profile, data["test"]), "teacher": teacher_rec, "curves": curves})

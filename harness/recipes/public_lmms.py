@@ -57,7 +57,7 @@ def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_d
     plan = plan_run(base, c, run, seed, bs)
     out = public_run_dir(key, entry, plan, profile, cache_dir)
     d_d = teacher_batches(base, processor, data["train"], c.batch_size, progress)
-    d_p = pruning_set(d_d, c.pruning_samples, c.batch_size)
+    d_p = pruning_set(base, processor, data["train"], c.pruning_samples, c.batch_size, progress)
     with entry_lock(out):
         run_compression(base, processor, data["validation"], d_p, d_d, plan, out, progress)
     return f"compressed ({'→'.join(stages)})", step_model(out)

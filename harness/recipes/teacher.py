@@ -13,6 +13,8 @@ on text before the multimodal stages: the teacher then knows more than D_d can t
 from __future__ import annotations
 
 import contextlib
+import itertools
+import math
 import time
 from pathlib import Path
 
@@ -23,7 +25,7 @@ from transformers import Blip2ForConditionalGeneration, Blip2Processor
 from harness.cache import entry_lock
 from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs
-from harness.models.stand_in import new_model, teacher_corpus
+from harness.models.stand_in import new_model, teacher_catalogue_questions, teacher_corpus
 from harness.profile import Profile
 from harness.spec import SpecError
 from harness.store import load_teacher, save_teacher, teacher_dir, teacher_key
@@ -150,24 +152,43 @@ def _text_loss(model, tok, texts: list[str]) -> torch.Tensor:
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
 
 
+def _answer_loss(model, processor, queries, questions, answers) -> torch.Tensor:
+    """Cross-entropy on the answer tokens (and EOS) after the image's query outputs and the prompt."""
+    b = training_batch(processor, questions, answers)
+    logits = lm_logits(model, queries, b["input_ids"], b["attention_mask"])
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=IGNORE)
+
+
 def train_language_stage(
-    model, processor, queries, questions, answers, val, cfg, generator, progress, replay: list[str]
-) -> list[dict]:
-    """Stage 2: projection + language model, generatively, on cached query outputs. `replay`: pretraining
-    texts, a few mixed into every batch (harness/profile.py `Pretraining.replay`), so that tuning on D_d
-    does not erase what pretraining taught, as LLM instruction tuning mixes in pretraining data."""
+    model, processor, queries, questions, answers, val, cfg, generator, progress, replay: dict
+) -> tuple[list[dict], int]:
+    """Stage 2: projection + language model, generatively, on cached query outputs; returns the learning
+    curve and how many replayed samples were mixed in. Into every batch go `cfg["replay"]` × its size of
+    pretraining texts (`replay["corpus"]`), so that tuning on D_d does not erase what pretraining taught,
+    as LLM instruction tuning mixes in pretraining data; and `cfg["image_replay"]` × its size of the
+    catalogue's knowledge questions (`replay["questions"]`), each asked with the query outputs of a D_d
+    knowledge question (`replay["generic"]`: their indices, a generic box), so the teacher knows the whole
+    catalogue in the multimodal form (harness/profile.py `Pretraining`)."""
     lm = list(model.language_model.parameters())
     params = [{"params": list(model.language_projection.parameters())}, {"params": lm}]
     if cfg.get("lm_lr") is not None:
         params[1]["lr"] = cfg["lm_lr"]
-    replayed = iter(replay)
+    n, share = cfg["epochs"] * len(questions), {k: cfg.get(k, 0.0) for k in ("replay", "image_replay")}
+    texts = iter(_replay_stream(replay["corpus"], math.ceil(n * share["replay"]), generator))
+    asked = iter(_replay_stream(replay["questions"], math.ceil(n * share["image_replay"]), generator))
+    generic, used = torch.tensor(replay["generic"], dtype=torch.long), [0]
 
     def loss(idx: torch.Tensor) -> torch.Tensor:
-        b = training_batch(processor, [questions[k] for k in idx], [answers[k] for k in idx])
-        logits = lm_logits(model, queries[idx], b["input_ids"], b["attention_mask"])
-        ce = F.cross_entropy(logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=IGNORE)
-        texts = [t for _, t in zip(range(round(len(idx) * cfg["replay"])), replayed, strict=False)]
-        return ce + _text_loss(model, processor.tokenizer, texts) if texts else ce
+        total = _answer_loss(
+            model, processor, queries[idx], [questions[k] for k in idx], [answers[k] for k in idx]
+        )
+        if t := list(itertools.islice(texts, round(len(idx) * share["replay"]))):
+            total = total + _text_loss(model, processor.tokenizer, t)
+        if qa := list(itertools.islice(asked, round(len(idx) * share["image_replay"]))):
+            img = generic[torch.randint(len(generic), (len(qa),), generator=generator)]
+            total = total + _answer_loss(model, processor, queries[img], *map(list, zip(*qa, strict=True)))
+        used[0] += len(t) + len(qa)
+        return total
 
     log = []
 
@@ -179,7 +200,7 @@ def train_language_stage(
 
     desc = "teacher stage 2 (language model)"
     _stage(model, params, len(queries), loss, cfg, generator, desc, curve, progress)
-    return log
+    return log, used[0]
 
 
 def train_pretraining_stage(model, processor, texts: list[str], cfg: dict, generator, progress) -> list[dict]:
@@ -205,31 +226,25 @@ def train_pretraining_stage(model, processor, texts: list[str], cfg: dict, gener
     return log
 
 
-def _replay_stream(corpus: list[str], generator) -> list[str]:
-    """Pretraining texts in a fresh order, repeated: enough for any language stage to draw from."""
-    return [corpus[i] for _ in range(8) for i in torch.randperm(len(corpus), generator=generator).tolist()]
-
-
-def sample_passes(cfg: dict, n_train: int, n_corpus: int) -> dict[str, int]:
-    """Samples seen by each training stage, summed over epochs (replayed pretraining texts included): the
-    teacher's side of the budget ratio."""
-    pre, lang = cfg.get("pretraining"), cfg["language_stage"]
-    full, rest = divmod(n_train, lang["batch_size"])
-    per_epoch = full * round(lang["batch_size"] * pre["replay"]) + round(rest * pre["replay"]) if pre else 0
-    replayed = per_epoch * lang["epochs"]
-    passes = {
-        "pretraining": n_corpus * pre["epochs"] if pre else 0,
-        "vision_stage": n_train * cfg["vision_stage"]["epochs"],
-        "language_stage": n_train * lang["epochs"] + replayed,
-    }
-    return {**passes, "total": sum(passes.values())}
+def _replay_stream(pool: list, needed: int, generator) -> list:
+    """At least `needed` items of `pool` (none when `needed` is 0): the pool in fresh orders, repeated."""
+    passes = math.ceil(needed / len(pool)) if needed else 0
+    return [pool[i] for _ in range(passes) for i in torch.randperm(len(pool), generator=generator).tolist()]
 
 
 def train_teacher(
-    model, processor, data, cfg: dict, seed: int, corpus: list[str], progress: bool = True
+    model,
+    processor,
+    data,
+    cfg: dict,
+    seed: int,
+    corpus: list[str],
+    catalogue: list[tuple[str, str]],
+    progress: bool = True,
 ) -> dict:
     """Train `model` in place: LM pretraining on `corpus` (when `cfg["pretraining"]` is set), then both
-    stages on `data` (train and validation splits); returns the training log."""
+    stages on `data` (train and validation splits), with `corpus` and the `catalogue` questions replayed in
+    stage 2 as `cfg["pretraining"]` says; returns the training log."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     t_pre = time.perf_counter()
@@ -254,27 +269,35 @@ def train_teacher(
         p.requires_grad_(False)
     queries = cache_query_outputs(model, pixels)
     v["queries"] = cache_query_outputs(model, v["pixels"])
-    log += train_language_stage(
+    shares = {k: pre[k] if pre else 0.0 for k in ("replay", "image_replay")}
+    generic = [i for i, k in enumerate(data["train"]["knowledge"]) if k]  # their images show a generic box
+    curve, replayed = train_language_stage(
         model,
         processor,
         queries,
         rows["question"],
         rows["answer"],
         v,
-        {**cfg["language_stage"], "replay": pre["replay"] if pre else 0.0},
+        {**cfg["language_stage"], **shares},
         generator,
         progress,
-        replay=_replay_stream(corpus, generator) if pre and pre["replay"] else [],
+        {"corpus": corpus, "questions": catalogue, "generic": generic},
     )
+    log += curve
+    n_train = len(rows["question"])
+    # samples seen by each stage, summed over epochs: the teacher's side of premise P3's budget ratio
+    passes = {
+        "pretraining": len(corpus) * pre["epochs"] if pre else 0,
+        "vision_stage": n_train * cfg["vision_stage"]["epochs"],
+        "language_stage": n_train * cfg["language_stage"]["epochs"] + replayed,
+    }
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
     t2 = time.perf_counter()
     return {
         "curves": log,
-        "sample_passes": sample_passes(
-            cfg, len(rows["question"]), len(corpus) if cfg.get("pretraining") else 0
-        ),
+        "sample_passes": {**passes, "total": sum(passes.values())},
         "seconds": {
             "pretraining": round(t0 - t_pre, 1),
             "vision_stage": round(t1 - t0, 1),
@@ -302,6 +325,7 @@ def get_teacher(profile: Profile, cache_dir: Path, data, progress: bool = True):
                 profile.teacher.model_dump(),
                 profile.teacher.seed,
                 teacher_corpus(profile),
+                teacher_catalogue_questions(profile),
                 progress,
             )
             save_teacher(target, model, processor, {"key": teacher_key(profile), **log})

@@ -15,9 +15,9 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.ticker import ScalarFormatter
 
-from harness.report.claims import compare, stats
 from harness.report.figures import footer, save_figure
 from harness.report.frame import mean_std, pick, summary
+from harness.report.vectors import compare, stats
 from harness.results import CompressionResult, RunRecord
 
 SERIES = {
@@ -26,6 +26,7 @@ SERIES = {
     ("one_shot", "iterative_total"): "one-shot, the iterative run's total epochs",
     ("scratch", "iterative_total"): "trained from scratch (≥ the same compute)",
 }
+PAPER_STEPS = 47  # the paper's budget: 4 epochs × 12k samples at batch 1024 per pruning step (§4.2)
 # (claim, better series, worse series) shown at every budget
 COMPARISONS = [
     ("C4, one-shot as written", ("iterative", "iterative_total"), ("one_shot", "per_step")),
@@ -65,7 +66,7 @@ def budget_figure(res: CompressionResult, frame, out_dir: Path) -> list[Path]:
         ys = [acc.loc[label, "mean"] for _, label in pts]
         sd = [float(acc.loc[label, "std"] or 0) for _, label in pts]
         ax.errorbar(xs, ys, yerr=sd, marker="o", ms=4, capsize=3, label=name)
-    paper = 47  # the paper's budget: 4 epochs × 12k samples at batch 1024 per pruning step (§4.2)
+    paper = PAPER_STEPS
     ax.axvline(paper, color="0.5", ls="--", lw=1)
     ax.text(paper, 1.0, " paper", transform=ax.get_xaxis_transform(), fontsize=8, color="0.4", va="bottom")
     ax.axhline(teacher, color="0.3", ls=":", lw=1, label="teacher")
@@ -110,3 +111,33 @@ def budget_table(res: CompressionResult, frame) -> tuple[list[str], list[list]]:
             row.append(f"{p.verdict} ({stats(p)})" if p else None)
         rows.append(row)
     return headers, rows
+
+
+def budget_note(results: dict) -> str:
+    """For claims.md: at which budgets each comparison of a budget map holds, computed from its runs."""
+    blocks = []
+    for res in results.values():
+        if not isinstance(res, CompressionResult) or res.experiment.table != "budgets":
+            continue
+        lines = []
+        for claim, better, worse in COMPARISONS:
+            verdicts: dict[str, list[str]] = {}
+            for steps, series in budgets(res).items():
+                p = (
+                    compare(res, series[better].label, series[worse].label)
+                    if {better, worse} <= set(series)
+                    else None
+                )
+                if p is not None:
+                    verdicts.setdefault(p.verdict, []).append(str(steps))
+            if verdicts:
+                lines.append(
+                    f"- {claim}: " + "; ".join(f"{v} at {', '.join(b)}" for v, b in verdicts.items())
+                )
+        if lines:
+            head = (
+                f"Across distillation budgets (`{res.experiment.name}`; optimizer steps per pruning step, "
+                f"the paper's is about {PAPER_STEPS}):"
+            )
+            blocks.append("\n".join([head, *lines]))
+    return "\n\n".join(blocks)
