@@ -11,10 +11,10 @@ import re
 import shutil
 import subprocess
 import sys
-import types
 
 import pytest
 
+from harness import cli
 from harness.cli import run_experiment
 from harness.report.readme import DOCUMENTS, fill_tables
 from harness.results import load_result
@@ -73,11 +73,14 @@ def test_a_renamed_run_is_restated_not_rerun(tmp_path, monkeypatch):
     shutil.copytree(RESULTS / "rq5_hard_label", results / "rq5_hard_label")
     text = (EXPERIMENTS_DIR / "rq5_hard_label.yaml").read_text()
     (tmp_path / "rq5_hard_label.yaml").write_text(text.replace("Hard-label distillation", "Hard labels too"))
-    runners = types.ModuleType("harness.runners")
-    runners.RUNNERS = {}  # a run would fail here
-    monkeypatch.setitem(sys.modules, "harness.runners", runners)
+
+    def no_run(kind):
+        raise AssertionError(f"a {kind} recipe was started: the relabelled result should have been cached")
+
+    monkeypatch.setattr(cli, "_recipe", no_run)
+    seeds = len(load_result(RESULTS / "rq5_hard_label" / "result.json").seeds)  # what results/ holds
     out, how = run_experiment(
-        tmp_path / "rq5_hard_label.yaml", "cpu", results, tmp_path / "cache", False, False, 3
+        tmp_path / "rq5_hard_label.yaml", "cpu", results, tmp_path / "cache", False, False, seeds
     )
     assert how == "cached"
     new, old = load_result(out / "result.json"), load_result(RESULTS / "rq5_hard_label" / "result.json")
