@@ -77,11 +77,17 @@ def training_sets(profile, run, teacher, processor, data, tdir, progress) -> tup
         (t, "d_d", n, c.batch_size),
         lambda: teacher_batches(teacher, processor, split, c.batch_size, progress),
     )
-    d_p = teacher_outputs(
-        (t, "d_p", n, c.pruning_samples, c.batch_size),
+    return d_d, pruning_batches(profile, teacher, processor, split, progress)
+
+
+def pruning_batches(profile, teacher, processor, split, progress) -> list:
+    """D_p drawn from `split` (the run's D_d samples) with the profile teacher's outputs, built once per
+    process: the compression runs and the pruning curves of one run_all share it."""
+    c = profile.compression
+    return teacher_outputs(
+        (content_hash(teacher_key(profile)), "d_p", len(split), c.pruning_samples, c.batch_size),
         lambda: pruning_set(teacher, processor, split, c.pruning_samples, c.batch_size, progress),
     )
-    return d_d, d_p
 
 
 def _seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds) -> dict:

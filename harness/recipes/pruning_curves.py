@@ -23,7 +23,8 @@ from harness.profile import STEP_FIELDS, Profile
 from harness.prune.importance import block_influence, importance
 from harness.prune.step import level_width, prune_step
 from harness.prune.structures import blocks
-from harness.recipes.common import pruning_set, result_header, set_threads, teacher_record
+from harness.recipes.common import result_header, set_threads, teacher_record
+from harness.recipes.compression import pruning_batches
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
 from harness.spec import Experiment
@@ -106,8 +107,7 @@ def run_pruning_curves(exp: Experiment, profile: Profile, cache_dir: Path, progr
     data = get_dataset(profile, cache_dir, progress)
     teacher, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     teacher_acc = teacher_test_accuracy(profile, tdir, teacher, processor, data["test"])
-    c = profile.compression
-    d_p = pruning_set(teacher, processor, data["train"], c.pruning_samples, c.batch_size, progress)
+    d_p = pruning_batches(profile, teacher, processor, data["train"], progress)
     bs = profile.evaluation_batch_size
     curves, start = [], None
     for curve in exp.curves:
