@@ -4,15 +4,23 @@ The answer is generated after the prompt, through the model's own `generate` (im
 then compared with the label by exact match after normalisation.
 
 Why a teacher-forced pass first: greedy decoding yields the label token for token, then EOS, exactly when
-the argmax at every answer position of one forward pass over prompt + label + EOS is that token. One pass
-scores those samples, and only the others are generated (an answer spelled in other tokens, or followed by
-punctuation, can still match after normalisation). The verdicts are those of generation alone, at a fraction
-of its cost (tests/test_evaluate.py compares them on a trained model).
+the argmax at every answer position of one forward pass over prompt + label + EOS is that token. Otherwise
+greedy decoding starts with the label's tokens up to the first position whose argmax departs from it, then
+that argmax, and often that start already rules a match out (`departure_verdict`). One pass decides those
+samples, and only the others are generated (an answer spelled in other tokens, or followed by punctuation,
+can still match after normalisation). The verdicts are those of generation alone, at a fraction of its cost
+(tests/test_pipeline.py compares them on a trained model and on a pruned one).
+
+Why `vision_of`: compression never touches the vision tower, query tokens or Q-Former, so every model of a run
+hands its language model the teacher's query outputs. They are computed once per process and split, in the
+batches evaluation uses (the same values as the end-to-end path), and reused by every evaluation that names
+the teacher; that is about half of an evaluation's cost at the stand-in's size.
 """
 
 from __future__ import annotations
 
 import re
+import weakref
 
 import torch
 from tqdm.auto import tqdm
@@ -27,7 +35,11 @@ from harness.data.collate import (
     qformer_kwargs,
     training_batch,
 )
+from harness.models.blip2 import lm_inputs_embeds, lm_logits, query_outputs
 from harness.report.paired import pack
+
+# per vision-side model: query outputs of each split (by fingerprint and batch size), in evaluation order
+_QUERIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def normalize(text: str) -> str:
@@ -48,64 +60,139 @@ def generate_answers(
     max_new_tokens: int,
     batch_size: int = 64,
     progress: bool = False,
+    queries: torch.Tensor | None = None,
 ) -> list[str]:
-    """Greedy answers for (image, question) pairs."""
+    """Greedy answers for (image, question) pairs; from the images' cached query outputs when `queries` is
+    given (as `Blip2ForConditionalGeneration.generate` does after its vision side)."""
     model.eval()
     out = []
     for i in tqdm(range(0, len(questions), batch_size), desc="evaluate", disable=not progress, leave=False):
         b = prompt_batch(processor, questions[i : i + batch_size])
-        gen = model.generate(
-            pixel_values=pixel_values(processor, images[i : i + batch_size]),
-            input_ids=b["input_ids"],
-            attention_mask=b["attention_mask"],
-            **qformer_kwargs(b),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-        )
+        ids, mask, config = b["input_ids"], b["attention_mask"], {"max_new_tokens": max_new_tokens}
+        if queries is None:
+            pixels = pixel_values(processor, images[i : i + batch_size])
+            gen = model.generate(
+                pixel_values=pixels,
+                input_ids=ids,
+                attention_mask=mask,
+                **qformer_kwargs(b),
+                **config,
+                do_sample=False,
+            )
+        else:
+            embeds = lm_inputs_embeds(model, queries[i : i + batch_size], ids)
+            gen = model.language_model.generate(
+                inputs_embeds=embeds, input_ids=ids, attention_mask=mask, **config, do_sample=False
+            )
         # decoder-only generate returns the prompt followed by the new tokens
         out += processor.tokenizer.batch_decode(gen[:, b["input_ids"].shape[1] :], skip_special_tokens=True)
     return out
 
 
+def departure_verdict(tokenizer, greedy_start: list[int], answer: str) -> bool | None:
+    """What greedy decoding's first tokens decide, when they are the answer's first tokens and then one that
+    departs from it (another token, or no EOS after the answer): False when no continuation can match the
+    answer after normalisation, True or False when the departure is EOS (the output is then known), None
+    when only generating the rest can tell. Why it holds: for ASCII text without clean-up, decoding is
+    concatenation and `normalize(a + b)` starts with `normalize(a)`, so the output's normalised text starts
+    with that of its first tokens."""
+    if greedy_start[-1] == tokenizer.eos_token_id:
+        return normalize(tokenizer.decode(greedy_start[:-1], skip_special_tokens=True)) == normalize(answer)
+    text = tokenizer.decode(greedy_start, skip_special_tokens=True)
+    if not text.isascii() or getattr(tokenizer, "clean_up_tokenization_spaces", False):
+        return None
+    return None if normalize(answer).startswith(normalize(text)) else False
+
+
 @torch.inference_mode()
-def forced_matches(
+def forced_verdicts(
     model: Blip2ForConditionalGeneration,
     processor: Blip2Processor,
     images,
     questions,
     answers,
     batch_size: int,
-) -> list[bool]:
-    """Whether greedy decoding would produce each answer token for token and then EOS: the argmax of one
-    teacher-forced pass over prompt + answer + EOS equals every answer token."""
+    queries: torch.Tensor | None = None,
+) -> list[bool | None]:
+    """What one teacher-forced pass over prompt + answer + EOS decides about greedy decoding, per sample:
+    True when the argmax at every answer position is the answer's token (greedy decoding yields the answer,
+    then EOS); else greedy decoding yields the answer's tokens up to the first position whose argmax departs,
+    then that argmax, and `departure_verdict` says whether that already decides (None: generate)."""
     model.eval()
-    out = []
+    out: list[bool | None] = []
     for i in range(0, len(questions), batch_size):
         b = training_batch(processor, questions[i : i + batch_size], answers[i : i + batch_size])
-        logits = model(
-            pixel_values=pixel_values(processor, images[i : i + batch_size]),
-            input_ids=b["input_ids"],
-            attention_mask=b["attention_mask"],
-            **qformer_kwargs(b),
-        ).logits
-        labels = b["labels"][:, 1:]
-        out += ((logits[:, :-1].argmax(-1) == labels) | (labels == IGNORE)).all(-1).tolist()
+        if queries is None:
+            pixels = pixel_values(processor, images[i : i + batch_size])
+            logits = model(
+                pixel_values=pixels,
+                input_ids=b["input_ids"],
+                attention_mask=b["attention_mask"],
+                **qformer_kwargs(b),
+            ).logits
+        else:
+            logits = lm_logits(model, queries[i : i + batch_size], b["input_ids"], b["attention_mask"])
+        labels, argmax = b["labels"][:, 1:], logits[:, :-1].argmax(-1)
+        for row, answer in zip(range(len(labels)), answers[i : i + batch_size], strict=True):
+            at = labels[row] != IGNORE
+            target, greedy = labels[row][at].tolist(), argmax[row][at].tolist()
+            first = next((k for k, (t, g) in enumerate(zip(target, greedy, strict=True)) if t != g), None)
+            if first is None:
+                out.append(True)
+            else:
+                out.append(departure_verdict(processor.tokenizer, target[:first] + [greedy[first]], answer))
     return out
 
 
 KNOWLEDGE_GROUPS = ("seen", "unseen")
 
 
-def evaluate(model, processor, split, batch_size: int, progress: bool = False) -> dict:
+def vision_side(model) -> list[torch.Tensor]:
+    """What computes the query outputs: vision tower, query tokens, Q-Former."""
+    return [*model.vision_model.parameters(), model.query_tokens, *model.qformer.parameters()]
+
+
+@torch.inference_mode()
+def _split_queries(
+    vision_of, processor, fingerprint: str, images, questions, batch_size: int
+) -> torch.Tensor:
+    """Query outputs of `vision_of` for a split's (ordered) samples, in evaluation's batches, computed once
+    per process."""
+    memo = _QUERIES.setdefault(vision_of, {})
+    key = (fingerprint, batch_size)
+    if key not in memo:
+        vision_of.eval()
+        parts = []
+        for i in range(0, len(questions), batch_size):
+            pixels = pixel_values(processor, images[i : i + batch_size])
+            extra = qformer_kwargs(prompt_batch(processor, questions[i : i + batch_size]))
+            parts.append(query_outputs(vision_of, pixels, **extra))
+        memo[key] = torch.cat(parts)
+    return memo[key]
+
+
+def evaluate(model, processor, split, batch_size: int, progress: bool = False, vision_of=None) -> dict:
     """Accuracy per task, overall, and on knowledge questions about advertisers seen / unseen in D_d (when the
-    split has a `knowledge_group` column), with each sample's correctness, on a dataset split."""
+    split has a `knowledge_group` column), with each sample's correctness, on a dataset split. `vision_of`:
+    a model whose vision side `model` shares unchanged (the teacher, for every model of a compression run);
+    its query outputs for the split are then reused (a vision side that differs is refused)."""
+    if vision_of is not None and vision_of is not model:
+        mine, theirs = vision_side(model), vision_side(vision_of)
+        if len(mine) != len(theirs) or not all(
+            a.shape == b.shape and torch.equal(a, b) for a, b in zip(mine, theirs, strict=False)
+        ):
+            raise ValueError("evaluate: vision_of names a model whose vision side differs from the model's")
+    fingerprint = getattr(split, "_fingerprint", None)
     groups = list(split["knowledge_group"]) if "knowledge_group" in split.column_names else []
     split = {n: list(split[n]) for n in ("image", "task", "question", "answer")}
     # batches of similar length, which leaves every sample's verdict as it is and saves the padding
     order = length_order(processor, split["question"], split["answer"])
     images, questions, answers = ([split[c][k] for k in order] for c in ("image", "question", "answer"))
-    forced = forced_matches(model, processor, images, questions, answers, batch_size)
-    rest = [i for i, hit in enumerate(forced) if not hit]
+    queries = None
+    if vision_of is not None and fingerprint is not None:
+        queries = _split_queries(vision_of, processor, fingerprint, images, questions, batch_size)
+    forced = forced_verdicts(model, processor, images, questions, answers, batch_size, queries=queries)
+    rest = [i for i, verdict in enumerate(forced) if verdict is None]
     generated = generate_answers(
         model,
         processor,
@@ -114,11 +201,16 @@ def evaluate(model, processor, split, batch_size: int, progress: bool = False) -
         max_answer_tokens(processor, answers),
         batch_size=batch_size,
         progress=progress,
+        queries=None if queries is None else queries[rest],
     )
-    preds = list(split["answer"])  # what greedy decoding yields wherever the forced pass matches
+    # the generated answers; the label where the forced pass matched; None where its departure decided
+    preds: list[str | None] = [None] * len(order)
+    correct = [False] * len(order)
+    for i, verdict in enumerate(forced):
+        preds[order[i]] = answers[i] if verdict else None
+        correct[order[i]] = bool(verdict)
     for i, p in zip(rest, generated, strict=True):
-        preds[order[i]] = p
-    correct = [normalize(p) == normalize(g) for p, g in zip(preds, split["answer"], strict=True)]
+        preds[order[i]], correct[order[i]] = p, normalize(p) == normalize(answers[i])
     per_task: dict[str, list[bool]] = {}
     for task, hit in zip(split["task"], correct, strict=True):
         per_task.setdefault(task, []).append(hit)

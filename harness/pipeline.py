@@ -36,8 +36,9 @@ from harness.stages import BY_NAME
 from harness.store import run_state, save_state, save_step, step_model
 
 
-def _perf(model, processor, split, batch_size: int) -> dict:
-    r = evaluate(model, processor, split, batch_size)
+def _perf(model, processor, split, batch_size: int, teacher) -> dict:
+    """Validation accuracy; compression leaves the vision side the teacher's, so its query outputs serve."""
+    r = evaluate(model, processor, split, batch_size, vision_of=teacher)
     return {"overall": r["overall"], **{f"task_{t}": v for t, v in r["per_task"].items()}}
 
 
@@ -170,7 +171,7 @@ def run_compression(
     out.mkdir(parents=True, exist_ok=True)
     student, state = _resume(out, teacher)
     if state is None:
-        p_f = _perf(teacher, processor, val, plan.eval_batch_size)
+        p_f = _perf(teacher, processor, val, plan.eval_batch_size, teacher)
         state = {
             "step": 0,
             "stage_index": 0,
@@ -185,7 +186,7 @@ def run_compression(
         }
         _checkpoint(out, student, state)
     if run.mode == "one_shot":
-        return _one_shot(student, processor, val, d_p, d_d, plan, out, state, progress)
+        return _one_shot(student, teacher, processor, val, d_p, d_d, plan, out, state, progress)
     while not state["done"]:
         level = run.stages[state["stage_index"]]
         amount, maximum = getattr(c, BY_NAME[level].step_field), plan.maxima[level]
@@ -211,7 +212,7 @@ def run_compression(
         else:
             imp = _importance(student, level, run.criterion, d_p, plan.seed * 1000 + k, run.block_criterion)
             info = prune_step(student, level, amount, imp)
-        acc_pruned = _perf(student, processor, val, plan.eval_batch_size)
+        acc_pruned = _perf(student, processor, val, plan.eval_batch_size, teacher)
         losses = distill(
             student,
             d_d,
@@ -223,7 +224,7 @@ def run_compression(
             progress=progress,
             desc=f"step {k} ({level}), distill",
         )
-        acc = _perf(student, processor, val, plan.eval_batch_size)
+        acc = _perf(student, processor, val, plan.eval_batch_size, teacher)
         row = _record(student, k, level, amount, state["removed"] + amount, acc_pruned, acc, losses, t0)
         if level == "block":
             row["blocks_dropped"] = _drop(state, info["blocks"])
@@ -245,7 +246,7 @@ def run_compression(
     return state
 
 
-def _one_shot(student, processor, val, d_p, d_d, plan: RunPlan, out, state, progress) -> dict:
+def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, state, progress) -> dict:
     """Prune every named stage straight to the iterative run's maximum, then distil for the whole epoch
     budget."""
     if state["done"]:
@@ -262,7 +263,7 @@ def _one_shot(student, processor, val, d_p, d_d, plan: RunPlan, out, state, prog
         info = prune_step(student, level, amount, imp)
         if level == "block":
             dropped = _drop(state, info["blocks"])
-    acc_pruned = _perf(student, processor, val, plan.eval_batch_size)
+    acc_pruned = _perf(student, processor, val, plan.eval_batch_size, teacher)
     epochs = plan.total_epochs
     losses = distill(
         student,
@@ -275,7 +276,7 @@ def _one_shot(student, processor, val, d_p, d_d, plan: RunPlan, out, state, prog
         progress=progress,
         desc="one-shot, distill",
     )
-    acc = _perf(student, processor, val, plan.eval_batch_size)
+    acc = _perf(student, processor, val, plan.eval_batch_size, teacher)
     total = sum(plan.maxima[s] for s in run.stages)
     row = _record(student, 1, "+".join(run.stages), total, total, acc_pruned, acc, losses, t0)
     if "block" in run.stages:

@@ -284,16 +284,17 @@ def _cached_eval(path: Path, model_hash: str):
     return record["accuracy"] if record.get("model") == model_hash else None
 
 
-def test_accuracy(out: Path, step: int, processor, test, batch_size: int) -> dict:
+def test_accuracy(out: Path, step: int, processor, test, batch_size: int, vision_of=None) -> dict:
     """Test accuracy of the model after `step`, cached in the run folder (RQ1–RQ6 share runs) and tied to
-    that model's manifest: a model that changed is evaluated again."""
+    that model's manifest: a model that changed is evaluated again. `vision_of`: the teacher, whose vision
+    side a compressed model keeps (harness/evaluate.py)."""
     path = Path(out) / "eval" / f"test_step_{step:03d}.json"
     model_hash = verify_manifest(_step_dir(out, step))
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
     from harness.evaluate import accuracy_record, evaluate
 
-    acc = evaluate(step_model(out, step), processor, test, batch_size)
+    acc = evaluate(step_model(out, step), processor, test, batch_size, vision_of=vision_of)
     record = accuracy_record(acc)
     write_sealed_json(path, {"model": model_hash, "accuracy": record})
     return record
@@ -309,7 +310,7 @@ def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test
         return cached
     from harness.evaluate import evaluate
 
-    acc = evaluate(teacher, processor, test, batch_size)
+    acc = evaluate(teacher, processor, test, batch_size, vision_of=teacher)
     write_sealed_json(path, {"model": model_hash, "accuracy": acc})
     return acc
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.evaluate import evaluate, forced_matches, generate_answers, max_answer_tokens, normalize
+from harness.evaluate import evaluate, forced_verdicts, generate_answers, max_answer_tokens, normalize
 from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
 from harness.pipeline import RunPlan, follow, run_compression, run_maxima, structure
@@ -318,22 +318,41 @@ def test_nan_loss_stops_the_run_naming_the_step_and_keeps_the_last_checkpoint(sm
     assert structure(step_model(tmp_path)) == structure(teacher)
 
 
-def test_a_forced_pass_scores_as_greedy_generation_does(smoke):
-    """evaluate() scores by one teacher-forced pass and generates only the rest: per sample, the verdicts
-    are those of generating every answer."""
+@pytest.mark.parametrize("pruned", [False, True])
+def test_a_forced_pass_scores_as_greedy_generation_does(smoke, pruned):
+    """evaluate() scores by one teacher-forced pass and generates only what it leaves open: per sample, the
+    verdicts are those of generating every answer, for the teacher and for a pruned model (many departures),
+    end to end and from the teacher's cached query outputs."""
     _, data, teacher, processor, *_ = smoke
+    model = copy.deepcopy(teacher)
+    if pruned:
+        prune_step(model, "ffn", 96, importance(model, "ffn", "random", [], seed=0))
     split = data["test"]
     images, questions, answers = (list(split[c]) for c in ("image", "question", "answer"))
     generated = generate_answers(
-        teacher, processor, images, questions, max_answer_tokens(processor, answers), batch_size=50
+        model, processor, images, questions, max_answer_tokens(processor, answers), batch_size=50
     )
     by_generation = [normalize(p) == normalize(a) for p, a in zip(generated, answers, strict=True)]
-    forced = forced_matches(teacher, processor, images, questions, answers, batch_size=50)
-    assert all(g for f, g in zip(forced, by_generation, strict=True) if f)
-    assert 0 < sum(forced) < len(forced)  # both paths are exercised
-    acc = evaluate(teacher, processor, split, batch_size=50)
-    assert acc["correct"] == by_generation
-    assert acc["predictions"] == [a if f else p for f, p, a in zip(forced, generated, answers, strict=True)]
+    forced = forced_verdicts(model, processor, images, questions, answers, batch_size=50)
+    assert all(f == g for f, g in zip(forced, by_generation, strict=True) if f is not None)
+    # matches, and either answers left to generation (the teacher) or departures decided without it
+    assert True in forced and (False if pruned else None) in forced
+    for vision_of in (None, teacher):
+        acc = evaluate(model, processor, split, batch_size=50, vision_of=vision_of)
+        assert acc["correct"] == by_generation
+        assert acc["predictions"] == [
+            (a if f else None) if f is not None else p
+            for f, p, a in zip(forced, generated, answers, strict=True)
+        ]
+
+
+def test_evaluate_refuses_a_vision_side_that_is_not_the_models(smoke):
+    _, data, teacher, processor, *_ = smoke
+    other = copy.deepcopy(teacher)
+    with torch.no_grad():
+        other.qformer.layernorm.weight.add_(0.1)
+    with pytest.raises(ValueError, match="vision side differs"):
+        evaluate(other, processor, data["validation"], batch_size=50, vision_of=teacher)
 
 
 def _samples(batches) -> list[tuple]:

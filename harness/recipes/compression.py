@@ -90,10 +90,11 @@ def pruning_batches(profile, teacher, processor, split, progress) -> list:
     )
 
 
-def _seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds) -> dict:
+def _seed_record(exp, run, seed, state, out, sets, teacher, processor, test, bs, seconds) -> dict:
     """What a result keeps of one run and seed; Table 2 (`table: stages`) also evaluates the end of every
     stage of the experiment's first run, the one it shows."""
     final = step_model(out, state["step"])
+    vision = None if run.mode == "scratch" else teacher  # a compressed model keeps the teacher's vision side
     record = {
         "seed": seed,
         "run": out.name.removeprefix("run-"),
@@ -104,7 +105,7 @@ def _seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds)
         "d_p_samples": sum(len(b["input_ids"]) for b in sets[1]),
         "structure": structure(final),
         "parameters": parameter_counts(final),
-        "accuracy": test_accuracy(out, state["step"], processor, test, bs),
+        "accuracy": test_accuracy(out, state["step"], processor, test, bs, vision),
         "trace": state["trace"],
         "epochs_used": state["epochs_used"],
         "distillation_sample_passes": None
@@ -122,7 +123,7 @@ def _seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds)
                 "stage": stage,
                 "step": step,
                 "parameters": parameter_counts(step_model(out, step)),
-                "accuracy": test_accuracy(out, step, processor, test, bs),
+                "accuracy": test_accuracy(out, step, processor, test, bs, vision),
             }
             for stage, step in ends.items()
         ]
@@ -148,7 +149,9 @@ def run_compression_experiment(
             t0 = time.perf_counter()
             state, out = compress(profile, run, seed, teacher, processor, data, sets, cache_dir, progress)
             seconds = time.perf_counter() - t0
-            seeds.append(_seed_record(exp, run, seed, state, out, sets, processor, test, bs, seconds))
+            seeds.append(
+                _seed_record(exp, run, seed, state, out, sets, teacher, processor, test, bs, seconds)
+            )
         runs.append({"label": run.label, "spec": run.model_dump(mode="json"), "seeds": seeds})
     teacher_rec = teacher_record(teacher, teacher_acc, log)
     if exp.measure:

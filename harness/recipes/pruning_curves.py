@@ -42,9 +42,9 @@ def _scores(model, level: str, criterion: str, d_p: list, seed: int) -> torch.Te
     return importance(model, level, criterion, d_p, seed)
 
 
-def _point(model, step: int, removed: int, width: int, processor, data, batch_size: int) -> dict:
-    val = evaluate(model, processor, data["validation"], batch_size)
-    test = evaluate(model, processor, data["test"], batch_size)
+def _point(model, step: int, removed: int, width: int, processor, data, batch_size: int, teacher) -> dict:
+    val = evaluate(model, processor, data["validation"], batch_size, vision_of=teacher)
+    test = evaluate(model, processor, data["test"], batch_size, vision_of=teacher)
     return {
         "step": step,
         "removed": removed,
@@ -80,7 +80,7 @@ def pruning_curve(
     desc = f"curve {level}/{criterion} seed {seed}"
     for k in tqdm(range(1, steps + 1), desc=desc, disable=not progress, leave=False):
         prune_step(model, level, amount, _scores(model, level, criterion, d_p, seed * 1000 + k))
-        points.append(_point(model, k, k * amount, width, processor, data, bs))
+        points.append(_point(model, k, k * amount, width, processor, data, bs, teacher))
     return {
         "level": level,
         "criterion": criterion,
@@ -92,12 +92,13 @@ def pruning_curve(
 
 def teacher_point(teacher, processor, data, test_accuracy: dict, batch_size: int) -> dict:
     """Step 0 of every curve: the teacher itself, its test accuracy the cached one (harness/store.py)."""
+    val = evaluate(teacher, processor, data["validation"], batch_size, vision_of=teacher)
     return {
         "step": 0,
         "removed": 0,
         "share": 0.0,
         "params_lm": parameter_counts(teacher)["language_model"],
-        "validation": evaluate(teacher, processor, data["validation"], batch_size)["overall"],
+        "validation": val["overall"],
         "accuracy": accuracy_record(test_accuracy),
     }
 
