@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import get_args
 
 from harness.cache import CorruptEntry, atomic_dir, entry_lock, write_json
-from harness.errors import PruningError
+from harness.errors import CheckpointError, PruningError
 from harness.results import ResultError, dump_result, load_result, restated, spec_hash
 from harness.spec import (
     DEFAULT_PROFILE,
@@ -390,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
         args.profile = DEFAULT_PROFILE
     try:
         return args.func(args)
-    except (SpecError, PruningError, ResultError, CorruptEntry) as e:
+    except (SpecError, PruningError, CheckpointError, ResultError, CorruptEntry) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

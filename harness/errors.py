@@ -4,3 +4,7 @@ catches them around every command, `report` included."""
 
 class PruningError(ValueError):
     """A pruning request that cannot be carried out; raised before the model is touched."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint the harness cannot use; raised before any weights are loaded."""

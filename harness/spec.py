@@ -446,6 +446,14 @@ def resolve(
         if bad := whole_step_problems(c):
             lines = [f"  - field 'models.{i}.{b.split(': ', 1)[0]}': {b.split(': ', 1)[1]}" for b in bad]
             raise SpecError("\n".join([f"{path}: invalid compression ({len(bad)} problem(s))", *lines]))
+        if m.compress and m.checkpoint not in ("teacher", "compressed") and not m.allow_download:
+            from harness.models.public import compression_problems  # torch only for such an entry
+
+            if bad := compression_problems(m.checkpoint, c, m.stages):
+                where = [b.split(": ", 1) for b in bad]
+                lines = [f"  - field 'models.{i}.compression.{field}': {why}" for field, why in where]
+                head = f"{path}: compression impossible on {m.checkpoint} ({len(bad)} problem(s))"
+                raise SpecError("\n".join([head, *lines]))
     return exp, prof
 
 

@@ -8,11 +8,13 @@ import torch
 from transformers import (
     Blip2Config,
     Blip2ForConditionalGeneration,
+    Blip2Processor,
     InstructBlipConfig,
     InstructBlipForConditionalGeneration,
     InstructBlipProcessor,
     LlamaConfig,
     OPTConfig,
+    Qwen2Config,
     T5Config,
 )
 
@@ -22,7 +24,7 @@ from harness.models.public import CheckpointError, load_lmm
 from harness.models.stand_in import new_model
 from harness.objectives import teacher_batches
 from harness.pipeline import RunPlan, run_compression
-from harness.prune.step import structures_to_remove
+from harness.prune.step import prune_step, structures_to_remove
 from harness.prune.structures import PruningError
 from harness.spec import CompressionRun, load_profile
 from harness.store import get_dataset, step_model
@@ -268,6 +270,16 @@ def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
     for entry, message in [
         ("{name: x, checkpoint: /nowhere}", "field 'models.0.checkpoint': /nowhere is not a save_pretrained"),
         (f"{{name: x, checkpoint: {ckpt}, compression: {{n_hh: 1}}}}", "field 'models.0.compression.n_hh'"),
+        # checked against the checkpoint's own config (2 blocks, FFN 64), before any work
+        (
+            f"{{name: x, checkpoint: {ckpt}, compress: true, compression: {{n_b: 1, N_blocks: 40}}}}",
+            r"compression impossible on .*blip2-opt \(1 problem\(s\)\)\n  - field 'models.0.compression"
+            r".N_blocks': 40 is impossible here \(block: cannot remove 40 from language_model, which has 2",
+        ),
+        (
+            f"{{name: x, checkpoint: {ckpt}, compress: true, stages: [block, attention]}}",
+            "field 'models.0.compression.n_h_att': .*attention pruning of an OPT language model is refused",
+        ),
     ]:
         exp.write_text(
             "name: public\nreproduces: Public LMMs\nkind: public_lmms\ndescription: x\n"
@@ -275,3 +287,118 @@ def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
         )
         with pytest.raises(SpecError, match=message):
             resolve(exp, "smoke")
+
+
+def blip2_qwen2(processor, folder):
+    """Qwen2 in its stock layout: no head_dim in the config (derived as hidden size / heads)."""
+    tok = processor.tokenizer
+    text = Qwen2Config(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        **_special(tok),
+    ).to_dict()
+    text.pop("head_dim", None)
+    config = Blip2Config(
+        vision_config=VISION,
+        qformer_config=QFORMER,
+        text_config=text,
+        num_query_tokens=processor.num_query_tokens,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
+    torch.manual_seed(0)
+    return _save(Blip2ForConditionalGeneration(config), processor, folder)
+
+
+def test_qwen2_without_head_dim_prunes_heads_and_hidden_into_folders_that_load(smoke, tmp_path):
+    """The derived head_dim is written into the config before surgery, so attention and hidden pruning work
+    and the pruned folder loads with the stock class, giving the same logits."""
+    _, data, base_processor = smoke
+    folder = blip2_qwen2(base_processor, tmp_path / "qwen2")
+    assert "head_dim" not in json.loads((folder / "config.json").read_text())["text_config"]
+    model, processor = load_lmm(folder)
+    assert model.config.text_config.head_dim == 8
+    for level, amount in (("attention", 16), ("hidden", 8)):
+        prune_step(model, level, amount, torch.rand(*_shape(model, level)))
+    model.save_pretrained(tmp_path / "out")
+    processor.save_pretrained(tmp_path / "out")
+    again = Blip2ForConditionalGeneration.from_pretrained(tmp_path / "out").eval()
+    assert again.config.text_config.hidden_size == 24 and again.config.text_config.num_key_value_heads == 1
+    torch.testing.assert_close(
+        _logits(again, processor, data["test"]), _logits(model, processor, data["test"])
+    )
+
+
+def _shape(model, level: str) -> tuple[int, ...]:
+    text = model.config.text_config
+    if level == "attention":
+        return (text.num_hidden_layers, text.num_key_value_heads)
+    return (text.hidden_size,)
+
+
+def test_old_format_folder_without_image_token_index_is_refused_naming_the_field(smoke, tmp_path):
+    _, _, base_processor = smoke
+    folder = blip2_opt(base_processor, tmp_path / "old")
+    config = json.loads((folder / "config.json").read_text())
+    del config["image_token_index"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="old: config.json has no 'image_token_index'"):
+        load_lmm(folder)
+
+
+def test_a_tokenizer_without_pad_token_pads_with_its_end_token(smoke, tmp_path):
+    """Llama 3 style tokenizers have no pad token: the end token pads, as BLIP-2's processors do, and says
+    so; evaluation then runs instead of failing in collate."""
+    _, data, base_processor = smoke
+    folder = blip2_opt(base_processor, tmp_path / "nopad")
+    processor = Blip2Processor.from_pretrained(folder)
+    processor.tokenizer.pad_token = None
+    processor.save_pretrained(folder)
+    with pytest.warns(UserWarning, match="no pad token; padding with its end token '</s>'"):
+        model, processor = load_lmm(folder)
+    assert processor.tokenizer.pad_token_id == processor.tokenizer.eos_token_id
+    acc = evaluate(model, processor, data["test"].select(range(20)), 10)
+    assert acc["n"] == 20
+
+
+def test_prune_command_reports_a_refused_checkpoint_in_one_line(smoke, tmp_path, capsys):
+    from harness.cli import main
+
+    _, _, base_processor = smoke
+    folder = blip2_opt(base_processor, tmp_path / "opt")
+    args = ["prune", "--profile", "smoke", "--cache-dir", str(tmp_path / "cache"), "--quiet"]
+    code = main(
+        [
+            *args,
+            "--checkpoint",
+            str(folder),
+            "--level",
+            "attention",
+            "--amount",
+            "16",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and "OPT" in err and "Traceback" not in err
+
+
+def test_public_lmms_of_public_checkpoints_alone_trains_no_stand_in(smoke, tmp_path):
+    from harness.cli import run_experiment
+
+    _, _, base_processor = smoke
+    ckpt = blip2_opt(base_processor, tmp_path / "blip2-opt")
+    exp = tmp_path / "public.yaml"
+    exp.write_text(
+        "name: public\nreproduces: Public LMMs\nkind: public_lmms\ndescription: x\nmodels:\n"
+        f"  - {{name: Tiny BLIP-2 OPT, checkpoint: {ckpt}}}\n"
+    )
+    out, _ = run_experiment(exp, "smoke", tmp_path / "results", tmp_path / "cache", False, progress=False)
+    rows = json.loads((out / "result.json").read_text())["rows"]
+    assert [r["row"] for r in rows] == ["Tiny BLIP-2 OPT (zero-shot)"]
+    assert not (tmp_path / "cache" / "teachers").exists()

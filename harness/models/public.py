@@ -8,6 +8,7 @@ Checkpoints load from a local folder; a hub id is tried only when the caller all
 from __future__ import annotations
 
 import contextlib
+import warnings
 from pathlib import Path
 
 from transformers import (
@@ -18,12 +19,10 @@ from transformers import (
     LlamaConfig,
 )
 
+from harness.errors import CheckpointError
+
 CLASSES = {"blip-2": Blip2ForConditionalGeneration, "instructblip": InstructBlipForConditionalGeneration}
 DECODER_ONLY = ("opt", "llama", "qwen2")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint the harness cannot use; raised before any weights are loaded."""
 
 
 def check_config(config, where: str) -> None:
@@ -44,6 +43,20 @@ def check_config(config, where: str) -> None:
         raise CheckpointError(
             f"{where}: language model '{lm}' is not supported; supported: {', '.join(DECODER_ONLY)}"
         )
+    if getattr(config, "image_token_index", None) is None:
+        raise CheckpointError(
+            f"{where}: config.json has no 'image_token_index' (a folder saved in BLIP-2's older format, "
+            "where generate cannot tell where the image goes); add the id of the processor's image token "
+            "under 'image_token_index', or re-save the checkpoint with a current transformers"
+        )
+
+
+def explicit_head_dim(text) -> None:
+    """Write the language model's head_dim into its config where the config derives it (stock Qwen2: hidden
+    size / heads). Why: hidden pruning changes the hidden size but not the heads' width, so a derived
+    head_dim would no longer describe the weights, and attention pruning reads head_dim from the config."""
+    if text.model_type != "opt" and getattr(text, "head_dim", None) is None:
+        text.head_dim = text.hidden_size // text.num_attention_heads
 
 
 @contextlib.contextmanager
@@ -70,7 +83,12 @@ def load_model(path: str | Path, allow_download: bool = False):
     with heads_need_not_divide_hidden():
         config = AutoConfig.from_pretrained(path, local_files_only=not allow_download)
         check_config(config, str(path))
-        return CLASSES[config.model_type].from_pretrained(path, local_files_only=not allow_download).eval()
+        explicit_head_dim(config.text_config)
+        model = CLASSES[config.model_type].from_pretrained(
+            path, config=config, local_files_only=not allow_download
+        )
+    explicit_head_dim(model.language_model.config)  # may be its own object, not config.text_config
+    return model.eval()
 
 
 def load_lmm(path: str | Path, allow_download: bool = False):
@@ -84,4 +102,37 @@ def load_lmm(path: str | Path, allow_download: bool = False):
     processor = AutoProcessor.from_pretrained(path, local_files_only=not allow_download)
     if getattr(processor, "num_query_tokens", None) is None:
         processor.num_query_tokens = model.config.num_query_tokens
+    tok = processor.tokenizer
+    if tok.pad_token is None:  # Llama 3 style tokenizers; BLIP-2's processors pad with the end token
+        if tok.eos_token is None:
+            raise CheckpointError(
+                f"{path}: the tokenizer has neither a pad token nor an end token to pad with"
+            )
+        warnings.warn(
+            f"{path}: the tokenizer has no pad token; padding with its end token '{tok.eos_token}', as "
+            "BLIP-2's processors do",
+            stacklevel=2,
+        )
+        tok.pad_token = tok.eos_token
     return model, processor
+
+
+def compression_problems(path: str | Path, compression, stages: list[str] | None) -> list[str]:
+    """What makes a compression section impossible on the checkpoint in `path`, read from its config alone
+    (a weightless model on the meta device): each stage's step and maximum against the real widths, and
+    stages its language model cannot express. `stages` None: every stage the model supports."""
+    import torch
+
+    from harness.prune.step import schedule_problems
+    from harness.prune.structures import lm_family
+    from harness.stages import STAGE_NAMES
+
+    with heads_need_not_divide_hidden():
+        config = AutoConfig.from_pretrained(path, local_files_only=True)
+        check_config(config, str(path))
+        explicit_head_dim(config.text_config)
+        with torch.device("meta"):
+            model = CLASSES[config.model_type](config)
+    if stages is None:
+        stages = ["block", "ffn"] if lm_family(model) == "opt" else list(STAGE_NAMES)
+    return schedule_problems(model, compression, stages)

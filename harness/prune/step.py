@@ -55,6 +55,26 @@ def structures_to_remove(model, level: str, amount: int, module: str = "language
     return count
 
 
+def schedule_problems(model, c, stages: list[str], module: str = "language_model") -> list[str]:
+    """What makes the compression section `c` impossible for `stages` on `model` (only its config is read,
+    so a meta-device model serves): a step or maximum that is no whole number of structures, leaves none,
+    or names a level this language model cannot express."""
+    problems = []
+    for level in stages:
+        stage = BY_NAME[level]
+        step, maximum = getattr(c, stage.step_field), getattr(c, stage.max_field)
+        reached = maximum // step * step  # where the iterative run stops (0: the stage prunes nothing)
+        for field, amount in ((stage.step_field, step), (stage.max_field, reached)):
+            if amount == 0:
+                continue
+            try:
+                structures_to_remove(model, level, amount, module)
+            except PruningError as e:
+                problems.append(f"{field}: {getattr(c, field)} is impossible here ({e})")
+                break  # a step that cannot be taken says all there is to say about the maximum
+    return problems
+
+
 def prune_step(
     model, level: str, amount: int, importance: torch.Tensor | None = None, module: str = "language_model"
 ) -> dict:

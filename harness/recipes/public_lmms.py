@@ -66,7 +66,9 @@ def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_d
 def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
     set_threads(profile)
     data = get_dataset(profile, cache_dir, progress)
-    teacher, teacher_proc, tdir, _ = get_teacher(profile, cache_dir, data, progress)
+    teacher = teacher_proc = tdir = None  # the stand-in is trained only when an entry names it
+    if any(e.checkpoint in ("teacher", "compressed") for e in exp.models):
+        teacher, teacher_proc, tdir, _ = get_teacher(profile, cache_dir, data, progress)
     bs, rows, models = profile.evaluation_batch_size, [], {}
     for entry in exp.models:
         model, processor, key = _public_model(
@@ -101,11 +103,12 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
             models[name] = (m, processor)
     if exp.measure:
         m = profile.measurement.model_dump()
-        new_tokens = max_answer_tokens(teacher_proc, data["test"]["answer"])
         speed = {}
-        # one interleaved session per processor (the prompt tokens differ between tokenizers)
+        # one interleaved session per processor (the prompt tokens differ between tokenizers), each model
+        # generating as many tokens as its tokenizer's longest answer takes
         for proc in {id(p): p for _, p in models.values()}.values():
             group = {n: mm for n, (mm, pp) in models.items() if pp is proc}
+            new_tokens = max_answer_tokens(proc, data["test"]["answer"])
             speed.update(throughput(group, proc, data["test"], m["batch_sizes"], new_tokens, m))
         for row in rows:
             row["throughput"] = list(speed[row["row"]].values())
