@@ -85,12 +85,17 @@ def blip2_opt(processor, folder):
         max_position_embeddings=128,
         **_special(tok),
     )
+    return _blip2(processor, folder, text.to_dict())
+
+
+def _blip2(processor, folder, text: dict):
+    """A tiny random BLIP-2 around the language model config `text`, saved with `processor`."""
     config = Blip2Config(
         vision_config=VISION,
         qformer_config=QFORMER,
-        text_config=text.to_dict(),
+        text_config=text,
         num_query_tokens=processor.num_query_tokens,
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        image_token_index=processor.tokenizer.convert_tokens_to_ids("<image>"),
     )
     torch.manual_seed(0)
     return _save(Blip2ForConditionalGeneration(config), processor, folder)
@@ -303,15 +308,7 @@ def blip2_qwen2(processor, folder):
         **_special(tok),
     ).to_dict()
     text.pop("head_dim", None)
-    config = Blip2Config(
-        vision_config=VISION,
-        qformer_config=QFORMER,
-        text_config=text,
-        num_query_tokens=processor.num_query_tokens,
-        image_token_index=tok.convert_tokens_to_ids("<image>"),
-    )
-    torch.manual_seed(0)
-    return _save(Blip2ForConditionalGeneration(config), processor, folder)
+    return _blip2(processor, folder, text)
 
 
 def test_qwen2_without_head_dim_prunes_heads_and_hidden_into_folders_that_load(smoke, tmp_path):
