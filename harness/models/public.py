@@ -78,12 +78,27 @@ def heads_need_not_divide_hidden():
         LlamaConfig.__class_validators__ = validators
 
 
+def read_config(path: str | Path, allow_download: bool = False):
+    """The checkpoint's config, checked, with an explicit head_dim (read it inside
+    heads_need_not_divide_hidden)."""
+    config = AutoConfig.from_pretrained(path, local_files_only=not allow_download)
+    check_config(config, str(path))
+    explicit_head_dim(config.text_config)
+    return config
+
+
+def default_stages(model) -> list[str]:
+    """Every stage the language model can express: OPT derives head_dim, so only blocks and FFN."""
+    from harness.prune.structures import lm_family
+    from harness.stages import STAGE_NAMES
+
+    return ["block", "ffn"] if lm_family(model) == "opt" else list(STAGE_NAMES)
+
+
 def load_model(path: str | Path, allow_download: bool = False):
     """The model saved in `path` (BLIP-2 or InstructBLIP), in eval mode."""
     with heads_need_not_divide_hidden():
-        config = AutoConfig.from_pretrained(path, local_files_only=not allow_download)
-        check_config(config, str(path))
-        explicit_head_dim(config.text_config)
+        config = read_config(path, allow_download)
         model = CLASSES[config.model_type].from_pretrained(
             path, config=config, local_files_only=not allow_download
         )
@@ -124,15 +139,9 @@ def compression_problems(path: str | Path, compression, stages: list[str] | None
     import torch
 
     from harness.prune.step import schedule_problems
-    from harness.prune.structures import lm_family
-    from harness.stages import STAGE_NAMES
 
     with heads_need_not_divide_hidden():
-        config = AutoConfig.from_pretrained(path, local_files_only=True)
-        check_config(config, str(path))
-        explicit_head_dim(config.text_config)
+        config = read_config(path)
         with torch.device("meta"):
             model = CLASSES[config.model_type](config)
-    if stages is None:
-        stages = ["block", "ffn"] if lm_family(model) == "opt" else list(STAGE_NAMES)
-    return schedule_problems(model, compression, stages)
+    return schedule_problems(model, compression, stages or default_stages(model))

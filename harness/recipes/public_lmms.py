@@ -12,17 +12,15 @@ from harness.distill.loop import distill
 from harness.evaluate import accuracy_record, evaluate, max_answer_tokens
 from harness.measure import throughput
 from harness.models.blip2 import parameter_counts
-from harness.models.public import load_lmm
+from harness.models.public import default_stages, load_lmm
 from harness.objectives import teacher_batches
 from harness.pipeline import plan_run, run_compression, structure
 from harness.profile import Compression, Profile
-from harness.prune.structures import lm_family
 from harness.recipes.common import pruning_set, result_header, set_threads
 from harness.recipes.compression import FULL_RUN, compress, training_sets
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
 from harness.spec import CompressionRun, Experiment, PublicModel
-from harness.stages import STAGE_NAMES
 from harness.store import (
     checkpoint_key,
     compression_key,
@@ -51,7 +49,7 @@ def _public_model(entry: PublicModel, profile, data, teacher, teacher_processor,
 def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_dir, progress):
     """`base` compressed with Algorithm 1 (the profile's compression section with the entry's changes)."""
     c = Compression.model_validate({**profile.compression.model_dump(), **entry.compression})
-    stages = entry.stages or (["block", "ffn"] if lm_family(base) == "opt" else list(STAGE_NAMES))
+    stages = entry.stages or default_stages(base)
     run = CompressionRun(label=entry.name, stages=stages)
     seed, bs = profile.seeds[0], profile.evaluation_batch_size
     plan = plan_run(base, c, run, seed, bs)
