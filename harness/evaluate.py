@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Callable
+from typing import NamedTuple
 
 import torch
 from tqdm.auto import tqdm
@@ -40,6 +42,8 @@ from harness.report.paired import pack
 
 # per vision-side model: query outputs of each split (by fingerprint and batch size), in evaluation order
 _QUERIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# per processor: each split (by fingerprint and batch size) ordered and tokenized (`_prepared`)
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def normalize(text: str) -> str:
@@ -113,15 +117,20 @@ def forced_verdicts(
     answers,
     batch_size: int,
     queries: torch.Tensor | None = None,
+    batches: list[dict] | None = None,
 ) -> list[bool | None]:
     """What one teacher-forced pass over prompt + answer + EOS decides about greedy decoding, per sample:
     True when the argmax at every answer position is the answer's token (greedy decoding yields the answer,
     then EOS); else greedy decoding yields the answer's tokens up to the first position whose argmax departs,
-    then that argmax, and `departure_verdict` says whether that already decides (None: generate)."""
+    then that argmax, and `departure_verdict` says whether that already decides (None: generate).
+    `batches`: the `training_batch` of every batch, when already built (`_prepared`)."""
     model.eval()
     out: list[bool | None] = []
     for i in range(0, len(questions), batch_size):
-        b = training_batch(processor, questions[i : i + batch_size], answers[i : i + batch_size])
+        if batches is None:
+            b = training_batch(processor, questions[i : i + batch_size], answers[i : i + batch_size])
+        else:
+            b = batches[i // batch_size]
         if queries is None:
             pixels = pixel_values(processor, images[i : i + batch_size])
             logits = model(
@@ -152,17 +161,55 @@ def vision_side(model) -> list[torch.Tensor]:
     return [*model.vision_model.parameters(), model.query_tokens, *model.qformer.parameters()]
 
 
+class _Prepared(NamedTuple):
+    """A split in evaluation order (`length_order`), tokenized in evaluation's batches: the same for every
+    model a processor evaluates on it."""
+
+    order: list[int]
+    tasks: list[str]
+    groups: list[str]
+    questions: list[str]
+    answers: list[str]
+    batches: list[dict]
+
+
+def _prepare(processor, split, batch_size: int) -> _Prepared:
+    questions, answers = list(split["question"]), list(split["answer"])
+    # batches of similar length, which leaves every sample's verdict as it is and saves the padding
+    order = length_order(processor, questions, answers)
+    questions, answers = [questions[k] for k in order], [answers[k] for k in order]
+    batches = [
+        training_batch(processor, questions[i : i + batch_size], answers[i : i + batch_size])
+        for i in range(0, len(questions), batch_size)
+    ]
+    groups = list(split["knowledge_group"]) if "knowledge_group" in split.column_names else []
+    return _Prepared(order, list(split["task"]), groups, questions, answers, batches)
+
+
+def _prepared(processor, split, batch_size: int) -> _Prepared:
+    """`_prepare`, once per process, processor, split (by fingerprint) and batch size: at the stand-in's size
+    reading and tokenizing a split costs a third of evaluating a model on it."""
+    fingerprint = getattr(split, "_fingerprint", None)
+    if fingerprint is None:
+        return _prepare(processor, split, batch_size)
+    memo = _PREPARED.setdefault(processor, {})
+    key = (fingerprint, batch_size)
+    if key not in memo:
+        memo[key] = _prepare(processor, split, batch_size)
+    return memo[key]
+
+
 @torch.inference_mode()
 def _split_queries(
-    vision_of, processor, fingerprint: str, images, questions, batch_size: int
+    vision_of, processor, fingerprint: str, images: Callable[[], list], questions, batch_size: int
 ) -> torch.Tensor:
     """Query outputs of `vision_of` for a split's (ordered) samples, in evaluation's batches, computed once
-    per process."""
+    per process (`images()` is read only then)."""
     memo = _QUERIES.setdefault(vision_of, {})
     key = (fingerprint, batch_size)
     if key not in memo:
         vision_of.eval()
-        parts = []
+        images, parts = images(), []
         for i in range(0, len(questions), batch_size):
             pixels = pixel_values(processor, images[i : i + batch_size])
             extra = qformer_kwargs(prompt_batch(processor, questions[i : i + batch_size]))
@@ -183,15 +230,21 @@ def evaluate(model, processor, split, batch_size: int, progress: bool = False, v
         ):
             raise ValueError("evaluate: vision_of names a model whose vision side differs from the model's")
     fingerprint = getattr(split, "_fingerprint", None)
-    groups = list(split["knowledge_group"]) if "knowledge_group" in split.column_names else []
-    split = {n: list(split[n]) for n in ("image", "task", "question", "answer")}
-    # batches of similar length, which leaves every sample's verdict as it is and saves the padding
-    order = length_order(processor, split["question"], split["answer"])
-    images, questions, answers = ([split[c][k] for k in order] for c in ("image", "question", "answer"))
+    prep = _prepared(processor, split, batch_size)
+    order, questions, answers, groups = prep.order, prep.questions, prep.answers, prep.groups
+
+    def ordered_images() -> list:
+        column = split["image"]
+        return [column[k] for k in order]
+
     queries = None
     if vision_of is not None and fingerprint is not None:
-        queries = _split_queries(vision_of, processor, fingerprint, images, questions, batch_size)
-    forced = forced_verdicts(model, processor, images, questions, answers, batch_size, queries=queries)
+        queries = _split_queries(vision_of, processor, fingerprint, ordered_images, questions, batch_size)
+    # decoding the images is needed only where the model's own vision side runs
+    images = ordered_images() if queries is None else [None] * len(order)
+    forced = forced_verdicts(
+        model, processor, images, questions, answers, batch_size, queries=queries, batches=prep.batches
+    )
     rest = [i for i, verdict in enumerate(forced) if verdict is None]
     generated = generate_answers(
         model,
@@ -212,7 +265,7 @@ def evaluate(model, processor, split, batch_size: int, progress: bool = False, v
     for i, p in zip(rest, generated, strict=True):
         preds[order[i]], correct[order[i]] = p, normalize(p) == normalize(answers[i])
     per_task: dict[str, list[bool]] = {}
-    for task, hit in zip(split["task"], correct, strict=True):
+    for task, hit in zip(prep.tasks, correct, strict=True):
         per_task.setdefault(task, []).append(hit)
     knowledge = {
         g: sum(h) / len(h) if (h := [c for c, k in zip(correct, groups, strict=True) if k in want]) else None

@@ -8,11 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import pytest
 import torch
 
+import harness.evaluate as ev
+from harness.data.collate import training_batch
 from harness.evaluate import evaluate, forced_verdicts, generate_answers, max_answer_tokens, normalize
 from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
@@ -344,6 +347,23 @@ def test_a_forced_pass_scores_as_greedy_generation_does(smoke, pruned):
             (a if f else None) if f is not None else p
             for f, p, a in zip(forced, generated, answers, strict=True)
         ]
+
+
+def test_evaluate_tokenizes_a_split_once_per_processor_and_batch_size(smoke, monkeypatch):
+    """The second evaluation on a split (another model, same processor and batch size) reuses the first's
+    ordering and token ids, and scores as if it had built them."""
+    _, data, teacher, processor, *_ = smoke
+    built = []
+    monkeypatch.setattr(ev, "training_batch", lambda *a: built.append(1) or training_batch(*a))
+    model = copy.deepcopy(teacher)
+    prune_step(model, "ffn", 96, importance(model, "ffn", "random", [], seed=0))
+    first = evaluate(teacher, processor, data["validation"], batch_size=37, vision_of=teacher)
+    n = len(built)
+    again = evaluate(model, processor, data["validation"], batch_size=37, vision_of=teacher)
+    assert n == -(-len(data["validation"]) // 37) and len(built) == n
+    monkeypatch.setattr(ev, "_PREPARED", weakref.WeakKeyDictionary())
+    assert evaluate(model, processor, data["validation"], batch_size=37, vision_of=teacher) == again
+    assert evaluate(teacher, processor, data["validation"], batch_size=37) == first
 
 
 def test_evaluate_refuses_a_vision_side_that_is_not_the_models(smoke):
