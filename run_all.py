@@ -1,6 +1,6 @@
 """Run every experiment of a profile and render everything.
 
-Usage: `python run_all.py [--profile NAME] [--overwrite | --rebuild]`.
+Usage: `python run_all.py [--profile NAME] [--overwrite | --rebuild] [--device DEV] [--dtype DTYPE]`.
 
 Shared runs (dataset, teacher, ...) are computed once and cached under .cache/; an experiment whose result
 is up to date is skipped, so a rerun only re-renders.
@@ -14,7 +14,15 @@ import time
 from fnmatch import fnmatch
 from pathlib import Path
 
-from harness.cli import DEFAULT_CACHE, publish, quiet_libraries, results_root, run_experiment, writable_dir
+from harness.cli import (
+    DEFAULT_CACHE,
+    placement_arguments,
+    publish,
+    quiet_libraries,
+    results_root,
+    run_experiment,
+    writable_dir,
+)
 from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files, load_profile, resolve
 
 
@@ -37,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seeds 0..N-1 for every experiment (default: the profile's)",
     )
+    placement_arguments(p)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument(
         "--only",
@@ -53,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         files = [f for f in experiment_files() if not args.only or any(fnmatch(f.stem, p) for p in args.only)]
         if not files:
             raise SpecError(f"--only {' '.join(args.only)}: matches no experiment in experiments/")
-        kinds = {f: resolve(f, args.profile, args.num_seeds)[0].kind for f in files}
+        kinds = {f: resolve(f, args.profile, args.num_seeds, args.device, args.dtype)[0].kind for f in files}
         out_root = writable_dir(args.results_dir or results_root(args.profile), "--results-dir")
         writable_dir(args.cache_dir, "--cache-dir")
     except SpecError as e:
@@ -79,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             args.overwrite or args.rebuild,
             not args.quiet,
             args.num_seeds,
+            args.device,
+            args.dtype,
         )
         print(f"[{i}/{len(files)}] {f.stem}: {how} in {time.perf_counter() - t:.1f}s -> {out}", flush=True)
     publish(out_root)

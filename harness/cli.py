@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import get_args
 
 from harness.cache import CorruptEntry, atomic_dir, entry_lock, write_json
-from harness.errors import CheckpointError, PruningError
+from harness.errors import CheckpointError, DeviceError, PruningError
 from harness.results import ResultError, dump_result, load_result, restated, spec_hash
 from harness.spec import (
     DEFAULT_PROFILE,
@@ -101,13 +101,15 @@ def run_experiment(
     overwrite: bool,
     progress: bool = True,
     num_seeds: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> tuple[Path, str]:
     """Run one experiment unless an up-to-date result exists: same spec hash (what determines the numbers,
     harness/results.py spec_hash) and at least the requested seeds. Returns (output folder, 'ran' |
     'cached'); a cached result takes on the experiment's current labels, paper rows and claims."""
     from harness.report.render import RENDERERS
 
-    exp, prof = resolve(name, profile, num_seeds)
+    exp, prof = resolve(name, profile, num_seeds, device, dtype)
     out = Path(results_dir) / exp.name
     existing = out / "result.json"
     if existing.is_file() and not overwrite:
@@ -140,6 +142,8 @@ def restate(out: Path, exp: Experiment) -> None:
 
 
 def cmd_run(args) -> int:
+    for name in args.experiments:  # every spec and the device checked before any folder is made
+        resolve(name, args.profile, args.num_seeds, args.device, args.dtype)
     writable_dir(args.results_dir or results_root(args.profile), "--results-dir")
     writable_dir(args.cache_dir, "--cache-dir")
     if args.quiet:
@@ -158,6 +162,8 @@ def cmd_run(args) -> int:
             args.overwrite or args.rebuild,
             progress=not args.quiet,
             num_seeds=args.num_seeds,
+            device=args.device,
+            dtype=args.dtype,
         )
         print(f"[{name}] {how} in {time.perf_counter() - t:.1f}s -> {out}")
     return 0
@@ -260,10 +266,16 @@ def cmd_prune(args) -> int:
     from harness.objectives import teacher_batches
     from harness.prune.importance import importance
     from harness.prune.step import prune_step, structures_to_remove
+    from harness.recipes.common import set_up
     from harness.recipes.teacher import get_teacher
     from harness.store import get_dataset
 
-    prof = load_profile(args.profile)
+    overrides = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
+    prof = load_profile(args.profile, overrides)
+    try:
+        set_up(prof)  # the device and dtype every step below runs on
+    except DeviceError as e:
+        raise SpecError(f"--device/--dtype or profile {args.profile}: {e}") from None
     if args.loss == "teacher_kl" and args.teacher is None:
         raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
     data = get_dataset(prof, args.cache_dir, not args.quiet)
@@ -284,7 +296,7 @@ def cmd_prune(args) -> int:
             teacher,
             processor,
             split,
-            prof.compression.batch_size,
+            prof.compression.micro,
             student=model,
             with_pixels=args.module != "language_model",
         )
@@ -318,6 +330,19 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def placement_arguments(p: argparse.ArgumentParser) -> None:
+    """--device and --dtype, which replace the profile's `device` and `dtype` (harness/device.py)."""
+    p.add_argument(
+        "--device", default=None, help="auto | cpu | cuda | cuda:N (default: the profile's device)"
+    )
+    p.add_argument(
+        "--dtype",
+        default=None,
+        choices=["float32", "bfloat16", "float16"],
+        help="precision of forward passes and measured weights (default: the profile's dtype)",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -338,6 +363,7 @@ def parser() -> argparse.ArgumentParser:
         help="also recompute the cached teacher and compression runs they use (implies --overwrite)",
     )
     r.add_argument("--num-seeds", type=int, default=None, help="seeds 0..N-1 (default: the profile's seeds)")
+    placement_arguments(r)
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
     sub.add_parser("ls", parents=[common], help="list experiments and their state").set_defaults(func=cmd_ls)
@@ -353,6 +379,7 @@ def parser() -> argparse.ArgumentParser:
         "verify", parents=[common], help="check every cache entry against its manifest (full sha256)"
     ).set_defaults(func=cmd_verify)
     pr = sub.add_parser("prune", parents=[common], help="prune one step of one level and save the checkpoint")
+    placement_arguments(pr)
     pr.add_argument("--level", required=True, choices=list(STAGE_NAMES))
     pr.add_argument(
         "--amount",

@@ -8,3 +8,8 @@ class PruningError(ValueError):
 
 class CheckpointError(ValueError):
     """A checkpoint the harness cannot use; raised before any weights are loaded."""
+
+
+class DeviceError(ValueError):
+    """A device or dtype this machine cannot run (harness/device.py), named before any work starts; the
+    message starts with the profile field ("device: ..." or "dtype: ...")."""

@@ -37,6 +37,7 @@ from harness.data.collate import (
     qformer_kwargs,
     training_batch,
 )
+from harness.device import autocast, current, on
 from harness.models.blip2 import lm_inputs_embeds, lm_logits, query_outputs
 from harness.report.paired import pack
 
@@ -71,25 +72,27 @@ def generate_answers(
     model.eval()
     out = []
     for i in tqdm(range(0, len(questions), batch_size), desc="evaluate", disable=not progress, leave=False):
-        b = prompt_batch(processor, questions[i : i + batch_size])
+        b = on(prompt_batch(processor, questions[i : i + batch_size]), model.device)
         ids, mask, config = b["input_ids"], b["attention_mask"], {"max_new_tokens": max_new_tokens}
-        if queries is None:
-            pixels = pixel_values(processor, images[i : i + batch_size])
-            gen = model.generate(
-                pixel_values=pixels,
-                input_ids=ids,
-                attention_mask=mask,
-                **qformer_kwargs(b),
-                **config,
-                do_sample=False,
-            )
-        else:
-            embeds = lm_inputs_embeds(model, queries[i : i + batch_size], ids)
-            gen = model.language_model.generate(
-                inputs_embeds=embeds, input_ids=ids, attention_mask=mask, **config, do_sample=False
-            )
+        with autocast():
+            if queries is None:
+                pixels = pixel_values(processor, images[i : i + batch_size]).to(model.device)
+                gen = model.generate(
+                    pixel_values=pixels,
+                    input_ids=ids,
+                    attention_mask=mask,
+                    **qformer_kwargs(b),
+                    **config,
+                    do_sample=False,
+                )
+            else:
+                embeds = lm_inputs_embeds(model, queries[i : i + batch_size], ids)
+                gen = model.language_model.generate(
+                    inputs_embeds=embeds, input_ids=ids, attention_mask=mask, **config, do_sample=False
+                )
         # decoder-only generate returns the prompt followed by the new tokens
-        out += processor.tokenizer.batch_decode(gen[:, b["input_ids"].shape[1] :], skip_special_tokens=True)
+        new = gen[:, b["input_ids"].shape[1] :].cpu()
+        out += processor.tokenizer.batch_decode(new, skip_special_tokens=True)
     return out
 
 
@@ -131,17 +134,19 @@ def forced_verdicts(
             b = training_batch(processor, questions[i : i + batch_size], answers[i : i + batch_size])
         else:
             b = batches[i // batch_size]
-        if queries is None:
-            pixels = pixel_values(processor, images[i : i + batch_size])
-            logits = model(
-                pixel_values=pixels,
-                input_ids=b["input_ids"],
-                attention_mask=b["attention_mask"],
-                **qformer_kwargs(b),
-            ).logits
-        else:
-            logits = lm_logits(model, queries[i : i + batch_size], b["input_ids"], b["attention_mask"])
-        labels, argmax = b["labels"][:, 1:], logits[:, :-1].argmax(-1)
+        d = on(b, model.device)
+        with autocast():
+            if queries is None:
+                pixels = pixel_values(processor, images[i : i + batch_size]).to(model.device)
+                logits = model(
+                    pixel_values=pixels,
+                    input_ids=d["input_ids"],
+                    attention_mask=d["attention_mask"],
+                    **qformer_kwargs(d),
+                ).logits
+            else:
+                logits = lm_logits(model, queries[i : i + batch_size], d["input_ids"], d["attention_mask"])
+        labels, argmax = b["labels"][:, 1:], logits[:, :-1].argmax(-1).cpu()
         for row, answer in zip(range(len(labels)), answers[i : i + batch_size], strict=True):
             at = labels[row] != IGNORE
             target, greedy = labels[row][at].tolist(), argmax[row][at].tolist()
@@ -206,14 +211,15 @@ def _split_queries(
     """Query outputs of `vision_of` for a split's (ordered) samples, in evaluation's batches, computed once
     per process (`images()` is read only then)."""
     memo = _QUERIES.setdefault(vision_of, {})
-    key = (fingerprint, batch_size)
+    key = (fingerprint, batch_size, current().dtype)  # computed under that dtype's autocast
     if key not in memo:
         vision_of.eval()
         images, parts = images(), []
         for i in range(0, len(questions), batch_size):
             pixels = pixel_values(processor, images[i : i + batch_size])
             extra = qformer_kwargs(prompt_batch(processor, questions[i : i + batch_size]))
-            parts.append(query_outputs(vision_of, pixels, **extra))
+            with autocast():
+                parts.append(query_outputs(vision_of, pixels, **extra))
         memo[key] = torch.cat(parts)
     return memo[key]
 

@@ -10,6 +10,7 @@ look faster than they are.
 
 from __future__ import annotations
 
+import copy
 import os
 import platform
 import statistics
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
+from harness.device import Placement, current
 
 
 def _timed_call(fn: Callable[[], object], device: torch.device | None, clock: Callable[[], float]) -> float:
@@ -90,7 +92,7 @@ def generation_call(model, processor, images, questions, new_tokens: int, device
     """A closure that answers one fixed batch end to end: preprocessed image → query tokens → `new_tokens`
     generated with the KV cache."""
     batch = prompt_batch(processor, questions)
-    pixels = pixel_values(processor, images).to(device)
+    pixels = pixel_values(processor, images).to(device, model.dtype)
     ids, mask = batch["input_ids"].to(device), batch["attention_mask"].to(device)
     qformer = {k: v.to(device) for k, v in qformer_kwargs(batch).items()}
 
@@ -109,6 +111,15 @@ def generation_call(model, processor, images, questions, new_tokens: int, device
     return call
 
 
+def as_deployed(models: dict, placement: Placement | None = None) -> dict:
+    """Each model as it would be served: on the placement's device with its weights in the placement's dtype
+    (a copy, so that the caller's float32 weights stay as they are; the model itself in float32)."""
+    p = placement or current()
+    if p.dtype == torch.float32:
+        return {n: m.to(p.device) for n, m in models.items()}
+    return {n: copy.deepcopy(m).to(p.device, p.dtype) for n, m in models.items()}
+
+
 def throughput(
     models: dict,
     processor,
@@ -118,8 +129,10 @@ def throughput(
     cfg: dict,
     device: torch.device | None = None,
 ) -> dict[str, dict[str, dict]]:
-    """Samples/s of each model at each batch size, models interleaved. `cfg` is the profile's measurement."""
-    device = device or torch.device("cpu")
+    """Samples/s of each model at each batch size, models interleaved. `cfg` is the profile's measurement.
+    The models run as deployed (`as_deployed`) on `device` (default: the current placement's)."""
+    device = device or current().device
+    models = as_deployed(models, Placement(device, current().dtype))
     results: dict[str, dict[str, dict]] = {name: {} for name in models}
     for bs in batch_sizes:
         images, questions = split["image"][:bs], split["question"][:bs]
@@ -144,8 +157,9 @@ def vision_side_latency(
     prune), models interleaved: it bounds the end-to-end batch-1 speed-up any LM pruning can give."""
     from harness.models.blip2 import query_outputs
 
-    device = device or torch.device("cpu")
-    pixels = pixel_values(processor, split["image"][:1]).to(device)
+    device = device or current().device
+    models = as_deployed(models, Placement(device, current().dtype))
+    pixels = pixel_values(processor, split["image"][:1]).to(device, current().dtype)
     qformer = {
         k: v.to(device) for k, v in qformer_kwargs(prompt_batch(processor, split["question"][:1])).items()
     }
@@ -182,14 +196,16 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def device_info(device: torch.device | None = None) -> dict:
-    device = device or torch.device("cpu")
+def device_info(placement: Placement | None = None) -> dict:
+    """The machine and the placement (harness/device.py) a result was computed with."""
+    placement = placement or current()
+    device = placement.device
     info = {
         "device": device.type,
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "dtype": str(torch.get_default_dtype()).removeprefix("torch."),
+        "dtype": str(placement.dtype).removeprefix("torch."),
         "platform": platform.platform(),
         # the vector ISA torch dispatches CPU kernels to (e.g. AVX2, AVX512): training on another one can
         # round differently, so the same seed need not give the same teacher on another machine

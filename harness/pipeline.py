@@ -42,9 +42,10 @@ def _perf(model, processor, split, batch_size: int, teacher) -> dict:
     return {"overall": r["overall"], **{f"task_{t}": v for t, v in r["per_task"].items()}}
 
 
-def _checkpoint(out: Path, model, state: dict) -> None:
-    """The model after a completed step, then the state that points to it (both written atomically)."""
-    save_step(out, state["step"], model)
+def _checkpoint(out: Path, model, state: dict, processor) -> None:
+    """The model after a completed step, with its processor (every step folder is a checkpoint that
+    harness/models/public.py `load_lmm` reads), then the state that points to it (both written atomically)."""
+    save_step(out, state["step"], model, processor)
     save_state(out, state)
     write_trace_csv(out / "trace.csv", state["trace"])
 
@@ -184,7 +185,7 @@ def run_compression(
             "epochs_used": 0,
             "block_ids": list(range(len(blocks(teacher, "language_model")))),
         }
-        _checkpoint(out, student, state)
+        _checkpoint(out, student, state, processor)
     if run.mode == "one_shot":
         return _one_shot(student, teacher, processor, val, d_p, d_d, plan, out, state, progress)
     while not state["done"]:
@@ -223,6 +224,8 @@ def run_compression(
             seed=plan.seed * 1000 + k,
             progress=progress,
             desc=f"step {k} ({level}), distill",
+            accumulate=c.accumulation,
+            checkpointing=c.activation_checkpointing,
         )
         acc = _perf(student, processor, val, plan.eval_batch_size, teacher)
         row = _record(student, k, level, amount, state["removed"] + amount, acc_pruned, acc, losses, t0)
@@ -235,7 +238,7 @@ def run_compression(
             p_current=acc["overall"],
             epochs_used=state["epochs_used"] + plan.epochs,
         )
-        _checkpoint(out, student, state)
+        _checkpoint(out, student, state, processor)
         if progress:
             size = state["trace"][-1]["params_total"] / 1e6
             print(
@@ -275,6 +278,8 @@ def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, st
         seed=plan.seed * 1000 + 1,
         progress=progress,
         desc="one-shot, distill",
+        accumulate=c.accumulation,
+        checkpointing=c.activation_checkpointing,
     )
     acc = _perf(student, processor, val, plan.eval_batch_size, teacher)
     total = sum(plan.maxima[s] for s in run.stages)
@@ -283,7 +288,7 @@ def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, st
         row["blocks_dropped"] = dropped
     state["trace"].append(row)
     state.update(step=1, p_current=acc["overall"], epochs_used=epochs, done=True)
-    _checkpoint(out, student, state)
+    _checkpoint(out, student, state, processor)
     return state
 
 

@@ -7,10 +7,11 @@ Loading and error formatting live in `harness.spec`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from harness.stages import STAGES
 
@@ -243,6 +244,50 @@ class Compression(Strict):
     pruning_samples: int | None = Field(
         None, ge=1, description="size of D_p (the first samples of D_d); None: all of D_d, as in the paper"
     )
+    micro_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="samples per forward and backward pass; distillation accumulates the gradients of "
+        "batch_size / micro_batch_size of them per optimizer step, so batch_size (the paper's 1024) is the "
+        "logical batch, and Eq. 1 is summed over D_p in batches of this size. None: batch_size",
+    )
+
+    activation_checkpointing: bool = Field(
+        False,
+        description="recompute each language-model block's activations in the backward pass instead of "
+        "keeping them (transformers' gradient checkpointing): distillation's activation memory falls to "
+        "about one block's, for about a third more compute",
+    )
+
+    @model_validator(mode="after")
+    def _micro_divides_batch(self) -> Compression:
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size: micro_batch_size ({self.micro_batch_size}) must divide batch_size "
+                f"({self.batch_size}), e.g. {math.gcd(self.batch_size, self.micro_batch_size)}"
+            )
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset_micro(self, handler) -> dict:
+        """A section without micro_batch_size or activation checkpointing dumps (and so hashes into every
+        key) as it did before the fields existed."""
+        data = handler(self)
+        if self.micro_batch_size is None:
+            data.pop("micro_batch_size", None)
+        if not self.activation_checkpointing:
+            data.pop("activation_checkpointing", None)
+        return data
+
+    @property
+    def micro(self) -> int:
+        """Samples per forward and backward pass."""
+        return self.micro_batch_size or self.batch_size
+
+    @property
+    def accumulation(self) -> int:
+        """Micro-batches per optimizer step."""
+        return self.batch_size // self.micro
 
 
 def whole_step_problems(c: Compression) -> list[str]:
@@ -266,6 +311,27 @@ class Profile(Strict):
     evaluation_batch_size: int = Field(64, ge=1)
     measurement: Measurement = Measurement()
     compression: Compression
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$",
+        description="where every phase runs: auto (CUDA when present, else the CPU), cpu, cuda or cuda:N "
+        "(harness/device.py; --device)",
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        "float32",
+        description="precision of every forward pass (autocast; weights and optimizer state stay float32) "
+        "and of the weights measured for speed (harness/device.py; --dtype)",
+    )
+
+    def placement_key(self) -> dict | None:
+        """What a cache key carries of `device` and `dtype`: nothing on the CPU in float32, where every
+        stored entry was computed before the fields existed; else the resolved device type and dtype."""
+        if self.device == "cpu" and self.dtype == "float32":
+            return None
+        from harness.device import placement_of  # torch only when it can matter
+
+        placement = placement_of(self.device, self.dtype)
+        return None if placement.default else placement.record()
 
     @model_validator(mode="after")
     def _pretraining_needs_catalogue(self) -> Profile:

@@ -361,12 +361,17 @@ def spec_hash(exp: Experiment, profile: Profile, inputs: dict[str, str]) -> str:
         "experiment": {
             "kind": exp.kind,
             "runs": [run.determining() for run in exp.runs],
-            "models": [m.model_dump(mode="json") for m in exp.models],
+            # an entry without its own prompt hashes as it did before the field existed
+            "models": [
+                m.model_dump(mode="json", exclude={"prompt"} if m.prompt is None else None)
+                for m in exp.models
+            ],
             "table": exp.table,
             "measure": exp.measure,
             **({"curves": [c.model_dump(mode="json") for c in exp.curves]} if exp.curves else {}),
         },
-        "profile": profile.model_dump(mode="json", exclude={"seeds"}),
+        # the placement enters through the teacher's key in `inputs` (harness/store.py teacher_key)
+        "profile": profile.model_dump(mode="json", exclude={"seeds", "device", "dtype"}),
     }
     return content_hash(hashed)
 

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, create_model, model_vali
 
 from harness.claim_spec import Claim
 from harness.curve_spec import Curve
+from harness.errors import DeviceError
 from harness.profile import Compression, Profile, Strict, whole_step_problems
 from harness.stages import STAGE_NAMES, TASKS, StageName
 
@@ -149,6 +150,25 @@ class PublicModel(Strict):
         default_factory=dict,
         description="fields of the profile's compression section to change for this model",
     )
+    prompt: str | None = Field(
+        None,
+        description="the prompt around each question, with one {question}; default: BLIP-2's "
+        "'Question: {question} Answer:' for a checkpoint, the stand-in's own for 'teacher' and 'compressed'",
+    )
+
+    @model_validator(mode="after")
+    def _prompt(self) -> PublicModel:
+        if self.prompt is None:
+            return self
+        try:
+            ok = self.prompt.format(question="\x00").count("\x00") == 1
+        except (KeyError, IndexError, ValueError):
+            ok = False
+        if not ok:
+            raise ValueError(
+                f"prompt: must hold {{question}} once and no other {{...}} field, got {self.prompt!r}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _stages(self) -> PublicModel:
@@ -429,14 +449,29 @@ def load_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> Experimen
 
 
 def resolve(
-    experiment: str | Path, profile: str | Path = DEFAULT_PROFILE, num_seeds: int | None = None
+    experiment: str | Path,
+    profile: str | Path = DEFAULT_PROFILE,
+    num_seeds: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
 ) -> tuple[Experiment, Profile]:
     """Validate an experiment and its profile (with the experiment's overrides applied) together.
-    `num_seeds` replaces the profile's seeds by 0 .. num_seeds-1."""
+    `num_seeds` replaces the profile's seeds by 0 .. num_seeds-1; `device` and `dtype` (--device, --dtype)
+    replace the profile's, and a device this machine lacks is refused here, before any work."""
     exp = load_experiment(experiment)
     path = Path(experiment) if Path(experiment).suffix else EXPERIMENTS_DIR / f"{experiment}.yaml"
-    overrides = exp.overrides if num_seeds is None else {**exp.overrides, "seeds": list(range(num_seeds))}
+    overrides = dict(exp.overrides)
+    if num_seeds is not None:
+        overrides["seeds"] = list(range(num_seeds))
+    overrides.update({k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
     prof = load_profile(profile, overrides, source=path)
+    try:
+        prof.placement_key()  # torch only off the CPU's float32 default
+    except DeviceError as e:
+        where = Path(profile) if Path(profile).suffix else PROFILES_DIR / f"{profile}.yaml"
+        field, why = str(e).split(": ", 1)
+        given = " (from --device/--dtype)" if device or dtype else ""
+        raise SpecError(f"{where}{given}: field '{field}': {why}") from None
     for i, m in enumerate(exp.models):  # per-model compression changes, checked against the schema now
         try:
             c = Compression.model_validate({**prof.compression.model_dump(), **m.compression})

@@ -95,11 +95,13 @@ def get_dataset(profile: Profile, cache_dir: Path, progress: bool = True) -> dat
 def teacher_key(profile: Profile) -> dict:
     """What determines the teacher: the data, the model and the recipe; for a given checkpoint, the content of
     its files (weights, config, processor), so that runs compressed from one checkpoint are never reused for
-    another."""
+    another; and a device or dtype other than the CPU in float32 (`Profile.placement_key`)."""
     t = profile.teacher.model_dump(mode="json", exclude={"checkpoint"})
     key = {"dataset": dataset_key(profile), "model": profile.model.model_dump(mode="json"), "teacher": t}
     if profile.teacher.checkpoint is not None:
         key["checkpoint"] = checkpoint_hash(profile.teacher.checkpoint)
+    if (placement := profile.placement_key()) is not None:  # every run of it inherits the placement
+        key["placement"] = placement
     return _versioned(key)
 
 
@@ -208,7 +210,7 @@ def public_run_dir(
 ) -> Path:
     """A compression run of a public checkpoint (harness/recipes/public_lmms.py), keyed by the model, the
     dataset it is fine-tuned and compressed on, its fine-tune, the run, the compression section with the
-    entry's changes, the maxima and the seed."""
+    entry's changes, the maxima, the seed and a placement other than the CPU's float32."""
     key = {
         "model": model_key,
         "dataset": dataset_key(profile),
@@ -220,6 +222,8 @@ def public_run_dir(
         "seed": plan.seed,
         "eval_batch_size": plan.eval_batch_size,
     }
+    if (placement := profile.placement_key()) is not None:
+        key["placement"] = placement
     return Path(cache_dir) / "compression" / f"public-{content_hash(_versioned(key))}"
 
 
@@ -227,10 +231,13 @@ def _step_dir(out: Path, step: int) -> Path:
     return Path(out) / "steps" / f"step_{step:03d}"
 
 
-def save_step(out: Path, step: int, model) -> None:
-    """The model after a completed step of a run folder, with its manifest, written whole or not at all."""
+def save_step(out: Path, step: int, model, processor=None) -> None:
+    """The model after a completed step of a run folder (with its processor, when given), with its manifest,
+    written whole or not at all."""
     with atomic_dir(_step_dir(out, step)) as tmp:
         model.save_pretrained(tmp)
+        if processor is not None:
+            processor.save_pretrained(tmp)
         write_manifest(tmp)
 
 
@@ -302,10 +309,13 @@ def test_accuracy(out: Path, step: int, processor, test, batch_size: int, vision
 
 def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test) -> dict:
     """The teacher's test accuracy, cached beside the teacher (every experiment shows it), tied to the
-    content of the teacher's files and to the dataset (a user's checkpoint serves several datasets)."""
-    batch_size = profile.evaluation_batch_size
-    path = Path(tdir) / "eval" / f"test_bs{batch_size}.json"
-    model_hash = content_hash([checkpoint_hash(tdir), dataset_key(profile)])
+    content of the teacher's files, to the dataset (a user's checkpoint serves several datasets) and to a
+    placement other than the CPU's float32 (`Profile.placement_key`)."""
+    batch_size, placement = profile.evaluation_batch_size, profile.placement_key()
+    where = "" if placement is None else f"_{placement['device']}_{placement['dtype']}"
+    path = Path(tdir) / "eval" / f"test_bs{batch_size}{where}.json"
+    determining = [checkpoint_hash(tdir), dataset_key(profile), *([placement] if placement else [])]
+    model_hash = content_hash(determining)
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
     from harness.evaluate import evaluate

@@ -18,6 +18,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from harness.device import autocast, current, loss_scale
+
 B = TypeVar("B")
 
 
@@ -33,33 +35,54 @@ def train(
     desc: str,
     progress: bool = False,
     after_epoch: Callable[[int], None] | None = None,
+    accumulate: bool = False,
 ) -> list[float]:
     """Train `params` on `epochs[i]`, the batches of epoch i in the order they are used; returns the mean loss
     of each epoch. `after_epoch(n)` runs after epoch n (from 1), e.g. for a learning curve; it may leave
     `model` in eval mode, as every epoch starts in train mode. A non-finite loss stops the run, naming `desc`
     and the epoch. Leaves `model` in eval mode. `params` may be AdamW parameter groups, each with its own lr
-    (the schedule scales every group alike)."""
+    (the schedule scales every group alike). Forward and loss run under the current placement's autocast
+    (harness/device.py); in float16 a GradScaler scales the loss. With `accumulate`, each element of an
+    epoch is one optimizer step's list of (micro-batch, weight): the step's loss is Σ weight × loss, its
+    gradient accumulated over the micro-batches, one backward each, so that only one micro-batch's
+    activations are alive at a time."""
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     clipped = [p for g in opt.param_groups for p in g["params"]]
     steps = sum(len(batches) for batches in epochs)
     sched = get_cosine_schedule_with_warmup(opt, warmup_steps, steps)
+    scaler = torch.amp.GradScaler(current().device.type) if loss_scale() != 1.0 else None
     losses = []
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
     for epoch, batches in enumerate(epochs, 1):
         model.train()
         total = 0.0
         for batch in batches:
-            loss = loss_fn(batch)
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{desc}, epoch {epoch}: loss is {loss.item()}")
-            opt.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(clipped, 1.0)
-            opt.step()
+            # one batch, or the micro-batches of one step with their weights (gradient accumulation)
+            parts = batch if accumulate else [(batch, None)]
+            step_loss = 0.0
+            for i, (part, weight) in enumerate(parts):
+                with autocast():
+                    loss = loss_fn(part)
+                if not math.isfinite(loss.item()):
+                    raise FloatingPointError(f"{desc}, epoch {epoch}: loss is {loss.item()}")
+                if weight is not None:
+                    loss = loss * weight
+                if i == 0:
+                    opt.zero_grad()
+                (loss if scaler is None else scaler.scale(loss)).backward()
+                step_loss += loss.item()
+            if scaler is None:
+                torch.nn.utils.clip_grad_norm_(clipped, 1.0)
+                opt.step()
+            else:  # float16: scaled loss, gradients unscaled before clipping, steps skipped on overflow
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(clipped, 1.0)
+                scaler.step(opt)
+                scaler.update()
             sched.step()
-            total += loss.item()
+            total += step_loss
             bar.update()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{step_loss:.3f}")
         losses.append(total / len(batches))
         if after_epoch is not None:
             after_epoch(epoch)

@@ -2,7 +2,7 @@
 
 from transformers import Blip2Processor
 
-from harness.data.collate import IGNORE, prompt_batch, training_batch
+from harness.data.collate import BLIP2_PROMPT, IGNORE, prompt_batch, training_batch
 from harness.data.processor import build_processor
 from harness.data.synth_ads import prompt_text
 
@@ -43,3 +43,17 @@ def test_training_and_prompt_batches_share_the_prompt():
     assert (train["input_ids"][0, :4] == image_id).all()
     labels = train["labels"][0]
     assert (labels[:n] == IGNORE).all() and labels[-1] == proc.tokenizer.eos_token_id
+
+
+def test_a_processor_with_a_prompt_template_prompts_with_it_in_training_and_generation():
+    """Public checkpoints are prompted as BLIP-2 was tuned ("Question: ... Answer:"), the stand-in as it was
+    trained; the template is the processor's (harness/recipes/public_lmms.py sets it)."""
+    proc, q = _proc(), "What is the background color of this ad?"
+    own = prompt_batch(proc, [q])["input_ids"][0, 4:].tolist()
+    assert own == proc.tokenizer(prompt_text(q))["input_ids"]
+    proc.prompt_template = BLIP2_PROMPT
+    blip2 = proc.tokenizer(f"Question: {q} Answer:")["input_ids"]
+    assert prompt_batch(proc, [q])["input_ids"][0, 4:].tolist() == blip2
+    train = training_batch(proc, [q], ["red"])
+    assert train["input_ids"][0, 4 : 4 + len(blip2)].tolist() == blip2
+    assert (train["labels"][0, : 4 + len(blip2)] == IGNORE).all()

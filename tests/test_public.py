@@ -23,7 +23,7 @@ from harness.evaluate import evaluate
 from harness.models.public import CheckpointError, load_lmm
 from harness.models.stand_in import new_model
 from harness.objectives import teacher_batches
-from harness.pipeline import RunPlan, run_compression
+from harness.pipeline import RunPlan, run_compression, structure
 from harness.prune.step import prune_step, structures_to_remove
 from harness.prune.structures import PruningError
 from harness.spec import CompressionRun, load_profile
@@ -264,6 +264,11 @@ def test_public_lmms_experiment_adds_a_checkpoint_in_one_line(smoke, tmp_path):
     assert small["num_hidden_layers"] == 1 and small["intermediate_size"] == 64 - 32
     assert all([t["batch_size"] for t in r["throughput"]] == [1, 32] for r in res["rows"])  # on every row
     assert "Tiny BLIP-2 OPT (fine-tuned 1 ep)" in (out / "table.md").read_text()
+    # the compressed model's folder is a whole checkpoint: model and processor
+    last = sorted((tmp_path / "cache" / "compression").glob("public-*/steps/step_*"))[-1]
+    model, processor = load_lmm(last)
+    assert structure(model)["num_hidden_layers"] == 1
+    assert processor.tokenizer.get_vocab() == base_processor.tokenizer.get_vocab()
 
 
 def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
@@ -285,6 +290,8 @@ def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
             f"{{name: x, checkpoint: {ckpt}, compress: true, stages: [block, attention]}}",
             "field 'models.0.compression.n_h_att': .*attention pruning of an OPT language model is refused",
         ),
+        (f"{{name: x, checkpoint: {ckpt}, prompt: 'Q: {{q}} A:'}}", r"'models.0.prompt': must hold"),
+        (f"{{name: x, checkpoint: {ckpt}, prompt: 'Q: A:'}}", r"prompt': must hold \{question\} once"),
     ]:
         exp.write_text(
             "name: public\nreproduces: Public LMMs\nkind: public_lmms\ndescription: x\n"

@@ -21,10 +21,21 @@ def pixel_values(processor: Blip2Processor, images: Sequence) -> torch.Tensor:
     return processor.image_processor(list(images), return_tensors="pt")["pixel_values"]
 
 
+# BLIP-2's own VQA prompt, the default for a public checkpoint (harness/recipes/public_lmms.py)
+BLIP2_PROMPT = "Question: {question} Answer:"
+
+
+def prompt_of(processor: Blip2Processor, question: str) -> str:
+    """The prompt around a question: the processor's `prompt_template` where one is set (a public
+    checkpoint's, harness/recipes/public_lmms.py), else the stand-in's own (`prompt_text`)."""
+    template = getattr(processor, "prompt_template", None)
+    return prompt_text(question) if template is None else template.format(question=question)
+
+
 def _prompt_ids(processor: Blip2Processor, question: str) -> list[int]:
     tok = processor.tokenizer
     image_id = tok.convert_tokens_to_ids("<image>")
-    return [image_id] * processor.num_query_tokens + tok(prompt_text(question))["input_ids"]
+    return [image_id] * processor.num_query_tokens + tok(prompt_of(processor, question))["input_ids"]
 
 
 def answer_ids(processor: Blip2Processor, answer: str) -> list[int]:
@@ -49,7 +60,7 @@ def qformer_inputs(processor, questions: Sequence[str]) -> dict[str, torch.Tenso
     tok = getattr(processor, "qformer_tokenizer", None)
     if tok is None:
         return {}
-    enc = tok([prompt_text(q) for q in questions], padding=True, return_tensors="pt")
+    enc = tok([prompt_of(processor, q) for q in questions], padding=True, return_tensors="pt")
     return {"qformer_input_ids": enc["input_ids"], "qformer_attention_mask": enc["attention_mask"]}
 
 

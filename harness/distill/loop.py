@@ -31,12 +31,20 @@ def distill(
     seed: int,
     progress: bool = False,
     desc: str = "distill",
+    accumulate: int = 1,
+    checkpointing: bool = False,
 ) -> list[float]:
     """Train the student's projection and language model for `epochs` over `batches` (reshuffled every
     epoch; cosine decay without warm-up); returns the mean loss of each epoch. A fractional budget takes
     round(epochs × len(batches)) optimizer steps, the last epoch cut short: the paper's budget is 0.3 of an
     epoch of the stand-in's D_d (experiments/profiles/cpu.yaml). A non-finite loss stops the run, naming
-    `desc` and the epoch."""
+    `desc` and the epoch. `accumulate`: micro-batches per optimizer step (consecutive `batches`, so the
+    logical batches are those of batching at `accumulate` × their size), each weighted by its share of the
+    step's answer positions: the step's loss is the mean over the logical batch, as without accumulation.
+    `checkpointing`: the language model's blocks recompute their activations in the backward pass."""
+    if accumulate > 1:
+        groups = [batches[i : i + accumulate] for i in range(0, len(batches), accumulate)]
+        batches = [[(b, _positions(b) / sum(map(_positions, g))) for b in g] for g in groups]
     steps = distillation_steps(epochs, len(batches))
     if steps == 0:
         return []
@@ -53,14 +61,25 @@ def distill(
         return distillation_loss(student_logits, b["teacher_logits"], b["answer_tokens"], variant, gamma)
 
     params = [*student.language_projection.parameters(), *student.language_model.parameters()]
-    return train(
-        student,
-        params,
-        [[batches[k] for k in epoch] for epoch in order],
-        loss,
-        lr=lr,
-        weight_decay=0.0,
-        warmup_steps=0,
-        desc=desc,
-        progress=progress,
-    )
+    if checkpointing:
+        student.language_model.gradient_checkpointing_enable({"use_reentrant": False})
+    try:
+        return train(
+            student,
+            params,
+            [[batches[k] for k in epoch] for epoch in order],
+            loss,
+            lr=lr,
+            weight_decay=0.0,
+            warmup_steps=0,
+            desc=desc,
+            progress=progress,
+            accumulate=accumulate > 1,
+        )
+    finally:
+        if checkpointing:
+            student.language_model.gradient_checkpointing_disable()
+
+
+def _positions(batch: Batch) -> int:
+    return len(batch["answer_tokens"])

@@ -50,12 +50,15 @@ def distillation_loss(
     variant: str,
     gamma: float,
 ) -> torch.Tensor:
-    """Mean over answer positions of the chosen variant. Shapes: [P, V], [P, V], [P]."""
+    """Mean over answer positions of the chosen variant. Shapes: [P, V], [P, V], [P]. Computed in float32
+    whatever the autocast dtype of the logits (harness/device.py): probabilities near one lose the pairwise
+    term's differences in bfloat16."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown distillation loss '{variant}'; allowed: {', '.join(VARIANTS)}")
+    student, labels = student.float(), labels.to(student.device)
     if variant == "label_ce":
         return F.cross_entropy(student, labels)
-    teacher = teacher.detach().to(student.dtype)
+    teacher = teacher.detach().to(student.device, torch.float32)
     loss = kl_teacher_student(student, teacher)
     if variant in ("eq5", "hard_label"):
         loss = loss + gamma * pairwise_eq5(student, teacher)

@@ -16,6 +16,8 @@ from transformers import (
     Qwen2Config,
 )
 
+from harness.device import current
+
 MODULES = ("vision_model", "qformer", "language_projection", "language_model")
 LM_CONFIGS = {"llama": LlamaConfig, "qwen2": Qwen2Config}
 
@@ -66,12 +68,14 @@ def build_config(model: dict, vocab_size: int, image_token_id: int, special: dic
 
 
 def build_model(config: Blip2Config, seed: int) -> Blip2ForConditionalGeneration:
+    """A new model, initialised on the CPU from `seed` (the same weights wherever it then runs), on the
+    current device (harness/device.py)."""
     torch.manual_seed(seed)
     model = Blip2ForConditionalGeneration(config)
     model.generation_config.pad_token_id = config.text_config.pad_token_id
     model.generation_config.eos_token_id = config.text_config.eos_token_id
     model.generation_config.bos_token_id = config.text_config.bos_token_id
-    return model
+    return model.to(current().device)
 
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
@@ -94,7 +98,14 @@ def query_outputs(
     qformer_attention_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Q-Former outputs for a batch of images: what the frozen vision side hands to the language model.
-    InstructBLIP also feeds the instruction (`qformer_input_ids`) to the Q-Former, as its forward does."""
+    InstructBLIP also feeds the instruction (`qformer_input_ids`) to the Q-Former, as its forward does.
+    Inputs follow the model's device (harness/device.py)."""
+    device = model.query_tokens.device
+    pixel_values = pixel_values.to(device)
+    if qformer_input_ids is not None:
+        qformer_input_ids = qformer_input_ids.to(device)
+    if qformer_attention_mask is not None:
+        qformer_attention_mask = qformer_attention_mask.to(device)
     image_embeds = model.vision_model(pixel_values=pixel_values, return_dict=True).last_hidden_state
     mask = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
     queries = model.query_tokens.expand(image_embeds.shape[0], -1, -1)
@@ -126,8 +137,10 @@ def lm_inputs_embeds(
     model: Blip2ForConditionalGeneration, query_output: torch.Tensor, input_ids: torch.Tensor
 ) -> torch.Tensor:
     """Token embeddings with the image placeholders replaced by the projected queries (as HF's forward)."""
-    embeds = model.get_input_embeddings()(input_ids)
-    image = model.language_projection(query_output).to(embeds.dtype)
+    table = model.get_input_embeddings()
+    input_ids = input_ids.to(table.weight.device)
+    embeds = table(input_ids)
+    image = model.language_projection(query_output.to(embeds.device)).to(embeds.dtype)
     mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
     return embeds.masked_scatter(mask, image)
 
@@ -141,4 +154,4 @@ def lm_logits(
     """Logits of the language model from cached query outputs: the training path when the vision side is
     frozen, identical to `model(pixel_values, input_ids).logits`."""
     embeds = lm_inputs_embeds(model, query_output, input_ids)
-    return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask).logits
+    return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask.to(embeds.device)).logits

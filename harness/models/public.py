@@ -19,6 +19,7 @@ from transformers import (
     LlamaConfig,
 )
 
+from harness.device import current
 from harness.errors import CheckpointError
 
 CLASSES = {"blip-2": Blip2ForConditionalGeneration, "instructblip": InstructBlipForConditionalGeneration}
@@ -96,14 +97,15 @@ def default_stages(model) -> list[str]:
 
 
 def load_model(path: str | Path, allow_download: bool = False):
-    """The model saved in `path` (BLIP-2 or InstructBLIP), in eval mode."""
+    """The model saved in `path` (BLIP-2 or InstructBLIP), in eval mode, on the current device
+    (harness/device.py)."""
     with heads_need_not_divide_hidden():
         config = read_config(path, allow_download)
         model = CLASSES[config.model_type].from_pretrained(
             path, config=config, local_files_only=not allow_download
         )
     explicit_head_dim(model.language_model.config)  # may be its own object, not config.text_config
-    return model.eval()
+    return model.to(current().device).eval()
 
 
 def load_lmm(path: str | Path, allow_download: bool = False):

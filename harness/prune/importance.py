@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from harness.data.collate import IGNORE
+from harness.device import autocast, loss_scale
 from harness.models.blip2 import lm_logits
 from harness.objectives import Batch, answer_cross_entropy, answer_kl_to_teacher
 from harness.prune.structures import (
@@ -32,6 +33,7 @@ from harness.prune.structures import (
 from harness.spec import Criterion, ImportanceLoss
 
 CRITERIA = get_args(Criterion)
+Scores = Callable[[torch.Tensor], torch.Tensor]  # a parameter's elementwise score (`elementwise`)
 # L(D_p) of Eq. 1: against the dataset's answers (the paper) or against the teacher's outputs
 LOSSES = dict(zip(get_args(ImportanceLoss), (answer_cross_entropy, answer_kl_to_teacher), strict=True))
 
@@ -52,53 +54,57 @@ def accumulate_gradients(
     was_training = model.training
     model.eval()  # no dropout: the score must describe the model as it is evaluated
     positions = sum(_answer_tokens(b) for b in batches)
-    total = 0.0
+    total, scale = 0.0, loss_scale()
     for batch in tqdm(batches, desc="importance", disable=not progress, leave=False):
-        loss = loss_fn(model, batch)
+        with autocast():
+            loss = loss_fn(model, batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"importance: loss is {loss.item()}")
         loss = loss * (_answer_tokens(batch) / positions)
-        loss.backward()
+        (loss * scale if scale != 1.0 else loss).backward()
         total += loss.item()
+    if scale != 1.0:  # float16 (harness/device.py): the gradient of L(D_p) itself
+        for p in model.parameters():
+            if p.grad is not None:
+                p.grad.div_(scale)
     model.train(was_training)
     return total
 
 
-def elementwise(model, criterion: str) -> dict[int, torch.Tensor]:
-    """Per-parameter scores keyed by id(parameter): |g·θ| (first_order), g·θ (first_order_joint, whose
-    absolute value is taken per structure), |θ| (l1) or θ² (l2)."""
+def elementwise(model, criterion: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The per-parameter score of `criterion`: |g·θ| (first_order), g·θ (first_order_joint, whose absolute
+    value is taken per structure), |θ| (l1) or θ² (l2); zeros for a parameter without a gradient. Computed
+    for one parameter when asked and reduced to its structures at once, so scoring never holds a second copy
+    of the model's size (a 7B model's would be 28 GB in float32)."""
     if criterion not in CRITERIA:
         raise ValueError(f"unknown importance criterion '{criterion}'; allowed: {', '.join(CRITERIA)}")
-    out = {}
-    for p in model.parameters():
+
+    @torch.no_grad()
+    def score(p: torch.Tensor) -> torch.Tensor:
         if criterion in ("first_order", "first_order_joint"):
             if p.grad is None:
-                continue
-            score = (p.grad * p).detach()
-            out[id(p)] = score.abs() if criterion == "first_order" else score
-        elif criterion == "l1":
-            out[id(p)] = p.abs().detach()
-        elif criterion == "l2":
-            out[id(p)] = (p * p).detach()
-    return out
+                return torch.zeros_like(p)
+            product = p.grad * p
+            return product.abs() if criterion == "first_order" else product
+        return p.abs() if criterion == "l1" else p * p
+
+    return score
 
 
 def _reduce(score: torch.Tensor, axis: int) -> torch.Tensor:
-    """Sum over every axis but `axis` (a 1-D parameter is returned as is)."""
+    """Sum over every axis but `axis` (a 1-D parameter is returned as is), on the CPU, where structures'
+    scores are compared."""
     dims = [d for d in range(score.dim()) if d != axis]
-    return score.sum(dim=dims) if dims else score
-
-
-def _score(scores: dict[int, torch.Tensor], param: torch.Tensor) -> torch.Tensor:
-    s = scores.get(id(param))
-    return torch.zeros_like(param) if s is None else s
+    return (score.sum(dim=dims) if dims else score).cpu()
 
 
 def _random(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
 
 
-def ffn_importance(model, scores: dict | None, module: str = "language_model", seed: int = 0) -> torch.Tensor:
+def ffn_importance(
+    model, scores: Scores | None, module: str = "language_model", seed: int = 0
+) -> torch.Tensor:
     """[blocks, channels]: Eq. 2 summed over each channel's gate row, up row and down column."""
     layers = blocks(model, module)
     if scores is None:
@@ -107,14 +113,14 @@ def ffn_importance(model, scores: dict | None, module: str = "language_model", s
     for layer in layers:
         rows.append(
             sum(
-                _reduce(_score(scores, layer.get_parameter(s.linear_or_param)), s.axis)
+                _reduce(scores(layer.get_parameter(s.linear_or_param)), s.axis)
                 for s in ffn_slices(model, module)
             )
         )
     return torch.stack(rows)
 
 
-def attention_importance(model, scores: dict | None, seed: int = 0) -> torch.Tensor:
+def attention_importance(model, scores: Scores | None, seed: int = 0) -> torch.Tensor:
     """[blocks, key-value groups]: Eq. 3 summed over each group's q/k/v rows and o columns (whole heads)."""
     layers = blocks(model, "language_model")
     groups, per_group, head_dim = attention_group(model)
@@ -124,14 +130,14 @@ def attention_importance(model, scores: dict | None, seed: int = 0) -> torch.Ten
     for layer in layers:
         total = torch.zeros(groups)
         for s, unit in attention_slices(model):
-            v = _reduce(_score(scores, layer.get_parameter(s.linear_or_param)), s.axis)
+            v = _reduce(scores(layer.get_parameter(s.linear_or_param)), s.axis)
             width = per_group * head_dim if unit == "q" else head_dim
             total += v.reshape(groups, width).sum(-1)
         rows.append(total)
     return torch.stack(rows)
 
 
-def hidden_importance(model, scores: dict | None, seed: int = 0) -> torch.Tensor:
+def hidden_importance(model, scores: Scores | None, seed: int = 0) -> torch.Tensor:
     """[hidden]: Eq. 4 summed over embeddings, every block's projections and norms, the final norm, the
     projection's output rows and lm_head."""
     hidden = model.config.text_config.hidden_size
@@ -141,9 +147,9 @@ def hidden_importance(model, scores: dict | None, seed: int = 0) -> torch.Tensor
     total = torch.zeros(hidden)
     for layer in blocks(model, "language_model"):
         for s in per_block:
-            total += _reduce(_score(scores, layer.get_parameter(s.linear_or_param)), s.axis)
+            total += _reduce(scores(layer.get_parameter(s.linear_or_param)), s.axis)
     for s in outside:
-        total += _reduce(_score(scores, model.get_parameter(s.linear_or_param)), s.axis)
+        total += _reduce(scores(model.get_parameter(s.linear_or_param)), s.axis)
     return total
 
 
@@ -211,9 +217,12 @@ def block_influence(model, batches: Iterable[Batch]) -> torch.Tensor:
     try:
         model.eval()
         for b in batches:
-            lm_logits(model, b["query_output"], b["input_ids"], b["attention_mask"])
+            with autocast():
+                lm_logits(model, b["query_output"], b["input_ids"], b["attention_mask"])
             mask = b["attention_mask"].bool()
-            total += torch.stack([current[i][mask].sum().double() for i in range(len(layers))])
+            total += torch.stack(
+                [current[i][mask.to(current[i].device)].sum().double() for i in range(len(layers))]
+            ).cpu()
             count += int(mask.sum())
     finally:
         for h in handles:

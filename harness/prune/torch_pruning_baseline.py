@@ -15,18 +15,20 @@ import warnings
 import torch
 
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
+from harness.device import on
 from harness.prune.structures import PruningError, blocks, lm_family
 
 
 def example_inputs(processor, split, n: int = 2) -> dict:
-    """A small real batch to trace the model with."""
+    """A small real batch to trace the model with, on the current device (harness/device.py)."""
     b = prompt_batch(processor, split["question"][:n])
-    return {
+    batch = {
         "pixel_values": pixel_values(processor, split["image"][:n]),
         "input_ids": b["input_ids"],
         "attention_mask": b["attention_mask"],
         **qformer_kwargs(b),
     }
+    return on(batch)
 
 
 def torch_pruning_step(model, level: str, amount: int, example: dict) -> dict:

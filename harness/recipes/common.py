@@ -1,4 +1,4 @@
-"""What every recipe shares: the header of a result file, the thread setting, and D_p from D_d."""
+"""What every recipe shares: the header of a result file, the process set-up, and D_p from D_d."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import torch
 
 from harness.cache import content_hash
 from harness.data.collate import length_order
+from harness.device import current, placement_of, use
 from harness.evaluate import accuracy_record
 from harness.measure import device_info
 from harness.models.blip2 import parameter_counts
@@ -42,24 +43,32 @@ def result_header(exp: Experiment, profile: Profile, test) -> dict:
         **spec_record(exp, profile, inputs),
         "seeds": list(profile.seeds),
         "provenance": provenance(),
-        "device": device_info(),
+        "device": device_info(current()),
         "runs": inputs,
         "test_split": test_split_record(test),
     }
 
 
-def set_threads(profile: Profile) -> None:
+def set_up(profile: Profile) -> None:
+    """What a recipe sets for its whole process first: torch's threads and the placement (device, dtype)."""
     if profile.measurement.num_threads:
         torch.set_num_threads(profile.measurement.num_threads)
+    use(placement_of(profile.device, profile.dtype))
 
 
 def pruning_set(
-    teacher, processor, d_d, pruning_samples: int | None, batch_size: int, progress: bool
+    teacher,
+    processor,
+    d_d,
+    pruning_samples: int | None,
+    batch_size: int,
+    progress: bool,
+    micro_batch_size: int | None = None,
 ) -> list:
     """D_p: the first `pruning_samples` of the split D_d (rounded up to whole batches; all of D_d when unset,
-    as in the paper) with the teacher's outputs, batched by length. Why by length: Eq. 1 sums the gradient
-    over D_p, which batching leaves as it is, and batches of similar length carry no padding
-    (harness/data/collate.py `length_order`)."""
+    as in the paper) with the teacher's outputs, batched by length in batches of `micro_batch_size` (default
+    `batch_size`). Why by length: Eq. 1 sums the gradient over D_p, which batching leaves as it is, and
+    batches of similar length carry no padding (harness/data/collate.py `length_order`)."""
     n = (
         len(d_d)
         if pruning_samples is None
@@ -67,7 +76,7 @@ def pruning_set(
     )
     rows = d_d.select(range(n))
     rows = rows.select(length_order(processor, rows["question"], rows["answer"]))
-    return teacher_batches(teacher, processor, rows, batch_size, progress)
+    return teacher_batches(teacher, processor, rows, micro_batch_size or batch_size, progress)
 
 
 def teacher_record(teacher, accuracy: dict, log: dict | None) -> dict:

@@ -19,7 +19,7 @@ from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
 from harness.pipeline import follow, plan_run, run_compression, structure
 from harness.profile import Profile
-from harness.recipes.common import pruning_set, result_header, set_threads, teacher_record
+from harness.recipes.common import pruning_set, result_header, set_up, teacher_record
 from harness.recipes.from_scratch import compression_compute, train_from_scratch
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
@@ -73,9 +73,9 @@ def training_sets(profile, run, teacher, processor, data, tdir, progress) -> tup
     c, t = profile.compression, content_hash(teacher_key(profile))
     n = max(1, math.floor(run.data_fraction * len(data["train"])))
     split = data["train"].select(range(n))
-    d_d = teacher_outputs(
-        (t, "d_d", n, c.batch_size),
-        lambda: teacher_batches(teacher, processor, split, c.batch_size, progress),
+    d_d = teacher_outputs(  # in micro-batches: distillation accumulates them into batch_size
+        (t, "d_d", n, c.micro),
+        lambda: teacher_batches(teacher, processor, split, c.micro, progress),
     )
     return d_d, pruning_batches(profile, teacher, processor, split, progress)
 
@@ -85,8 +85,8 @@ def pruning_batches(profile, teacher, processor, split, progress) -> list:
     process: the compression runs and the pruning curves of one run_all share it."""
     c = profile.compression
     return teacher_outputs(
-        (content_hash(teacher_key(profile)), "d_p", len(split), c.pruning_samples, c.batch_size),
-        lambda: pruning_set(teacher, processor, split, c.pruning_samples, c.batch_size, progress),
+        (content_hash(teacher_key(profile)), "d_p", len(split), c.pruning_samples, c.batch_size, c.micro),
+        lambda: pruning_set(teacher, processor, split, c.pruning_samples, c.batch_size, progress, c.micro),
     )
 
 
@@ -133,7 +133,7 @@ def _seed_record(exp, run, seed, state, out, sets, teacher, processor, test, bs,
 def run_compression_experiment(
     exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True
 ) -> dict:
-    set_threads(profile)
+    set_up(profile)
     data = get_dataset(profile, cache_dir, progress)
     teacher, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     bs, test = profile.evaluation_batch_size, data["test"]

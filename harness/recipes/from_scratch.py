@@ -82,6 +82,6 @@ def train_from_scratch(profile, data, reference: dict, seed: int, out: Path, pro
             }
         ],
     }
-    save_step(out, 1, model)
+    save_step(out, 1, model, processor)
     save_state(out, state)
     return state

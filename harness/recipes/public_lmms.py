@@ -8,6 +8,7 @@ import copy
 from pathlib import Path
 
 from harness.cache import entry_lock
+from harness.data.collate import BLIP2_PROMPT
 from harness.distill.loop import distill
 from harness.evaluate import accuracy_record, evaluate, max_answer_tokens
 from harness.measure import throughput
@@ -16,7 +17,7 @@ from harness.models.public import default_stages, load_lmm
 from harness.objectives import teacher_batches
 from harness.pipeline import plan_run, run_compression, structure
 from harness.profile import Compression, Profile
-from harness.recipes.common import pruning_set, result_header, set_threads
+from harness.recipes.common import pruning_set, result_header, set_up
 from harness.recipes.compression import FULL_RUN, compress, training_sets
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
@@ -43,7 +44,8 @@ def _public_model(entry: PublicModel, profile, data, teacher, teacher_processor,
         )
         return step_model(out), teacher_processor, compression_key(profile, FULL_RUN, seed)
     model, processor = load_lmm(entry.checkpoint, entry.allow_download)
-    return model, processor, checkpoint_key(entry.checkpoint)
+    processor.prompt_template = entry.prompt or BLIP2_PROMPT  # read by harness/data/collate.py
+    return model, processor, {**checkpoint_key(entry.checkpoint), "prompt": processor.prompt_template}
 
 
 def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_dir, progress):
@@ -54,15 +56,15 @@ def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_d
     seed, bs = profile.seeds[0], profile.evaluation_batch_size
     plan = plan_run(base, c, run, seed, bs)
     out = public_run_dir(key, entry, plan, profile, cache_dir)
-    d_d = teacher_batches(base, processor, data["train"], c.batch_size, progress)
-    d_p = pruning_set(base, processor, data["train"], c.pruning_samples, c.batch_size, progress)
+    d_d = teacher_batches(base, processor, data["train"], c.micro, progress)
+    d_p = pruning_set(base, processor, data["train"], c.pruning_samples, c.batch_size, progress, c.micro)
     with entry_lock(out):
         run_compression(base, processor, data["validation"], d_p, d_d, plan, out, progress)
     return f"compressed ({'→'.join(stages)})", step_model(out)
 
 
 def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
-    set_threads(profile)
+    set_up(profile)
     data = get_dataset(profile, cache_dir, progress)
     teacher = teacher_proc = tdir = None  # the stand-in is trained only when an entry names it
     if any(e.checkpoint in ("teacher", "compressed") for e in exp.models):
@@ -75,12 +77,19 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
         variants = [("zero-shot" if entry.checkpoint not in ("teacher", "compressed") else "as is", model)]
         if entry.fine_tune_epochs:
             tuned = copy.deepcopy(model)
-            batches = teacher_batches(
-                tuned, processor, data["train"], profile.compression.batch_size, progress
-            )
+            c = profile.compression
+            batches = teacher_batches(tuned, processor, data["train"], c.micro, progress)
             seed = profile.seeds[0]
             distill(
-                tuned, batches, entry.fine_tune_epochs, entry.fine_tune_lr, "label_ce", 0.0, seed, progress
+                tuned,
+                batches,
+                entry.fine_tune_epochs,
+                entry.fine_tune_lr,
+                "label_ce",
+                0.0,
+                seed,
+                progress,
+                accumulate=c.accumulation,
             )
             variants.append((f"fine-tuned {entry.fine_tune_epochs} ep", tuned))
         if entry.compress:

@@ -90,12 +90,14 @@ def train_vision_stage(
     label_sets = {t: sorted({a for a in v if a}) for t, v in sorted(labels.items())}
     width = model.config.num_query_tokens * model.config.qformer_config.hidden_size
     heads = torch.nn.ModuleDict({t: torch.nn.Linear(width, len(ls)) for t, ls in label_sets.items()})
+    device = model.query_tokens.device
+    heads.to(device)
 
     def targets(lab: dict[str, list[str]]) -> dict[str, torch.Tensor]:
-        return {
-            t: torch.tensor([label_sets[t].index(a) if a in label_sets[t] else IGNORE for a in lab[t]])
-            for t in label_sets
-        }
+        def index(t: str) -> list[int]:
+            return [label_sets[t].index(a) if a in label_sets[t] else IGNORE for a in lab[t]]
+
+        return {t: torch.tensor(index(t), device=device) for t in label_sets}
 
     y, y_val = targets(labels), targets(val["labels"])
     params = [
@@ -137,7 +139,7 @@ def answer_accuracy(
     for i in range(0, len(questions), batch_size):
         b = training_batch(processor, questions[i : i + batch_size], answers[i : i + batch_size])
         logits = lm_logits(model, queries[i : i + batch_size], b["input_ids"], b["attention_mask"])
-        pred, gold = logits[:, :-1].argmax(-1), b["labels"][:, 1:]
+        pred, gold = logits[:, :-1].argmax(-1), b["labels"][:, 1:].to(logits.device)
         ok = ((pred == gold) | (gold == IGNORE)).all(-1)
         for t, o in zip(tasks[i : i + batch_size], ok.tolist(), strict=True):
             hits.setdefault(t, []).append(o)
@@ -146,7 +148,7 @@ def answer_accuracy(
 
 def _text_loss(model, tok, texts: list[str]) -> torch.Tensor:
     """Next-token cross-entropy of the language model alone on every token of `texts` (and EOS)."""
-    b = tok([t + tok.eos_token for t in texts], padding=True, return_tensors="pt")
+    b = tok([t + tok.eos_token for t in texts], padding=True, return_tensors="pt").to(model.device)
     logits = model.language_model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits
     labels = b["input_ids"].masked_fill(b["attention_mask"] == 0, IGNORE)
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE)
@@ -156,7 +158,8 @@ def _answer_loss(model, processor, queries, questions, answers) -> torch.Tensor:
     """Cross-entropy on the answer tokens (and EOS) after the image's query outputs and the prompt."""
     b = training_batch(processor, questions, answers)
     logits = lm_logits(model, queries, b["input_ids"], b["attention_mask"])
-    return F.cross_entropy(logits[:, :-1].flatten(0, 1), b["labels"][:, 1:].flatten(), ignore_index=IGNORE)
+    labels = b["labels"][:, 1:].flatten().to(logits.device)
+    return F.cross_entropy(logits[:, :-1].flatten(0, 1), labels, ignore_index=IGNORE)
 
 
 def train_language_stage(
