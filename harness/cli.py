@@ -261,6 +261,7 @@ def cmd_verify(args) -> int:
 
 def cmd_prune(args) -> int:
     """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
+    from harness.measure import device_info
     from harness.models.blip2 import parameter_counts
     from harness.models.public import load_lmm, load_model
     from harness.objectives import teacher_batches
@@ -320,6 +321,7 @@ def cmd_prune(args) -> int:
                 "importance_seconds": seconds,
                 "parameters_before": before,
                 "parameters_after": after,
+                "device": device_info(),
             },
         )
     print(

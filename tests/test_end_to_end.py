@@ -108,6 +108,7 @@ def test_cli_prunes_the_cached_teacher_into_a_standard_checkpoint(smoke, tmp_pat
     assert pruned.config.text_config.intermediate_size == 128 - 32
     info = json.loads((tmp_path / "ffn" / "pruning.json").read_text())
     assert info["parameters_after"]["total"] < info["parameters_before"]["total"]
+    assert (info["device"]["device"], info["device"]["dtype"]) == ("cpu", "float32")  # the smoke profile's
     # an impossible request fails with a message and writes nothing
     assert (
         cli_main(["prune", *common, "--level", "attention", "--amount", "24", "--out", str(tmp_path / "x")])
