@@ -264,7 +264,7 @@ def cmd_prune(args) -> int:
     from harness.measure import device_info
     from harness.models.blip2 import parameter_counts
     from harness.models.public import load_lmm, load_model
-    from harness.objectives import teacher_batches
+    from harness.objectives import cached_top_k, teacher_batches
     from harness.prune.importance import importance
     from harness.prune.step import prune_step, structures_to_remove
     from harness.recipes.common import set_up
@@ -300,6 +300,9 @@ def cmd_prune(args) -> int:
             prof.compression.micro,
             student=model,
             with_pixels=args.module != "language_model",
+            top_k=None
+            if teacher is None
+            else cached_top_k(prof.compression, processor, split, teacher.config.text_config.vocab_size),
         )
         imp = importance(
             model, args.level, args.criterion, batches, args.seed, args.module, args.loss, not args.quiet

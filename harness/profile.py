@@ -252,6 +252,14 @@ class Compression(Strict):
         "logical batch, and Eq. 1 is summed over D_p in batches of this size. None: batch_size",
     )
 
+    teacher_logits: Literal["auto", "full", "top_k"] = Field(
+        "auto",
+        description="how D_d's and D_p's teacher outputs are kept: the whole vocabulary at every answer "
+        "position, or its teacher_top_k largest logits and their log-sum-exp (harness/objectives.py TopK: "
+        "the KL becomes a lower bound, short by the teacher's mass outside them). auto: full while that "
+        "cache stays within 2 GiB (harness/objectives.py FULL_LOGITS_LIMIT)",
+    )
+    teacher_top_k: int = Field(64, ge=1, description="k of teacher_logits: top_k")
     activation_checkpointing: bool = Field(
         False,
         description="recompute each language-model block's activations in the backward pass instead of "
@@ -270,13 +278,18 @@ class Compression(Strict):
 
     @model_serializer(mode="wrap")
     def _without_unset_micro(self, handler) -> dict:
-        """A section without micro_batch_size or activation checkpointing dumps (and so hashes into every
-        key) as it did before the fields existed."""
+        """A section that leaves the fields added for real-scale runs (micro-batches, activation
+        checkpointing, how teacher outputs are kept) at their defaults dumps, and so hashes into every key,
+        as it did before they existed."""
         data = handler(self)
         if self.micro_batch_size is None:
             data.pop("micro_batch_size", None)
         if not self.activation_checkpointing:
             data.pop("activation_checkpointing", None)
+        if self.teacher_logits == "auto":  # resolved from the data and model, which every key holds
+            data.pop("teacher_logits", None)
+        if self.teacher_top_k == 64:
+            data.pop("teacher_top_k", None)
         return data
 
     @property

@@ -16,6 +16,7 @@ import torch
 
 import harness.evaluate as ev
 from harness.data.collate import training_batch
+from harness.distill.loop import distill
 from harness.evaluate import evaluate, forced_verdicts, generate_answers, max_answer_tokens, normalize
 from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
@@ -397,3 +398,16 @@ def test_d_p_batched_by_length_holds_the_same_samples_and_gives_the_same_importa
         a = importance(teacher, level, "first_order", by_length, seed=0)
         b = importance(teacher, level, "first_order", in_order, seed=0)
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-7), level
+
+
+def test_distillation_and_importance_run_on_top_k_teacher_outputs(smoke):
+    """compression.teacher_logits: top_k end to end on the smoke teacher: D_d keeps k logits per answer
+    position, distillation trains on them and Eq. 1 against the teacher's KL takes its gradient from them."""
+    _, data, teacher, processor, *_ = smoke
+    rows = data["train"].select(range(64))
+    batches = teacher_batches(teacher, processor, rows, 32, top_k=16)
+    assert "teacher_logits" not in batches[0] and batches[0]["teacher_top_ids"].shape[-1] == 16
+    student = copy.deepcopy(teacher)
+    prune_step(student, "ffn", 32, importance(student, "ffn", "first_order", batches, 0, loss="teacher_kl"))
+    losses = distill(student, batches, 2.0, 1e-3, "eq5", 1.0, seed=0)
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]

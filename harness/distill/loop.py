@@ -12,7 +12,7 @@ import torch
 
 from harness.distill.losses import distillation_loss
 from harness.models.blip2 import lm_logits
-from harness.objectives import Batch, answer_positions
+from harness.objectives import Batch, answer_positions, teacher_of
 from harness.train import train
 
 
@@ -58,7 +58,7 @@ def distill(
     def loss(b: Batch) -> torch.Tensor:
         logits = lm_logits(student, b["query_output"], b["input_ids"], b["attention_mask"])
         student_logits, _ = answer_positions(logits, b["labels"])
-        return distillation_loss(student_logits, b["teacher_logits"], b["answer_tokens"], variant, gamma)
+        return distillation_loss(student_logits, teacher_of(b), b["answer_tokens"], variant, gamma)
 
     params = [*student.language_projection.parameters(), *student.language_model.parameters()]
     if checkpointing:

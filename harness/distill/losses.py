@@ -22,18 +22,23 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
-from harness.objectives import kl_teacher_student
+from harness.objectives import TopK, kl_teacher_student
 from harness.spec import Variant
 
 # the schema's variants (spec.Variant) and plain fine-tuning on the labels (public LMMs)
 VARIANTS = (*get_args(Variant), "label_ce")
 
 
-def pairwise_eq5(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
-    """max(0, P_teacher(T) − P_student(T)) per position, T = argmax of the student."""
+def pairwise_eq5(student: torch.Tensor, teacher: torch.Tensor | TopK) -> torch.Tensor:
+    """max(0, P_teacher(T) − P_student(T)) per position, T = argmax of the student. From a `TopK` teacher,
+    P_teacher(T) is exact when T is among the teacher's k tokens and taken as 0 otherwise: the term is then
+    short by at most the teacher's k-th largest probability (tests/test_topk.py)."""
     top = student.argmax(-1, keepdim=True)
     p_s = F.softmax(student, dim=-1).gather(-1, top).squeeze(-1)
-    p_t = F.softmax(teacher, dim=-1).gather(-1, top).squeeze(-1)
+    if isinstance(teacher, TopK):
+        p_t = (teacher.log_probs().exp() * (teacher.ids == top)).sum(-1)
+    else:
+        p_t = F.softmax(teacher, dim=-1).gather(-1, top).squeeze(-1)
     return torch.clamp(p_t - p_s, min=0)
 
 
@@ -45,20 +50,22 @@ def pairwise_released(student: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 def distillation_loss(
     student: torch.Tensor,
-    teacher: torch.Tensor,
+    teacher: torch.Tensor | TopK,
     labels: torch.Tensor,
     variant: str,
     gamma: float,
 ) -> torch.Tensor:
-    """Mean over answer positions of the chosen variant. Shapes: [P, V], [P, V], [P]. Computed in float32
-    whatever the autocast dtype of the logits (harness/device.py): probabilities near one lose the pairwise
-    term's differences in bfloat16."""
+    """Mean over answer positions of the chosen variant. Shapes: [P, V], [P, V] (or a `TopK`), [P].
+    Computed in float32 whatever the autocast dtype of the logits (harness/device.py): probabilities near
+    one lose the pairwise term's differences in bfloat16."""
     if variant not in VARIANTS:
         raise ValueError(f"unknown distillation loss '{variant}'; allowed: {', '.join(VARIANTS)}")
     student, labels = student.float(), labels.to(student.device)
     if variant == "label_ce":
         return F.cross_entropy(student, labels)
-    teacher = teacher.detach().to(student.device, torch.float32)
+    if isinstance(teacher, torch.Tensor):
+        teacher = teacher.detach()
+    teacher = teacher.to(student.device, torch.float32)
     loss = kl_teacher_student(student, teacher)
     if variant in ("eq5", "hard_label"):
         loss = loss + gamma * pairwise_eq5(student, teacher)

@@ -64,11 +64,13 @@ def pruning_set(
     batch_size: int,
     progress: bool,
     micro_batch_size: int | None = None,
+    top_k: int | None = None,
 ) -> list:
     """D_p: the first `pruning_samples` of the split D_d (rounded up to whole batches; all of D_d when unset,
-    as in the paper) with the teacher's outputs, batched by length in batches of `micro_batch_size` (default
-    `batch_size`). Why by length: Eq. 1 sums the gradient over D_p, which batching leaves as it is, and
-    batches of similar length carry no padding (harness/data/collate.py `length_order`)."""
+    as in the paper) with the teacher's outputs (its top `top_k` logits only, when given), batched by length
+    in batches of `micro_batch_size` (default `batch_size`). Why by length: Eq. 1 sums the gradient over
+    D_p, which batching leaves as it is, and batches of similar length carry no padding
+    (harness/data/collate.py `length_order`)."""
     n = (
         len(d_d)
         if pruning_samples is None
@@ -76,7 +78,7 @@ def pruning_set(
     )
     rows = d_d.select(range(n))
     rows = rows.select(length_order(processor, rows["question"], rows["answer"]))
-    return teacher_batches(teacher, processor, rows, micro_batch_size or batch_size, progress)
+    return teacher_batches(teacher, processor, rows, micro_batch_size or batch_size, progress, top_k=top_k)
 
 
 def teacher_record(teacher, accuracy: dict, log: dict | None) -> dict:

@@ -16,7 +16,7 @@ from harness.cache import content_hash, entry_lock
 from harness.evaluate import max_answer_tokens
 from harness.measure import throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
-from harness.objectives import teacher_batches
+from harness.objectives import cached_top_k, teacher_batches
 from harness.pipeline import follow, plan_run, run_compression, structure
 from harness.profile import Profile
 from harness.recipes.common import pruning_set, result_header, set_up, teacher_record
@@ -73,9 +73,10 @@ def training_sets(profile, run, teacher, processor, data, tdir, progress) -> tup
     c, t = profile.compression, content_hash(teacher_key(profile))
     n = max(1, math.floor(run.data_fraction * len(data["train"])))
     split = data["train"].select(range(n))
+    k = cached_top_k(c, processor, split, teacher.config.text_config.vocab_size)
     d_d = teacher_outputs(  # in micro-batches: distillation accumulates them into batch_size
-        (t, "d_d", n, c.micro),
-        lambda: teacher_batches(teacher, processor, split, c.micro, progress),
+        (t, "d_d", n, c.micro, k),
+        lambda: teacher_batches(teacher, processor, split, c.micro, progress, top_k=k),
     )
     return d_d, pruning_batches(profile, teacher, processor, split, progress)
 
@@ -84,9 +85,11 @@ def pruning_batches(profile, teacher, processor, split, progress) -> list:
     """D_p drawn from `split` (the run's D_d samples) with the profile teacher's outputs, built once per
     process: the compression runs and the pruning curves of one run_all share it."""
     c = profile.compression
+    k = cached_top_k(c, processor, split, teacher.config.text_config.vocab_size)
+    key = (content_hash(teacher_key(profile)), "d_p", len(split), c.pruning_samples, c.batch_size, c.micro, k)
     return teacher_outputs(
-        (content_hash(teacher_key(profile)), "d_p", len(split), c.pruning_samples, c.batch_size, c.micro),
-        lambda: pruning_set(teacher, processor, split, c.pruning_samples, c.batch_size, progress, c.micro),
+        key,
+        lambda: pruning_set(teacher, processor, split, c.pruning_samples, c.batch_size, progress, c.micro, k),
     )
 
 

@@ -14,7 +14,7 @@ from harness.evaluate import accuracy_record, evaluate, max_answer_tokens
 from harness.measure import throughput
 from harness.models.blip2 import parameter_counts
 from harness.models.public import default_stages, load_lmm
-from harness.objectives import teacher_batches
+from harness.objectives import cached_top_k, teacher_batches
 from harness.pipeline import plan_run, run_compression, structure
 from harness.profile import Compression, Profile
 from harness.recipes.common import pruning_set, result_header, set_up
@@ -56,8 +56,9 @@ def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_d
     seed, bs = profile.seeds[0], profile.evaluation_batch_size
     plan = plan_run(base, c, run, seed, bs)
     out = public_run_dir(key, entry, plan, profile, cache_dir)
-    d_d = teacher_batches(base, processor, data["train"], c.micro, progress)
-    d_p = pruning_set(base, processor, data["train"], c.pruning_samples, c.batch_size, progress, c.micro)
+    k = cached_top_k(c, processor, data["train"], base.config.text_config.vocab_size)
+    d_d = teacher_batches(base, processor, data["train"], c.micro, progress, top_k=k)
+    d_p = pruning_set(base, processor, data["train"], c.pruning_samples, c.batch_size, progress, c.micro, k)
     with entry_lock(out):
         run_compression(base, processor, data["validation"], d_p, d_d, plan, out, progress)
     return f"compressed ({'→'.join(stages)})", step_model(out)
