@@ -28,9 +28,9 @@ from harness.spec import (
     experiment_files,
     load_experiment,
     load_profile,
-    read_yaml,
     resolve,
 )
+from harness.spec_files import read_yaml
 from harness.stages import STAGE_NAMES
 
 DEFAULT_CACHE = ROOT / ".cache"

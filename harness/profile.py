@@ -2,7 +2,7 @@
 hyperparameters, with the cross-field checks that catch an impossible set-up before any compute.
 
 Every model forbids unknown keys (`Strict`), so a typo in a profile YAML fails with the allowed keys listed.
-Loading and error formatting live in `harness.spec`.
+Loading lives in `harness.spec`, reading YAML and formatting errors in `harness.spec_files`.
 """
 
 from __future__ import annotations

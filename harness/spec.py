@@ -6,18 +6,16 @@ spent, with a message that names the file, the field and what is allowed. Every 
 
 from __future__ import annotations
 
-import copy
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
-import yaml
-from pydantic import BaseModel, Field, ValidationError, create_model, model_validator
+from pydantic import Field, ValidationError, create_model, model_validator
 
 from harness.claim_spec import Claim
 from harness.curve_spec import Curve
 from harness.errors import DeviceError
 from harness.profile import Compression, Profile, Strict, whole_step_problems
+from harness.spec_files import SpecError, format_errors, merge, read_mapping
 from harness.stages import STAGE_NAMES, TASKS, StageName
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -300,99 +298,6 @@ class Experiment(Strict):
         return self
 
 
-class SpecError(ValueError):
-    """A spec file is invalid; the message names the file, the field and what is allowed."""
-
-
-def _model_in(annotation) -> type[BaseModel] | None:
-    """The pydantic model inside an annotation such as `X`, `list[X]` or `X | None`."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
-
-
-def _format(err: ValidationError, model: type[BaseModel], source: Path) -> str:
-    lines = [f"{source}: invalid {model.__name__.lower()} ({err.error_count()} problem(s))"]
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
-        if e["type"] == "extra_forbidden":
-            parent = model
-            for part in e["loc"][:-1]:
-                if isinstance(part, int):  # a list index: stay on the list's item model
-                    continue
-                field = parent.model_fields.get(str(part)) if hasattr(parent, "model_fields") else None
-                parent = _model_in(getattr(field, "annotation", None)) if field else None
-            allowed = (
-                sorted(parent.model_fields)
-                if isinstance(parent, type) and issubclass(parent, BaseModel)
-                else []
-            )
-            lines.append(f"  - field '{loc}': unknown key; allowed keys here: {', '.join(allowed)}")
-        elif e["type"] == "value_error":
-            # cross-field checks say "sub.field: text; other.field: text" relative to where they run
-            for part in e["msg"].removeprefix("Value error, ").split("; "):
-                sub, _, text = part.partition(": ")
-                where = ".".join(x for x in (loc if e["loc"] else "", sub) if x)
-                lines.append(f"  - field '{where}': {text}")
-        else:
-            lines.append(f"  - field '{loc}': {e['msg']} (got {e.get('input')!r})"[:400])
-    return "\n".join(lines)
-
-
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """YAML's safe loader, except that a key repeated in one mapping is an error: plain YAML keeps the last
-    value silently, and a repeated `epochs:` would change a run without anyone noticing."""
-
-    def construct_mapping(self, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}'", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep)
-
-
-# YAML 1.1 (PyYAML) reads `1e-3` as a string; read it as the number it is (YAML 1.2's float syntax), so that a
-# strict float field accepts it.
-_UniqueKeyLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
-    list("-+0123456789."),
-)
-
-
-def read_yaml(path: Path) -> object:
-    """A YAML file's content, or a SpecError naming the file and the line: not UTF-8, not YAML, or a key
-    given twice in one mapping."""
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise SpecError(f"{path}: not UTF-8 text (byte {e.start}); save the file as UTF-8") from None
-    try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as e:
-        raise SpecError(f"{path}: not valid YAML: {e}") from None
-
-
-def _read_yaml(path: Path) -> dict:
-    if not path.is_file():
-        raise SpecError(f"{path}: file not found")
-    data = read_yaml(path)
-    if not isinstance(data, dict):
-        raise SpecError(f"{path}: expected a mapping of keys to values at the top level")
-    return data
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def load_profile(
     name_or_path: str | Path, overrides: dict | None = None, source: Path | None = None
 ) -> Profile:
@@ -402,12 +307,12 @@ def load_profile(
         if not path.is_file():
             known = sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
             raise SpecError(f"unknown profile '{name_or_path}'; allowed: {', '.join(known)}")
-    raw = _merge(_read_yaml(path), overrides or {})
+    raw = merge(read_mapping(path), overrides or {})
     try:
         return Profile.model_validate(raw)
     except ValidationError as e:
         where = path if not overrides else Path(f"{path} + overrides from {source}")
-        raise SpecError(_format(e, Profile, where)) from None
+        raise SpecError(format_errors(e, Profile, where)) from None
 
 
 def _with_includes(raw: dict, path: Path, seen: tuple[Path, ...]) -> dict:
@@ -438,11 +343,11 @@ def load_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> Experimen
     path = Path(path)
     if not path.suffix:
         path = EXPERIMENTS_DIR / f"{path}.yaml"
-    raw = _with_includes(_read_yaml(path), path, (*_seen, path.resolve()))
+    raw = _with_includes(read_mapping(path), path, (*_seen, path.resolve()))
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as e:
-        raise SpecError(_format(e, Experiment, path)) from None
+        raise SpecError(format_errors(e, Experiment, path)) from None
     if exp.name != path.stem:
         raise SpecError(f"{path}: field 'name': must equal the file name '{path.stem}', got '{exp.name}'")
     return exp
@@ -476,7 +381,7 @@ def resolve(
         try:
             c = Compression.model_validate({**prof.compression.model_dump(), **m.compression})
         except ValidationError as e:
-            msg = _format(e, Compression, path).replace("field '", f"field 'models.{i}.compression.")
+            msg = format_errors(e, Compression, path).replace("field '", f"field 'models.{i}.compression.")
             raise SpecError(msg) from None
         if bad := whole_step_problems(c):
             lines = [f"  - field 'models.{i}.{b.split(': ', 1)[0]}': {b.split(': ', 1)[1]}" for b in bad]
