@@ -1,5 +1,7 @@
 """Table cells: seeds as mean ± std, sizes without a spread that cannot exist, Markdown and LaTeX together."""
 
+import pytest
+
 from harness.report.frame import mean_std
 from harness.report.tables import make_table
 
@@ -25,3 +27,38 @@ def test_make_table_writes_markdown_and_latex_with_readable_numbers(tmp_path):
     assert "5400" in md and "1.380" in md and "–" in md
     tex = (tmp_path / "table.tex").read_text()
     assert "\\caption{Caption.}" in tex and "81.8" in tex
+
+
+def test_latency_spread_is_the_interquartile_range_over_the_median_and_flags_noisy_measurements():
+    from pydantic import BaseModel
+
+    from harness.report.render import latency_spread, spread_note
+    from harness.results import Throughput
+
+    assert latency_spread([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(1.0)  # quartiles 1.5 and 4.5, median 3
+    assert latency_spread([2.0] * 10 + [50.0]) == 0.0  # one slow call is not spread
+    assert latency_spread([7.0]) == 0.0
+
+    def measured(latencies):
+        return Throughput(
+            batch_size=1,
+            samples_per_s=1.0,
+            latency_p50_ms=1.0,
+            latency_p90_ms=1.0,
+            latency_stdev_pct=0.0,
+            first_call_ms=1.0,
+            warmup=0,
+            iterations=len(latencies),
+            measured_s=1.0,
+            latencies_ms=latencies,
+        )
+
+    class Holder(BaseModel):
+        rows: list[Throughput]
+        other: Throughput | None = None
+
+    # quartiles of the noisy one: 10 and 14 around a median of 12, a spread of 4 / 12
+    steady, noisy = measured([10.0, 10.1, 10.2, 10.0]), measured([10.0, 14.0, 10.0, 14.0])
+    assert spread_note(Holder(rows=[steady], other=steady)).endswith("within 10% in all 2 measurements.")
+    assert "above 10% in 1 of 2 measurements (largest 33%)" in spread_note(Holder(rows=[steady], other=noisy))
+    assert spread_note(Holder(rows=[])) == ""

@@ -11,6 +11,7 @@ import statistics
 from pathlib import Path
 
 import pandas as pd
+from pydantic import BaseModel
 
 from harness.report.budget import budget_figure, budget_table
 from harness.report.curves import render_curves
@@ -18,7 +19,7 @@ from harness.report.figures import bars_figure, sample_size_figure, trace_figure
 from harness.report.frame import mean_std, pick, result_frame, summary, value, values
 from harness.report.tables import make_table
 from harness.report.traces import write_trace_csv
-from harness.results import CompressionResult, OriginalResult, PublicResult, load_result
+from harness.results import CompressionResult, OriginalResult, PublicResult, Throughput, load_result
 from harness.spec import PaperRow
 from harness.stages import BY_NAME, STAGES, TASKS
 
@@ -90,8 +91,49 @@ def render_original(out_dir: Path) -> str:
         f"Reproduces {res.experiment.reproduces}. Ours: profile '{res.profile.name}', "
         f"throughput on {res.device.name} (median, end-to-end generation); "
         "paper: AntGMM on an A10 GPU. Compare speed-ups, not absolute samples/s."
+        f"{spread_note(res)}"
     )
     return make_table(headers, rows, caption, out_dir)
+
+
+# a measurement whose latencies spread (interquartile range / median) beyond this is flagged in the caption
+SPREAD_LIMIT = 0.10
+
+
+def latency_spread(latencies: list[float]) -> float:
+    """Interquartile range over median of one measurement's raw latencies: robust to the odd slow call that
+    inflates a standard deviation, and 0 for a single latency."""
+    if len(latencies) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(latencies, n=4)
+    return (q3 - q1) / statistics.median(latencies)
+
+
+def _throughputs(node) -> list[Throughput]:
+    """Every throughput measurement in a result (teacher, runs, seeds, rows, vision-side latencies)."""
+    if isinstance(node, Throughput):
+        return [node]
+    if isinstance(node, BaseModel):
+        return [t for name in type(node).model_fields for t in _throughputs(getattr(node, name))]
+    if isinstance(node, list | tuple):
+        return [t for item in node for t in _throughputs(item)]
+    return []
+
+
+def spread_note(res) -> str:
+    """How many of a result's measurements spread beyond SPREAD_LIMIT (empty when none was measured)."""
+    spreads = [latency_spread(t.latencies_ms) for t in _throughputs(res)]
+    if not spreads:
+        return ""
+    noisy = sum(x > SPREAD_LIMIT for x in spreads)
+    what = f" Latency spread (interquartile range / median) {{}} {SPREAD_LIMIT:.0%} in"
+    if not noisy:
+        return f"{what.format('within')} all {len(spreads)} measurements."
+    return (
+        f"{what.format('above')} {noisy} of {len(spreads)} "
+        f"measurements (largest {max(spreads):.0%}): a noisy machine, so read speed-ups, whose models were "
+        "measured interleaved, rather than absolute samples/s."
+    )
 
 
 def _seed_values(frame: pd.DataFrame, by: str) -> dict[str, pd.Series]:
@@ -244,7 +286,7 @@ def render_compression(out_dir: Path) -> str:
     caption = (
         f"Reproduces {exp.reproduces}. Ours: profile '{res.profile.name}', test split, "
         f"{f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'}; {speed}{_vision_bound(res)}"
-        f"{_target_note(res, frame)}"
+        f"{_target_note(res, frame)}{spread_note(res)}"
     )
     return make_table(headers, rows, caption, out_dir)
 
@@ -272,7 +314,7 @@ def render_public(out_dir: Path) -> str:
     where = f"on {res.device.name}" if res.measured else "not measured"
     caption = (
         f"{res.experiment.reproduces}. Profile '{res.profile.name}', test split; "
-        f"throughput {where}, models sharing a tokenizer measured interleaved."
+        f"throughput {where}, models sharing a tokenizer measured interleaved.{spread_note(res)}"
     )
     return make_table(headers, rows, caption, out_dir)
 
