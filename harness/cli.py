@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import get_args
 
 from harness.cache import CorruptEntry, atomic_dir, entry_lock, write_json
-from harness.errors import CheckpointError, DeviceError, PruningError
+from harness.errors import CheckpointError, PruningError
 from harness.results import ResultError, dump_result, load_result, restated, spec_hash
 from harness.spec import (
     DEFAULT_PROFILE,
@@ -28,6 +28,7 @@ from harness.spec import (
     experiment_files,
     load_experiment,
     load_profile,
+    placed_profile,
     resolve,
 )
 from harness.spec_files import read_yaml
@@ -271,12 +272,8 @@ def cmd_prune(args) -> int:
     from harness.recipes.teacher import get_teacher
     from harness.store import get_dataset
 
-    overrides = {k: v for k, v in (("device", args.device), ("dtype", args.dtype)) if v is not None}
-    prof = load_profile(args.profile, overrides)
-    try:
-        set_up(prof)  # the device and dtype every step below runs on
-    except DeviceError as e:
-        raise SpecError(f"--device/--dtype or profile {args.profile}: {e}") from None
+    prof = placed_profile(args.profile, {}, args.device, args.dtype)
+    set_up(prof)  # the device and dtype every step below runs on
     if args.loss == "teacher_kl" and args.teacher is None:
         raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
     data = get_dataset(prof, args.cache_dir, not args.quiet)

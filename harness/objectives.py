@@ -175,6 +175,5 @@ def teacher_batches(
                 else:
                     t = top_k_of(answers, top_k)
                     b["teacher_top_values"], b["teacher_top_ids"], b["teacher_lse"] = t
-
         out.append(on(b, torch.device("cpu")))
     return out

@@ -277,19 +277,14 @@ class Compression(Strict):
         return self
 
     @model_serializer(mode="wrap")
-    def _without_unset_micro(self, handler) -> dict:
-        """A section that leaves the fields added for real-scale runs (micro-batches, activation
-        checkpointing, how teacher outputs are kept) at their defaults dumps, and so hashes into every key,
-        as it did before they existed."""
+    def _without_later_defaults(self, handler) -> dict:
+        """A section that leaves the fields added for real-scale runs at their defaults dumps, and so
+        hashes into every key, as it did before they existed (`teacher_logits: auto` resolves from the data
+        and model, which every key holds)."""
         data = handler(self)
-        if self.micro_batch_size is None:
-            data.pop("micro_batch_size", None)
-        if not self.activation_checkpointing:
-            data.pop("activation_checkpointing", None)
-        if self.teacher_logits == "auto":  # resolved from the data and model, which every key holds
-            data.pop("teacher_logits", None)
-        if self.teacher_top_k == 64:
-            data.pop("teacher_top_k", None)
+        for name in LATER_FIELDS:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name, None)
         return data
 
     @property
@@ -301,6 +296,10 @@ class Compression(Strict):
     def accumulation(self) -> int:
         """Micro-batches per optimizer step."""
         return self.batch_size // self.micro
+
+
+# Compression fields added after results were committed: absent from a dump while at their default
+LATER_FIELDS = ("micro_batch_size", "teacher_logits", "teacher_top_k", "activation_checkpointing")
 
 
 def whole_step_problems(c: Compression) -> list[str]:

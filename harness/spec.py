@@ -353,6 +353,28 @@ def load_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> Experimen
     return exp
 
 
+def placed_profile(
+    profile: str | Path,
+    overrides: dict,
+    device: str | None = None,
+    dtype: str | None = None,
+    source: Path | None = None,
+) -> Profile:
+    """`load_profile` with `device` and `dtype` (--device, --dtype) laid over `overrides`, and a device this
+    machine lacks refused here, naming the profile file and the field, before any work."""
+    given = {k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None}
+    prof = load_profile(profile, {**overrides, **given}, source=source)
+    try:
+        prof.placement_key()  # torch only off the CPU's float32 default
+    except DeviceError as e:
+        where = Path(profile) if Path(profile).suffix else PROFILES_DIR / f"{profile}.yaml"
+        field, why = str(e).split(": ", 1)
+        raise SpecError(
+            f"{where}{' (from --device/--dtype)' if given else ''}: field '{field}': {why}"
+        ) from None
+    return prof
+
+
 def resolve(
     experiment: str | Path,
     profile: str | Path = DEFAULT_PROFILE,
@@ -368,15 +390,7 @@ def resolve(
     overrides = dict(exp.overrides)
     if num_seeds is not None:
         overrides["seeds"] = list(range(num_seeds))
-    overrides.update({k: v for k, v in (("device", device), ("dtype", dtype)) if v is not None})
-    prof = load_profile(profile, overrides, source=path)
-    try:
-        prof.placement_key()  # torch only off the CPU's float32 default
-    except DeviceError as e:
-        where = Path(profile) if Path(profile).suffix else PROFILES_DIR / f"{profile}.yaml"
-        field, why = str(e).split(": ", 1)
-        given = " (from --device/--dtype)" if device or dtype else ""
-        raise SpecError(f"{where}{given}: field '{field}': {why}") from None
+    prof = placed_profile(profile, overrides, device, dtype, source=path)
     for i, m in enumerate(exp.models):  # per-model compression changes, checked against the schema now
         try:
             c = Compression.model_validate({**prof.compression.model_dump(), **m.compression})

@@ -8,7 +8,7 @@ import torch
 
 from harness.cache import content_hash
 from harness.data.collate import length_order
-from harness.device import current, placement_of, use
+from harness.device import placement_of, use
 from harness.evaluate import accuracy_record
 from harness.measure import device_info
 from harness.models.blip2 import parameter_counts
@@ -43,7 +43,7 @@ def result_header(exp: Experiment, profile: Profile, test) -> dict:
         **spec_record(exp, profile, inputs),
         "seeds": list(profile.seeds),
         "provenance": provenance(),
-        "device": device_info(current()),
+        "device": device_info(),
         "runs": inputs,
         "test_split": test_split_record(test),
     }
