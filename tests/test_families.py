@@ -20,21 +20,22 @@ from harness.prune.importance import importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError
 from tests.helpers import tiny
-from tests.test_public import _blip2, _logits, _special, blip2_opt, instructblip_llama
+from tests.test_public import _blip2, _logits, _special, blip2_opt, blip2_qwen2, instructblip_llama
 
 
-def _llama(kv_heads: int):
+def _tiny_lm(config_class, **fields):
+    """A builder of a tiny BLIP-2 around `config_class` at test_public.py's sizes, with `fields`."""
+
     def build(processor, folder):
         tok = processor.tokenizer
-        text = LlamaConfig(
+        text = config_class(
             vocab_size=len(tok),
             hidden_size=32,
             intermediate_size=64,
             num_hidden_layers=2,
             num_attention_heads=4,
-            num_key_value_heads=kv_heads,
-            head_dim=8,
             max_position_embeddings=128,
+            **fields,
             **_special(tok),
         )
         return _blip2(processor, folder, text.to_dict())
@@ -42,32 +43,12 @@ def _llama(kv_heads: int):
     return build
 
 
-def _qwen2(explicit_head_dim: bool):
-    def build(processor, folder):
-        tok = processor.tokenizer
-        text = Qwen2Config(
-            vocab_size=len(tok),
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
-            max_position_embeddings=128,
-            **_special(tok),
-        ).to_dict()
-        if not explicit_head_dim:
-            text.pop("head_dim", None)
-        return _blip2(processor, folder, text)
-
-    return build
-
-
 FAMILIES = {
-    "llama_mha": _llama(4),
-    "llama_gqa": _llama(2),
-    "llama_mqa": _llama(1),
-    "qwen2_head_dim": _qwen2(True),
-    "qwen2_derived_head_dim": _qwen2(False),
+    "llama_mha": _tiny_lm(LlamaConfig, num_key_value_heads=4, head_dim=8),
+    "llama_gqa": _tiny_lm(LlamaConfig, num_key_value_heads=2, head_dim=8),
+    "llama_mqa": _tiny_lm(LlamaConfig, num_key_value_heads=1, head_dim=8),
+    "qwen2_head_dim": _tiny_lm(Qwen2Config, num_key_value_heads=2, head_dim=8),
+    "qwen2_derived_head_dim": blip2_qwen2,
     "opt": blip2_opt,
     "instructblip_vicuna": instructblip_llama,
 }
