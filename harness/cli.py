@@ -264,7 +264,7 @@ def cmd_prune(args) -> int:
     """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
     from harness.measure import device_info
     from harness.models.blip2 import parameter_counts
-    from harness.models.public import load_lmm, load_model
+    from harness.models.public import load_lmm, load_model, save_lmm
     from harness.objectives import cached_top_k, teacher_batches
     from harness.prune.importance import importance
     from harness.prune.step import prune_step, structures_to_remove
@@ -308,8 +308,7 @@ def cmd_prune(args) -> int:
     info = prune_step(model, args.level, args.amount, imp, args.module)
     after = parameter_counts(model)
     with atomic_dir(Path(args.out)) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        save_lmm(model, processor, tmp)
         write_json(
             tmp / "pruning.json",
             {

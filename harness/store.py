@@ -30,6 +30,7 @@ from harness.cache import (
     write_sealed_json,
 )
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
+from harness.models.public import save_lmm
 from harness.profile import STEP_FIELDS, Profile
 from harness.spec import CompressionRun, PublicModel
 
@@ -119,8 +120,7 @@ def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
 def save_teacher(target: Path, model, processor, log: dict) -> None:
     """The trained teacher, its processor and its training log, with their manifest, all or nothing."""
     with atomic_dir(target) as tmp:
-        model.save_pretrained(tmp)
-        processor.save_pretrained(tmp)
+        save_lmm(model, processor, tmp)
         write_json(tmp / "train_log.json", log)
         write_manifest(tmp)
 
@@ -235,9 +235,7 @@ def save_step(out: Path, step: int, model, processor=None) -> None:
     """The model after a completed step of a run folder (with its processor, when given), with its manifest,
     written whole or not at all."""
     with atomic_dir(_step_dir(out, step)) as tmp:
-        model.save_pretrained(tmp)
-        if processor is not None:
-            processor.save_pretrained(tmp)
+        save_lmm(model, processor, tmp)
         write_manifest(tmp)
 
 

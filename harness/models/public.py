@@ -17,13 +17,14 @@ from transformers import (
     Blip2ForConditionalGeneration,
     InstructBlipForConditionalGeneration,
     LlamaConfig,
+    MistralConfig,
 )
 
 from harness.device import current
 from harness.errors import CheckpointError
 
 CLASSES = {"blip-2": Blip2ForConditionalGeneration, "instructblip": InstructBlipForConditionalGeneration}
-DECODER_ONLY = ("opt", "llama", "qwen2")
+DECODER_ONLY = ("opt", "llama", "mistral", "qwen2")
 
 
 def check_config(config, where: str) -> None:
@@ -64,10 +65,10 @@ def explicit_head_dim(text) -> None:
 def heads_need_not_divide_hidden():
     """While loading: let a Llama config whose hidden size is not a multiple of its heads through.
 
-    Why: pruning heads leaves such configs (8 heads of 16 over a hidden size of 128 become 7 heads), and
-    Llama sizes its projections from the explicit head_dim, so the model is well defined; but LlamaConfig's
-    validator in transformers 5.x refuses them (huggingface/transformers#46082, fix pending upstream). The
-    check is lifted for the duration of one load only, and tests/test_model.py checks the round trip."""
+    Why: LlamaConfig in transformers 5 refuses such configs (huggingface/transformers#46082), yet the model is
+    well defined (projections are sized from the explicit head_dim). save_lmm now writes them as Mistral,
+    which stock transformers loads; this reads the Llama-form folders that earlier versions of the harness
+    wrote (e.g. cached steps), for the duration of one load only."""
     validators = getattr(LlamaConfig, "__class_validators__", None)
     if validators is None:  # a transformers without class validators never refused these configs
         yield
@@ -77,6 +78,48 @@ def heads_need_not_divide_hidden():
         yield
     finally:
         LlamaConfig.__class_validators__ = validators
+
+
+def heads_divide_hidden(hidden_size: int, heads: int) -> bool:
+    return hidden_size % heads == 0
+
+
+def mistral_form_problem(text) -> str | None:
+    """Why a Llama config cannot be written as Mistral's (None: it can). Mistral is Llama without biases
+    or sliding window, and its config does not ask heads to divide the hidden size."""
+    biased = [f for f in ("attention_bias", "mlp_bias") if getattr(text, f, False)]
+    if biased:
+        return f"its language model has {' and '.join(biased)}, which Mistral's layers do not"
+    return None
+
+
+def stock_text_config(text):
+    """The language model's config in a form stock transformers loads. A Llama config whose hidden size is
+    no longer a multiple of its heads (pruned heads or hidden dimensions) is refused by LlamaConfig in
+    transformers 5 (huggingface/transformers#46082), so it is written as the identical MistralConfig with no
+    sliding window: same weights, same names, same logits (tests/test_families.py)."""
+    if text.model_type != "llama" or heads_divide_hidden(text.hidden_size, text.num_attention_heads):
+        return text
+    problem = mistral_form_problem(text)
+    if problem is not None:  # prune/step.py refuses such steps before they run
+        raise CheckpointError(f"this Llama config cannot be saved for stock transformers: {problem}")
+    drop = {"model_type", "architectures", "attention_bias", "mlp_bias", "pretraining_tp"}
+    drop.add("transformers_version")
+    fields = {k: v for k, v in text.to_dict().items() if k not in drop}
+    return MistralConfig(**{**fields, "sliding_window": None})
+
+
+def save_lmm(model, processor, folder: str | Path) -> None:
+    """save_pretrained of the model (its language model's config as stock_text_config writes it) and, when
+    given, of its processor."""
+    text = model.config.text_config
+    model.config.text_config = stock_text_config(text)
+    try:
+        model.save_pretrained(folder)
+    finally:
+        model.config.text_config = text
+    if processor is not None:
+        processor.save_pretrained(folder)
 
 
 def read_config(path: str | Path, allow_download: bool = False):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from harness.models.public import heads_divide_hidden, mistral_form_problem
 from harness.prune import surgery
 from harness.prune.importance import keep_indices
 from harness.prune.structures import PruningError, attention_group, blocks, ffn_width, refuse
@@ -52,7 +53,31 @@ def structures_to_remove(model, level: str, amount: int, module: str = "language
             f"{level}: cannot remove {amount} from {module}, which has {have * unit}; "
             "at least one structure must remain"
         )
+    _refuse_unloadable(model, level, count, module)
     return count
+
+
+def _refuse_unloadable(model, level: str, count: int, module: str) -> None:
+    """Refuse a step whose result no stock transformers class would load: a Llama whose heads stop dividing
+    the hidden size is saved as Mistral (harness/models/public.py `stock_text_config`), except when it has
+    biases that Mistral's layers lack."""
+    text = model.config.text_config
+    if module != "language_model" or level not in ("attention", "hidden") or text.model_type != "llama":
+        return
+    problem = mistral_form_problem(text)
+    if problem is None:
+        return
+    heads, hidden = text.num_attention_heads, text.hidden_size
+    if level == "attention":
+        heads -= count * attention_group(model)[1]
+    else:
+        hidden -= count
+    if not heads_divide_hidden(hidden, heads):
+        raise PruningError(
+            f"{level}: removing {count} would leave {heads} heads over a hidden size of {hidden}, which "
+            f"stock LlamaConfig refuses to load, and {problem}; choose an amount that keeps the hidden "
+            "size a multiple of the heads"
+        )
 
 
 def schedule_problems(model, c, stages: list[str], module: str = "language_model") -> list[str]:

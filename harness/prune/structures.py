@@ -32,11 +32,11 @@ class Slice:
 
 def lm_family(model) -> str:
     mt = model.config.text_config.model_type
-    if mt in ("llama", "qwen2"):
+    if mt in ("llama", "mistral", "qwen2"):  # mistral: pruned Llama as harness/models/public.py saves it
         return "llama"
     if mt == "opt":
         return "opt"
-    raise PruningError(f"language model type '{mt}' is not supported; supported: llama, qwen2, opt")
+    raise PruningError(f"language model type '{mt}' is not supported; supported: llama, mistral, qwen2, opt")
 
 
 def blocks(model, module: str) -> nn.ModuleList:
@@ -65,11 +65,13 @@ def ffn_slices(model, module: str) -> list[Slice]:
     if module == "language_model":
         if lm_family(model) == "opt":
             return [Slice("fc1.weight", 0), Slice("fc1.bias", 0), Slice("fc2.weight", 1)]
-        return [
+        out = [
             Slice("mlp.gate_proj.weight", 0),
             Slice("mlp.up_proj.weight", 0),
             Slice("mlp.down_proj.weight", 1),
         ]
+        mlp = blocks(model, module)[0].mlp  # Llama's mlp_bias
+        return out + [Slice(f"mlp.{n}.bias", 0) for n in ("gate_proj", "up_proj") if _has_bias(mlp, n)]
     if module == "vision_model":
         return [Slice("mlp.fc1.weight", 0), Slice("mlp.fc1.bias", 0), Slice("mlp.fc2.weight", 1)]
     # Q-Former: the query branch is what BLIP-2 uses; a text branch, where the checkpoint has one, shares the
@@ -136,8 +138,14 @@ def hidden_slices(model) -> tuple[list[Slice], list[Slice], list[str]]:
     ]
     if not model.config.text_config.tie_word_embeddings:
         outside.append(Slice("language_model.lm_head.weight", 1))
+    layer = blocks(model, "language_model")[0]  # Llama's attention_bias and mlp_bias reach the hidden side
+    per_block += [Slice(f"{p}.bias", 0) for p in ("self_attn.o_proj", "mlp.down_proj") if _has_bias(layer, p)]
     norms = ["input_layernorm", "post_attention_layernorm"]
     return per_block, outside, norms
+
+
+def _has_bias(owner: nn.Module, path: str) -> bool:
+    return owner.get_submodule(path).bias is not None
 
 
 def refuse(model, module: str, level: str) -> None:
