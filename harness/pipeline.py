@@ -14,6 +14,7 @@ and checkpointed, so a killed run resumes from its last completed step. Each ste
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -22,6 +23,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from harness.device import current
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
@@ -122,12 +124,29 @@ def run_maxima(
     return {**maxima, level: min(needed, allowed) * step}
 
 
-def _resume(out: Path, teacher) -> tuple[object, dict | None]:
-    """The model and state of the last completed step, or a copy of the teacher and None for a new run."""
-    state = run_state(out)  # None: never run, or found corrupt and removed
-    if state is not None:
-        return step_model(out, state["step"]), state
-    return copy.deepcopy(teacher).eval(), None
+def _student(out: Path, step: int | None, teacher, c: Compression):
+    """The model of the last completed step, or (`step` None) a copy of the teacher, on the current device,
+    its trained parts (projection and language model) in `c.weights_dtype`; the frozen vision side stays the
+    teacher's, whose query outputs serve it. The copy is made where the teacher's parts lie (its language
+    model on the CPU when offloaded), so a GPU never holds two float32 language models at once."""
+    model = (copy.deepcopy(teacher) if step is None else step_model(out, step)).to(current().device)
+    for part in (model.language_projection, model.language_model):
+        part.to(getattr(torch, c.weights_dtype))
+    return model.eval()
+
+
+@contextlib.contextmanager
+def _offloaded(module, offload: bool):
+    """`module` in CPU memory for the duration (offload_teacher), then back where it was."""
+    if not offload:
+        yield
+        return
+    home = next(module.parameters()).device
+    module.to("cpu")
+    try:
+        yield
+    finally:
+        module.to(home)
 
 
 def _drop(state: dict, removed: list[int]) -> list[int]:
@@ -170,8 +189,9 @@ def run_compression(
     c, run = plan.compression, plan.run
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    student, state = _resume(out, teacher)
-    if state is None:
+    state = run_state(out)  # None: never run, or found corrupt and removed
+    new = state is None
+    if new:
         p_f = _perf(teacher, processor, val, plan.eval_batch_size, teacher)
         state = {
             "step": 0,
@@ -185,9 +205,19 @@ def run_compression(
             "epochs_used": 0,
             "block_ids": list(range(len(blocks(teacher, "language_model")))),
         }
-        _checkpoint(out, student, state, processor)
-    if run.mode == "one_shot":
-        return _one_shot(student, teacher, processor, val, d_p, d_d, plan, out, state, progress)
+    with _offloaded(teacher.language_model, c.offload_teacher):
+        student = _student(out, None if new else state["step"], teacher, c)
+        if new:
+            _checkpoint(out, student, state, processor)
+        if run.mode == "one_shot":
+            return _one_shot(student, teacher, processor, val, d_p, d_d, plan, out, state, progress)
+        return _iterative(student, teacher, processor, val, d_p, d_d, plan, out, state, progress)
+
+
+def _iterative(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, state, progress) -> dict:
+    """Algorithm 1's loop: prune a step, distil, evaluate; next stage when the stage's maximum or α is
+    reached. Saves the model and state after every step."""
+    c, run = plan.compression, plan.run
     while not state["done"]:
         level = run.stages[state["stage_index"]]
         amount, maximum = getattr(c, BY_NAME[level].step_field), plan.maxima[level]
@@ -226,6 +256,7 @@ def run_compression(
             desc=f"step {k} ({level}), distill",
             accumulate=c.accumulation,
             checkpointing=c.activation_checkpointing,
+            optimizer=c.optimizer,
         )
         acc = _perf(student, processor, val, plan.eval_batch_size, teacher)
         row = _record(student, k, level, amount, state["removed"] + amount, acc_pruned, acc, losses, t0)

@@ -267,6 +267,24 @@ class Compression(Strict):
         "about one block's, for about a third more compute",
     )
 
+    optimizer: Literal["adamw", "adafactor", "adamw_8bit"] = Field(
+        "adamw",
+        description="distillation's optimizer: adamw (torch; two states of the weights' dtype per trainable "
+        "parameter), adafactor (torch; factored second moment, no first: a few bytes per row and column) or "
+        "adamw_8bit (bitsandbytes' AdamW8bit: two 8-bit states, about 2 bytes per parameter)",
+    )
+    weights_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32",
+        description="the student's trained weights (projection and language model) during compression; "
+        "bfloat16 halves them and their gradients, and the optimizer updates them directly (no float32 "
+        "master copy), trading update precision for memory. Needs dtype: bfloat16",
+    )
+    offload_teacher: bool = Field(
+        False,
+        description="keep the teacher's language model in CPU memory while the student is compressed: its "
+        "outputs are cached before compression starts, and evaluation uses only its vision side",
+    )
+
     @model_validator(mode="after")
     def _micro_divides_batch(self) -> Compression:
         if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
@@ -299,7 +317,15 @@ class Compression(Strict):
 
 
 # Compression fields added after results were committed: absent from a dump while at their default
-LATER_FIELDS = ("micro_batch_size", "teacher_logits", "teacher_top_k", "activation_checkpointing")
+LATER_FIELDS = (
+    "micro_batch_size",
+    "teacher_logits",
+    "teacher_top_k",
+    "activation_checkpointing",
+    "optimizer",
+    "weights_dtype",
+    "offload_teacher",
+)
 
 
 def whole_step_problems(c: Compression) -> list[str]:
@@ -362,6 +388,15 @@ class Profile(Strict):
                     "teacher.pretraining.image_replay: asks catalogue questions with the images of D_d's "
                     "knowledge questions, so it needs data.synth_ads.knowledge_prob > 0 (else set it to 0)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _weights_in_the_compute_dtype(self) -> Profile:
+        if self.compression.weights_dtype == "bfloat16" and self.dtype != "bfloat16":
+            raise ValueError(
+                "compression.weights_dtype: bfloat16 weights need dtype: bfloat16 (every forward pass runs "
+                f"under the profile's autocast, and dtype {self.dtype} would feed them {self.dtype} inputs)"
+            )
         return self
 
     @model_validator(mode="after")

@@ -311,7 +311,7 @@ def load_profile(
     try:
         return Profile.model_validate(raw)
     except ValidationError as e:
-        where = path if not overrides else Path(f"{path} + overrides from {source}")
+        where = path if not overrides else Path(f"{path} + overrides" + (f" from {source}" if source else ""))
         raise SpecError(format_errors(e, Profile, where)) from None
 
 

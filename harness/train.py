@@ -1,4 +1,5 @@
-"""The one training loop: AdamW, linear warm-up then cosine decay, gradient norm clipped at 1.
+"""The one training loop: AdamW (or a leaner optimizer), linear warm-up then cosine decay, gradients
+clipped at norm 1.
 
 Why one loop: the teacher's two stages (harness/recipes/teacher.py), distillation (harness/distill/loop.py)
 and the importance benchmark's epoch differ only in what they train, on which batches in which order, and
@@ -36,6 +37,7 @@ def train(
     progress: bool = False,
     after_epoch: Callable[[int], None] | None = None,
     accumulate: bool = False,
+    optimizer: str = "adamw",
 ) -> list[float]:
     """Train `params` on `epochs[i]`, the batches of epoch i in the order they are used; returns the mean loss
     of each epoch. `after_epoch(n)` runs after epoch n (from 1), e.g. for a learning curve; it may leave
@@ -45,8 +47,8 @@ def train(
     (harness/device.py); in float16 a GradScaler scales the loss. With `accumulate`, each element of an
     epoch is one optimizer step's list of (micro-batch, weight): the step's loss is Σ weight × loss, its
     gradient accumulated over the micro-batches, one backward each, so that only one micro-batch's
-    activations are alive at a time."""
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    activations are alive at a time. `optimizer`: see make_optimizer."""
+    opt = make_optimizer(optimizer, params, lr, weight_decay)
     clipped = [p for g in opt.param_groups for p in g["params"]]
     steps = sum(len(batches) for batches in epochs)
     sched = get_cosine_schedule_with_warmup(opt, warmup_steps, steps)
@@ -89,3 +91,24 @@ def train(
     bar.close()
     model.eval()
     return losses
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """adamw: torch's AdamW, whose two states take the parameters' dtype; adafactor: torch's Adafactor
+    (factored second moment, no momentum); adamw_8bit: bitsandbytes' AdamW8bit (two 8-bit states per
+    parameter; tensors under 4096 elements keep 32-bit ones). Why a choice: AdamW's state is twice the
+    weights, more than a 2.7B language model leaves room for on one 24 GB GPU (`python -m harness plan`)."""
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    if name == "adafactor":
+        return torch.optim.Adafactor(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw_8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as e:
+            raise ImportError(
+                "compression.optimizer: adamw_8bit needs bitsandbytes (pip install bitsandbytes, or the "
+                "project's [gpu] extra)"
+            ) from e
+        return bnb.optim.AdamW8bit(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer '{name}'; allowed: adamw, adafactor, adamw_8bit")

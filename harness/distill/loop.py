@@ -33,6 +33,7 @@ def distill(
     desc: str = "distill",
     accumulate: int = 1,
     checkpointing: bool = False,
+    optimizer: str = "adamw",
 ) -> list[float]:
     """Train the student's projection and language model for `epochs` over `batches` (reshuffled every
     epoch; cosine decay without warm-up); returns the mean loss of each epoch. A fractional budget takes
@@ -41,7 +42,8 @@ def distill(
     `desc` and the epoch. `accumulate`: micro-batches per optimizer step (consecutive `batches`, so the
     logical batches are those of batching at `accumulate` × their size), each weighted by its share of the
     step's answer positions: the step's loss is the mean over the logical batch, as without accumulation.
-    `checkpointing`: the language model's blocks recompute their activations in the backward pass."""
+    `checkpointing`: the language model's blocks recompute their activations in the backward pass.
+    `optimizer`: harness/train.py make_optimizer."""
     if accumulate > 1:
         groups = [batches[i : i + accumulate] for i in range(0, len(batches), accumulate)]
         batches = [[(b, _positions(b) / sum(map(_positions, g))) for b in g] for g in groups]
@@ -75,6 +77,7 @@ def distill(
             desc=desc,
             progress=progress,
             accumulate=accumulate > 1,
+            optimizer=optimizer,
         )
     finally:
         if checkpointing:

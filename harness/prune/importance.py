@@ -84,9 +84,10 @@ def elementwise(model, criterion: str) -> Callable[[torch.Tensor], torch.Tensor]
         if criterion in ("first_order", "first_order_joint"):
             if p.grad is None:
                 return torch.zeros_like(p)
-            product = p.grad * p
+            product = p.grad.float() * p.float()  # bfloat16 weights: scored in float32 (no-op for float32)
             return product.abs() if criterion == "first_order" else product
-        return p.abs() if criterion == "l1" else p * p
+        w = p.float()
+        return w.abs() if criterion == "l1" else w * w
 
     return score
 
