@@ -331,6 +331,17 @@ def cmd_prune(args) -> int:
     return 0
 
 
+def cmd_plan(args) -> int:
+    from harness.plan import plan, render
+
+    if args.checkpoint is not None and not (args.checkpoint / "config.json").is_file():
+        raise CheckpointError(f"{args.checkpoint}: no config.json (plan reads a checkpoint's config only)")
+    prof = placed_profile(args.profile, {}, dtype=args.dtype)
+    result = plan(prof, args.checkpoint, args.text_tokens, args.answer_tokens)
+    print(render(result, prof, args.memory, args.tflops))
+    return 0 if args.memory is None or result.fits(args.memory) else 1
+
+
 def placement_arguments(p: argparse.ArgumentParser) -> None:
     """--device and --dtype, which replace the profile's `device` and `dtype` (harness/device.py)."""
     p.add_argument(
@@ -409,7 +420,39 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=0, help="seed of the random criterion")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_prune)
+    pl = sub.add_parser(
+        "plan", parents=[common], help="memory per phase of compressing a checkpoint, from its config alone"
+    )
+    pl.add_argument(
+        "checkpoint",
+        nargs="?",
+        type=Path,
+        default=None,
+        help="folder with config.json (default: the stand-in)",
+    )
+    pl.add_argument("--memory", type=memory_size, default=None, help="device memory to fit, e.g. 24GB")
+    pl.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
+    pl.add_argument("--text-tokens", type=int, default=32, help="prompt + answer tokens per sample")
+    pl.add_argument(
+        "--answer-tokens", type=int, default=4, help="answer tokens per sample (the KL's positions)"
+    )
+    pl.add_argument(
+        "--tflops",
+        type=float,
+        default=None,
+        help="sustained TFLOP/s of the device, to turn compute into time",
+    )
+    pl.set_defaults(func=cmd_plan)
     return p
+
+
+def memory_size(text: str) -> float:
+    from harness.plan import parse_memory
+
+    try:
+        return parse_memory(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).removeprefix("--memory: ")) from None
 
 
 def main(argv: list[str] | None = None) -> int:

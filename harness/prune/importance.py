@@ -84,8 +84,9 @@ def elementwise(model, criterion: str) -> Callable[[torch.Tensor], torch.Tensor]
         if criterion in ("first_order", "first_order_joint"):
             if p.grad is None:
                 return torch.zeros_like(p)
-            product = p.grad.float() * p.float()  # bfloat16 weights: scored in float32 (no-op for float32)
-            return product.abs() if criterion == "first_order" else product
+            # one float32 copy of one parameter at a time, whatever the weights' dtype
+            product = p.grad.to(torch.float32, copy=True).mul_(p)
+            return product.abs_() if criterion == "first_order" else product
         w = p.float()
         return w.abs() if criterion == "l1" else w * w
 

@@ -1,0 +1,138 @@
+"""`python -m harness plan`: its arithmetic against what small models on the CPU actually hold, and its
+figures for the real checkpoints' configs in experiments/checkpoints/."""
+
+import pytest
+import torch
+
+from harness.cli import main
+from harness.distill.losses import distillation_loss
+from harness.models.blip2 import lm_logits, parameter_counts
+from harness.models.public import load_model
+from harness.objectives import answer_positions
+from harness.plan import GiB, meta_model, optimizer_bytes, parameters, parse_memory, plan, saved_activations
+from harness.spec import ROOT, load_profile
+from harness.train import make_optimizer
+from tests.helpers import tiny
+from tests.test_accumulation import _batch
+from tests.test_public import blip2_opt, instructblip_llama
+
+CHECKPOINTS = ROOT / "experiments" / "checkpoints"
+
+
+def _saved_bytes(model, batch) -> int:
+    """What the harness's own distillation forward saves for backward, parameters (and their views) aside."""
+    weights = {id(p) for p in model.parameters()}
+    total = [0]
+
+    def pack(t):
+        if id(t if t._base is None else t._base) not in weights:
+            total[0] += t.numel() * t.element_size()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        logits = lm_logits(model, batch["query_output"], batch["input_ids"], batch["attention_mask"])
+        student, _ = answer_positions(logits, batch["labels"])
+        distillation_loss(student, batch["teacher_logits"], batch["answer_tokens"], "eq5", 1.0)
+    return total[0]
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2"])
+def test_parameters_and_activations_match_a_real_model_on_the_cpu(family, tmp_path):
+    model, proc = tiny(family)
+    model.save_pretrained(tmp_path)
+    prof = load_profile("smoke", {"compression": {"micro_batch_size": 8}})
+    meta = plan(prof, tmp_path)
+    real = parameter_counts(model)
+    assert meta.params["total"] == real["total"]
+    assert meta.params["language_model"] == real["language_model"]
+    assert meta.params["qformer"] == real["qformer"] + real["query_tokens"]
+    batch = _batch(model, proc, slice(0, 8))
+    text_tokens = batch["input_ids"].shape[1]
+    measured = _saved_bytes(model, batch)
+    estimate = saved_activations(meta_model(tmp_path, prof), 8, text_tokens, False, torch.float32)
+    # the plan runs the language model alone, without padding mask or loss: within a fifth of the real pass
+    assert estimate == pytest.approx(measured, rel=0.2), (estimate, measured)
+
+
+def test_activation_checkpointing_keeps_block_inputs_and_one_block(tmp_path):
+    model, _ = tiny()
+    model.save_pretrained(tmp_path)
+    meta = meta_model(tmp_path, load_profile("smoke"))
+    full = saved_activations(meta, 8, 40, False, torch.float32)
+    lean = saved_activations(meta, 8, 40, True, torch.float32)
+    layers = meta.config.text_config.num_hidden_layers
+    width = meta.config.text_config.hidden_size
+    seq = meta.config.num_query_tokens + 40
+    assert layers * 8 * seq * width * 4 < lean < full
+
+
+@pytest.mark.parametrize("name", ["adamw", "adafactor", "adamw_8bit"])
+def test_optimizer_state_matches_what_the_optimizer_allocates(name):
+    model, _ = tiny()
+    params = [*model.language_projection.parameters(), *model.language_model.parameters()]
+    opt = make_optimizer(name, params, 1e-3, 0.0)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    opt.step()
+    held = sum(
+        v.numel() * v.element_size() for s in opt.state.values() for v in s.values() if torch.is_tensor(v)
+    )
+    scalars = sum(
+        v.numel() * v.element_size()
+        for s in opt.state.values()
+        for v in s.values()
+        if torch.is_tensor(v) and v.numel() == 1
+    )
+    assert optimizer_bytes(name, model, 4) == pytest.approx(held - scalars, rel=0.02), (name, held)
+
+
+def test_plan_of_the_weights_and_gradients_is_what_a_compression_student_holds(tmp_path):
+    model, _ = tiny()
+    model.save_pretrained(tmp_path)
+    prof = load_profile("smoke", {"dtype": "bfloat16", "compression": {"weights_dtype": "bfloat16"}})
+    phase = {p.name: p for p in plan(prof, tmp_path).phases}["distillation"]
+    trained = [*model.language_projection.parameters(), *model.language_model.parameters()]
+    for part in (model.language_projection, model.language_model):
+        part.to(torch.bfloat16)
+    held = sum(p.numel() * p.element_size() for p in model.parameters())
+    assert phase.parts["student"] == held
+    assert phase.parts["gradients"] == sum(p.numel() * 2 for p in trained)
+    assert phase.parts["teacher"] == 4 * parameter_counts(model)["total"]
+
+
+def test_the_real_checkpoints_plans(capsys):
+    """Figures for blip2-opt-2.7b, blip2-flan-t5-xl and instructblip-vicuna-7b from their configs; the
+    gpu profile's set-up fits blip2-opt-2.7b in 24 GB, the paper profile's does not."""
+    counts = {}
+    for name in ("blip2-opt-2.7b", "blip2-flan-t5-xl", "instructblip-vicuna-7b"):
+        assert main(["plan", str(CHECKPOINTS / name), "--profile", "gpu"]) == 0
+        out = capsys.readouterr().out
+        assert "| distillation |" in out and "Peak:" in out
+        counts[name] = plan(load_profile("gpu"), CHECKPOINTS / name).params
+    assert counts["blip2-opt-2.7b"]["total"] == pytest.approx(3.745e9, rel=1e-3)  # the Hub's 3.74B
+    assert counts["instructblip-vicuna-7b"]["language_model"] == pytest.approx(6.738e9, rel=1e-3)  # Vicuna-7B
+    assert "encoder-decoder" in plan(load_profile("gpu"), CHECKPOINTS / "blip2-flan-t5-xl").notes[0]
+    opt = str(CHECKPOINTS / "blip2-opt-2.7b")
+    assert main(["plan", opt, "--profile", "gpu", "--memory", "24GB"]) == 0
+    assert "fits in 24 GiB" in capsys.readouterr().out
+    assert main(["plan", opt, "--profile", "paper", "--memory", "24GB"]) == 1
+    assert "does NOT fit in 24 GiB" in capsys.readouterr().out
+
+
+def test_bad_plan_input_is_refused_clearly(tmp_path, capsys):
+    assert main(["plan", str(tmp_path)]) == 2
+    assert f"{tmp_path}: no config.json" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["plan", "--memory", "lots"])
+    assert "'lots' is not a size" in capsys.readouterr().err
+    assert parse_memory("24GB") == parse_memory("24 GiB") == 24 * GiB
+
+
+def test_plan_counts_public_families(tmp_path):
+    _, proc = tiny()
+    for build in (blip2_opt, instructblip_llama):
+        folder = build(proc, tmp_path / build.__name__)
+        real = load_model(folder)
+        assert (
+            parameters(meta_model(folder, load_profile("smoke")))["total"] == parameter_counts(real)["total"]
+        )
