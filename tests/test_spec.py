@@ -84,8 +84,8 @@ def test_bad_profile_is_rejected_with_file_field_and_rule(tmp_path, changes, fie
 
 
 def test_unknown_profile_lists_the_known_ones():
-    with pytest.raises(SpecError, match="unknown profile 'gpu'; allowed: cpu, paper, smoke"):
-        load_profile("gpu")
+    with pytest.raises(SpecError, match="unknown profile 'tpu'; allowed: cpu, gpu, paper, smoke"):
+        load_profile("tpu")
 
 
 def test_bad_experiment_file(tmp_path):
