@@ -7,8 +7,11 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import torch
+
 from harness.cache import entry_lock
 from harness.data.collate import BLIP2_PROMPT
+from harness.device import current
 from harness.distill.loop import distill
 from harness.evaluate import accuracy_record, evaluate, max_answer_tokens
 from harness.measure import throughput
@@ -48,6 +51,32 @@ def _public_model(entry: PublicModel, profile, data, teacher, teacher_processor,
     return model, processor, {**checkpoint_key(entry.checkpoint), "prompt": processor.prompt_template}
 
 
+def _fine_tuned(entry: PublicModel, profile: Profile, model, processor, data, progress: bool):
+    """`model` fine-tuned on the training split (answers' cross-entropy) with the compression section's
+    memory set-up: micro-batches, activation checkpointing, optimizer and trained weights' dtype. The copy
+    is made in CPU memory and `model` waits there, so the device holds one model at a time."""
+    c, home = profile.compression, model.device
+    tuned = copy.deepcopy(model.to("cpu"))
+    for part in (tuned.language_projection, tuned.language_model):
+        part.to(getattr(torch, c.weights_dtype))
+    tuned.to(home)
+    batches = teacher_batches(tuned, processor, data["train"], c.micro, progress)
+    distill(
+        tuned,
+        batches,
+        entry.fine_tune_epochs,
+        entry.fine_tune_lr,
+        "label_ce",
+        0.0,
+        profile.seeds[0],
+        progress,
+        accumulate=c.accumulation,
+        checkpointing=c.activation_checkpointing,
+        optimizer=c.optimizer,
+    )
+    return tuned
+
+
 def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_dir, progress):
     """`base` compressed with Algorithm 1 (the profile's compression section with the entry's changes)."""
     c = Compression.model_validate({**profile.compression.model_dump(), **entry.compression})
@@ -77,28 +106,19 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
         )
         variants = [("zero-shot" if entry.checkpoint not in ("teacher", "compressed") else "as is", model)]
         if entry.fine_tune_epochs:
-            tuned = copy.deepcopy(model)
-            c = profile.compression
-            batches = teacher_batches(tuned, processor, data["train"], c.micro, progress)
-            seed = profile.seeds[0]
-            distill(
-                tuned,
-                batches,
-                entry.fine_tune_epochs,
-                entry.fine_tune_lr,
-                "label_ce",
-                0.0,
-                seed,
-                progress,
-                accumulate=c.accumulation,
+            variants.append(
+                (
+                    f"fine-tuned {entry.fine_tune_epochs} ep",
+                    _fine_tuned(entry, profile, model, processor, data, progress),
+                )
             )
-            variants.append((f"fine-tuned {entry.fine_tune_epochs} ep", tuned))
         if entry.compress:
             variants.append(
                 _compressed(entry, profile, variants[-1][1], processor, key, data, cache_dir, progress)
             )
         for how, m in variants:
-            acc = evaluate(m, processor, data["test"], bs)
+            acc = evaluate(m.to(current().device), processor, data["test"], bs)
+            m.to("cpu")  # waits in CPU memory (a no-op on the CPU): one model on the device at a time
             name = f"{entry.name} ({how})"
             rows.append(
                 {
