@@ -26,6 +26,7 @@ from harness.device import Placement, current
 
 def _timed_call(fn: Callable[[], object], device: torch.device | None, clock: Callable[[], float]) -> float:
     if device is not None and device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -38,7 +39,7 @@ def _timed_call(fn: Callable[[], object], device: torch.device | None, clock: Ca
 
 
 def measure_interleaved(
-    fns: dict[str, Callable[[], object]],
+    fns: dict,
     warmup: int,
     min_iterations: int,
     min_duration_s: float,
@@ -46,16 +47,21 @@ def measure_interleaved(
     clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, dict]:
     """Time each callable in turn, round after round, until every one has both `min_iterations` timed
-    calls and `min_duration_s` seconds of timed calls. Returns first-call time and raw latencies per name."""
+    calls and `min_duration_s` seconds of timed calls. Returns first-call time and raw latencies per name
+    (and, on CUDA, the peak memory allocated during its calls)."""
     out = {
         name: {"first_call_s": _timed_call(fn, device, clock), "latencies_s": []} for name, fn in fns.items()
     }
     for _ in range(warmup):
         for fn in fns.values():
             _timed_call(fn, device, clock)
+    cuda = device is not None and device.type == "cuda"
     while True:
         for name, fn in fns.items():
             out[name]["latencies_s"].append(_timed_call(fn, device, clock))
+            if cuda:  # the most the allocator held during any of this callable's timed calls
+                peak = torch.cuda.max_memory_allocated(device)
+                out[name]["peak_memory_bytes"] = max(out[name].get("peak_memory_bytes", 0), peak)
         if all(
             len(r["latencies_s"]) >= min_iterations and sum(r["latencies_s"]) >= min_duration_s
             for r in out.values()
@@ -68,13 +74,16 @@ def measure_interleaved(
     return out
 
 
-def summarize(raw: dict, batch_size: int) -> dict:
-    """Median samples/s, p50/p90 latency and spread, with units in the names."""
+def summarize(raw: dict, batch_size: int, prefill: dict | None = None, new_tokens: int = 1) -> dict:
+    """Median samples/s, p50/p90 latency and spread, with units in the names. With the `prefill` calls'
+    raw record (one generated token): their median latency, and the per-token decode latency, (end to end −
+    prefill) / (new_tokens − 1), as optimum-benchmark reports them; peak device memory where CUDA
+    measured it."""
     lat = sorted(raw["latencies_s"])
     median = statistics.median(lat)
     p90 = lat[min(len(lat) - 1, int(round(0.9 * (len(lat) - 1))))]
     stdev = statistics.stdev(lat) if len(lat) > 1 else 0.0
-    return {
+    out = {
         "batch_size": batch_size,
         "samples_per_s": batch_size / median,
         "latency_p50_ms": 1000 * median,
@@ -86,6 +95,14 @@ def summarize(raw: dict, batch_size: int) -> dict:
         "measured_s": raw["measured_s"],
         "latencies_ms": [round(1000 * x, 4) for x in raw["latencies_s"]],
     }
+    if prefill is not None:
+        first = statistics.median(prefill["latencies_s"])
+        out["prefill_ms"] = 1000 * first
+        out["decode_ms_per_token"] = 1000 * (median - first) / (new_tokens - 1) if new_tokens > 1 else None
+        out["prefill_latencies_ms"] = [round(1000 * x, 4) for x in prefill["latencies_s"]]
+    if "peak_memory_bytes" in raw:
+        out["peak_memory_mb"] = raw["peak_memory_bytes"] / 2**20
+    return out
 
 
 def generation_call(model, processor, images, questions, new_tokens: int, device: torch.device):
@@ -125,14 +142,19 @@ def throughput(
     processor,
     split,
     batch_sizes: list[int],
-    new_tokens: int,
+    new_tokens: int | dict[str, int],
     cfg: dict,
     device: torch.device | None = None,
 ) -> dict[str, dict[str, dict]]:
-    """Samples/s of each model at each batch size, models interleaved. `cfg` is the profile's measurement.
-    The models run as deployed (`as_deployed`) on `device` (default: the current placement's)."""
+    """Samples/s of each model at each batch size, every model interleaved in one session, each timed
+    generating `new_tokens` (end to end) and generating one token (prefill), in turn. `processor` and
+    `new_tokens` may be dicts by model name: models with different tokenizers then share the session, each
+    with its own prompt tokens and answer length. `cfg` is the profile's measurement. The models run as
+    deployed (`as_deployed`) on `device` (default: the current placement's)."""
     device = device or current().device
     models = as_deployed(models, Placement(device, current().dtype))
+    procs = processor if isinstance(processor, dict) else dict.fromkeys(models, processor)
+    tokens = new_tokens if isinstance(new_tokens, dict) else dict.fromkeys(models, new_tokens)
     results: dict[str, dict[str, dict]] = {name: {} for name in models}
     for bs in batch_sizes:
         images, questions = split["image"][:bs], split["question"][:bs]
@@ -140,13 +162,13 @@ def throughput(
             raise ValueError(
                 f"measurement.batch_sizes: batch {bs} is larger than the split ({len(questions)})"
             )
-        fns = {
-            n: generation_call(m.eval(), processor, images, questions, new_tokens, device)
-            for n, m in models.items()
-        }
+        fns = {}
+        for n, m in models.items():
+            fns[n] = generation_call(m.eval(), procs[n], images, questions, tokens[n], device)
+            fns[(n, "prefill")] = generation_call(m, procs[n], images, questions, 1, device)
         raw = measure_interleaved(fns, cfg["warmup"], cfg["min_iterations"], cfg["min_duration_s"], device)
         for n in models:
-            results[n][f"batch_{bs}"] = summarize(raw[n], bs)
+            results[n][f"batch_{bs}"] = summarize(raw[n], bs, raw[(n, "prefill")], tokens[n])
     return results
 
 

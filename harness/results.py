@@ -44,6 +44,11 @@ class Throughput(Record):
     iterations: int
     measured_s: float
     latencies_ms: list[float]
+    # absent from results older than them: generating one token (prefill), per-token decode, CUDA peak
+    prefill_ms: float | None = None
+    decode_ms_per_token: float | None = None
+    prefill_latencies_ms: list[float] | None = None
+    peak_memory_mb: float | None = None
 
 
 class Measured:

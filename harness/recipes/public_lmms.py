@@ -131,13 +131,17 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
             models[name] = (m, processor)
     if exp.measure:
         m = profile.measurement.model_dump()
-        speed = {}
-        # one interleaved session per processor (the prompt tokens differ between tokenizers), each model
-        # generating as many tokens as its tokenizer's longest answer takes
-        for proc in {id(p): p for _, p in models.values()}.values():
-            group = {n: mm for n, (mm, pp) in models.items() if pp is proc}
-            new_tokens = max_answer_tokens(proc, data["test"]["answer"])
-            speed.update(throughput(group, proc, data["test"], m["batch_sizes"], new_tokens, m))
+        # one interleaved session for every model, each with its own tokenizer's prompt and as many new
+        # tokens as that tokenizer's longest answer takes
+        lengths = {id(p): max_answer_tokens(p, data["test"]["answer"]) for _, p in models.values()}
+        speed = throughput(
+            {n: mm for n, (mm, _) in models.items()},
+            {n: p for n, (_, p) in models.items()},
+            data["test"],
+            m["batch_sizes"],
+            {n: lengths[id(p)] for n, (_, p) in models.items()},
+            m,
+        )
         for row in rows:
             row["throughput"] = list(speed[row["row"]].values())
     return validated({**result_header(exp, profile, data["test"]), "rows": rows})

@@ -258,6 +258,26 @@ def _vision_bound(res: CompressionResult) -> str:
     )
 
 
+def _prefill_decode(res: CompressionResult) -> str:
+    """Where measured (results from before it was are not): batch-1 prefill (vision side + prompt + the
+    first token) and per-token decode latency of the teacher and of the last measured compressed model,
+    which show which of the two phases pruning sped up."""
+    measured = [x for run in res.runs for s in run.seeds[:1] for x in (s, *(s.stage_ends or []))]
+    model = next((x for x in reversed(measured) if x.speed(1) is not None), None)
+    before, after = res.teacher.speed(1), model.speed(1) if model else None
+    if before is None or after is None or before.prefill_ms is None or after.prefill_ms is None:
+        return ""
+    decode = (
+        f"; decode {before.decode_ms_per_token:.2f} → {after.decode_ms_per_token:.2f} ms per token"
+        if before.decode_ms_per_token is not None and after.decode_ms_per_token is not None
+        else ""
+    )
+    return (
+        f" At batch 1, teacher → compressed: prefill (one token) {before.prefill_ms:.1f} → "
+        f"{after.prefill_ms:.1f} ms{decode}."
+    )
+
+
 def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).strip("_")
 
@@ -286,7 +306,7 @@ def render_compression(out_dir: Path) -> str:
     caption = (
         f"Reproduces {exp.reproduces}. Ours: profile '{res.profile.name}', test split, "
         f"{f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'}; {speed}{_vision_bound(res)}"
-        f"{_target_note(res, frame)}{spread_note(res)}"
+        f"{_prefill_decode(res)}{_target_note(res, frame)}{spread_note(res)}"
     )
     return make_table(headers, rows, caption, out_dir)
 
@@ -297,10 +317,14 @@ def render_public(out_dir: Path) -> str:
     assert isinstance(res, PublicResult)
     frame = result_frame(res)
     headers = ["Model", "Params (M)", "LM params (M)", "Samples/s (b=1)", "Samples/s (b=32)"]
+    phases = any(r.speed(1) is not None and r.speed(1).prefill_ms is not None for r in res.rows)
+    if phases:  # results measured before prefill and decode were lack them
+        headers += ["Prefill b=1 (ms)", "Decode b=1 (ms/token)"]
     headers += [t.capitalize() for t in TASKS] + ["Overall"]
     rows = []
     for i, r in enumerate(res.rows):
         ours = pick(frame, position=i)
+        one = r.speed(1)
         rows.append(
             [
                 r.row,
@@ -309,12 +333,15 @@ def render_public(out_dir: Path) -> str:
                 value(ours, "samples_per_s", 1),
                 value(ours, "samples_per_s", 32),
             ]
+            + ([one and one.prefill_ms, one and one.decode_ms_per_token] if phases else [])
             + [value(ours, t) for t in (*TASKS, "overall")]
         )
     where = f"on {res.device.name}" if res.measured else "not measured"
     caption = (
         f"{res.experiment.reproduces}. Profile '{res.profile.name}', test split; "
-        f"throughput {where}, models sharing a tokenizer measured interleaved.{spread_note(res)}"
+        f"throughput {where}, every model measured interleaved (each with its own tokenizer's prompt and "
+        "answer length); prefill = generating one token, decode = the further tokens' mean."
+        f"{spread_note(res)}"
     )
     return make_table(headers, rows, caption, out_dir)
 
