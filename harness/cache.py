@@ -21,6 +21,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from harness import parallel
+
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
@@ -54,7 +56,13 @@ def files_hash(root: Path, files: list[Path], length: int = 12) -> str:
 
 @contextlib.contextmanager
 def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside `target`; it becomes `target` only if the block finishes."""
+    """Yield a temporary folder beside `target`; it becomes `target` only if the block finishes. In a
+    process other than the main one under `accelerate launch`, a folder that is thrown away: only the main
+    process writes (harness/parallel.py)."""
+    if not parallel.is_main():
+        with tempfile.TemporaryDirectory(prefix=f".{target.name}.rank{parallel.rank()}-") as tmp:
+            yield Path(tmp)
+        return
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp's 0700 would make a shared cache unreadable to others
@@ -69,7 +77,10 @@ def atomic_dir(target: Path) -> Iterator[Path]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write a text file through a temporary file and a rename, so readers never see half a file."""
+    """Write a text file through a temporary file and a rename, so readers never see half a file (in the
+    main process only, as atomic_dir)."""
+    if not parallel.is_main():
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp's 0600 likewise
@@ -176,6 +187,8 @@ def usable(path: Path, check) -> bool:
         return True
     except CorruptEntry as e:
         print(f"corrupt cache entry, rebuilding it: {e}", file=sys.stderr, flush=True)
+        if not parallel.is_main():  # the main process removes it
+            return False
         if path.is_dir():
             shutil.rmtree(path)
         else:
@@ -186,10 +199,26 @@ def usable(path: Path, check) -> bool:
 _LOCKS: dict[str, FileLock] = {}
 
 
-def entry_lock(path: Path) -> FileLock:
+def entry_lock(path: Path) -> contextlib.AbstractContextManager:
     """A lock beside the cache entry at `path`: a second process that needs the entry waits for the first
     and then finds it built, instead of building it again. One lock object per entry and process, so that
-    taking it again inside the same process does not wait on itself."""
+    taking it again inside the same process does not wait on itself. Under `accelerate launch`, the
+    processes of one run enter and leave the block together (only the main one takes the file lock), so
+    each decides from the same cache and reads what the main one wrote inside it."""
+    if parallel.world() > 1:
+        return _together(path)
+    return _file_lock(path)
+
+
+@contextlib.contextmanager
+def _together(path: Path) -> Iterator[None]:
+    parallel.barrier()
+    with _file_lock(path) if parallel.is_main() else contextlib.nullcontext():
+        yield
+    parallel.barrier()
+
+
+def _file_lock(path: Path) -> FileLock:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     key = str(path.resolve())

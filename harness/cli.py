@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import get_args
 
+from harness import parallel
 from harness.cache import CorruptEntry, atomic_dir, entry_lock, write_json
 from harness.errors import CheckpointError, PruningError
 from harness.results import ResultError, dump_result, load_result, restated, spec_hash
@@ -89,9 +90,12 @@ def publish_result(out_dir: Path, result: dict, render) -> None:
     """The result folder (result.json, tables, figures, traces) is built in a temporary folder and replaces
     the old one only once rendering has succeeded: a render that fails leaves the previous folder as it was,
     never a new result.json beside stale tables."""
-    with entry_lock(Path(out_dir)), atomic_dir(Path(out_dir)) as tmp:
-        write_json(tmp / "result.json", result)
-        render(tmp)
+    with entry_lock(Path(out_dir)):
+        if not parallel.is_main():  # under accelerate launch the main process writes results
+            return
+        with atomic_dir(Path(out_dir)) as tmp:
+            write_json(tmp / "result.json", result)
+            render(tmp)
 
 
 def run_experiment(
@@ -238,6 +242,8 @@ def publish(root: Path) -> None:
     from harness.report.claims import write_claims
     from harness.report.readme import fill_tables
 
+    if not parallel.is_main():  # under accelerate launch the main process writes reports
+        return
     if Path(root).is_dir():
         print(f"claims report: {write_claims(root)}")
     if Path(root).resolve() == results_root(DEFAULT_PROFILE).resolve():
@@ -266,7 +272,7 @@ def cmd_prune(args) -> int:
     from harness.models.blip2 import parameter_counts
     from harness.models.public import load_lmm, load_model, save_lmm
     from harness.objectives import cached_top_k, teacher_batches
-    from harness.prune.importance import importance
+    from harness.prune.importance import GRADIENT_CRITERIA, check_criterion, importance
     from harness.prune.step import prune_step, structures_to_remove
     from harness.recipes.common import set_up
     from harness.recipes.teacher import get_teacher
@@ -278,18 +284,20 @@ def cmd_prune(args) -> int:
         raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
     data = get_dataset(prof, args.cache_dir, not args.quiet)
     if args.checkpoint:
-        model, processor = load_lmm(args.checkpoint)
+        model, processor = load_lmm(args.checkpoint, prune_only=True)
     else:
         model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
     structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
+    if args.level != "block":
+        check_criterion(model, args.criterion, args.module)
     if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
         raise SpecError(f"--out: {args.out} exists and is not an empty folder; name a new folder")
     teacher = load_model(args.teacher) if args.teacher else None
     split = data["train"].select(range(min(args.samples or len(data["train"]), len(data["train"]))))
     before = parameter_counts(model)
     t0 = time.perf_counter()
-    imp = None
-    if args.level != "block":
+    imp, batches = None, []
+    if args.level != "block" and args.criterion in GRADIENT_CRITERIA:  # the others read the weights alone
         batches = teacher_batches(
             teacher,
             processor,
@@ -301,6 +309,7 @@ def cmd_prune(args) -> int:
             if teacher is None
             else cached_top_k(prof.compression, processor, split, teacher.config.text_config.vocab_size),
         )
+    if args.level != "block":
         imp = importance(
             model, args.level, args.criterion, batches, args.seed, args.module, args.loss, not args.quiet
         )

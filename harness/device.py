@@ -15,6 +15,7 @@ what a deployed model runs.
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -43,7 +44,9 @@ def resolve_device(name: str) -> torch.device:
     """'auto' (CUDA when present, else the CPU), 'cpu', 'cuda' or 'cuda:N'; a CUDA device this machine does
     not have is refused with the reason."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per process under accelerate launch
+        name = f"cuda:{os.environ['LOCAL_RANK']}"
     try:
         device = torch.device(name)
     except RuntimeError:

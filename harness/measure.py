@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from harness import parallel
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
 from harness.device import Placement, current
 
@@ -235,5 +236,7 @@ def device_info(placement: Placement | None = None) -> dict:
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
+    if parallel.world() > 1:  # data-parallel under accelerate launch (harness/parallel.py)
+        info["processes"] = parallel.world()
     info["name"] = info.get("gpu") or f"{info['cpu']} ({info['torch_threads']} threads)"
     return info

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from harness import parallel
 from harness.device import current
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
@@ -190,6 +191,7 @@ def run_compression(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     state = run_state(out)  # None: never run, or found corrupt and removed
+    parallel.barrier()  # under accelerate launch: every process read it before the main one writes
     new = state is None
     if new:
         p_f = _perf(teacher, processor, val, plan.eval_batch_size, teacher)

@@ -226,8 +226,9 @@ def plan(
     notes = []
     if text.model_type == "t5" or getattr(text, "is_encoder_decoder", False):
         notes.append(
-            "the harness does not yet compress encoder-decoder language models (Flan-T5): these are the "
-            "figures a run with this set-up would need"
+            "the harness prunes a Flan-T5 language model at every level (`python -m harness prune`, l1, l2 "
+            "or random) but does not yet evaluate or distil encoder-decoder models: these are the figures a "
+            "compression run with this set-up would need"
         )
     return Plan(
         source=str(checkpoint) if checkpoint else f"profile '{profile.name}' stand-in",

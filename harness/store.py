@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import datasets
 
+from harness import parallel
 from harness.cache import (
     CorruptEntry,
     atomic_dir,
@@ -53,7 +54,7 @@ def _rebuilding(path: Path) -> bool:
     if _REBUILD is None or key in _REBUILD:
         return False
     _REBUILD.add(key)
-    if Path(path).exists():
+    if Path(path).exists() and parallel.is_main():  # every process treats it as absent; one removes it
         print(f"--rebuild: recomputing {path}", file=sys.stderr, flush=True)
         shutil.rmtree(path) if Path(path).is_dir() else Path(path).unlink()
     return True

@@ -4,7 +4,7 @@ clipped at norm 1.
 Why one loop: the teacher's two stages (harness/recipes/teacher.py), distillation (harness/distill/loop.py)
 and the importance benchmark's epoch differ only in what they train, on which batches in which order, and
 what they log after an epoch. Cached runs are keyed by their inputs, not by this code, so the order of
-operations below is part of every cached result: forward, zero_grad, backward, clip, optimiser step,
+operations below is part of every cached result: zero_grad, forward, backward, clip, optimiser step,
 schedule step. The loop draws no random numbers itself: callers draw the batch order from their own
 `torch.Generator`, and the default generator (dropout) advances only in forward passes.
 """
@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import get_cosine_schedule_with_warmup
 
+from harness import parallel
 from harness.device import autocast, current, loss_scale
 
 B = TypeVar("B")
@@ -38,6 +39,7 @@ def train(
     after_epoch: Callable[[int], None] | None = None,
     accumulate: bool = False,
     optimizer: str = "adamw",
+    data_parallel: bool = False,
 ) -> list[float]:
     """Train `params` on `epochs[i]`, the batches of epoch i in the order they are used; returns the mean loss
     of each epoch. `after_epoch(n)` runs after epoch n (from 1), e.g. for a learning curve; it may leave
@@ -47,7 +49,9 @@ def train(
     (harness/device.py); in float16 a GradScaler scales the loss. With `accumulate`, each element of an
     epoch is one optimizer step's list of (micro-batch, weight): the step's loss is Σ weight × loss, its
     gradient accumulated over the micro-batches, one backward each, so that only one micro-batch's
-    activations are alive at a time. `optimizer`: see make_optimizer."""
+    activations are alive at a time. `optimizer`: see make_optimizer. `data_parallel`: under `accelerate
+    launch`, each process takes its share of every step's micro-batches and the gradients are summed
+    (harness/parallel.py); the step is then the single process's."""
     opt = make_optimizer(optimizer, params, lr, weight_decay)
     clipped = [p for g in opt.param_groups for p in g["params"]]
     steps = sum(len(batches) for batches in epochs)
@@ -62,17 +66,19 @@ def train(
             # one batch, or the micro-batches of one step with their weights (gradient accumulation)
             parts = batch if accumulate else [(batch, None)]
             step_loss = 0.0
-            for i, (part, weight) in enumerate(parts):
+            opt.zero_grad()
+            for part, weight in parallel.share(parts) if data_parallel else parts:
                 with autocast():
                     loss = loss_fn(part)
                 if not math.isfinite(loss.item()):
                     raise FloatingPointError(f"{desc}, epoch {epoch}: loss is {loss.item()}")
                 if weight is not None:
                     loss = loss * weight
-                if i == 0:
-                    opt.zero_grad()
                 (loss if scaler is None else scaler.scale(loss)).backward()
                 step_loss += loss.item()
+            if data_parallel:  # each process took its share of the step's micro-batches
+                parallel.sum_gradients(clipped)
+                step_loss = parallel.sum_value(step_loss)
             if scaler is None:
                 torch.nn.utils.clip_grad_norm_(clipped, 1.0)
                 opt.step()

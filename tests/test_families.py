@@ -2,11 +2,11 @@
 read back: the reloaded checkpoint computes the pruned model's logits exactly (issue 16's property test).
 
 Families: Llama with multi-head, grouped-query and multi-query attention, Qwen2 with and without an
-explicit head_dim, OPT (blocks and FFN only: it derives head_dim), InstructBLIP-Vicuna (Llama), and a Llama
-with attention and MLP biases. Stock `from_pretrained` reads every result: a Llama whose hidden size is no
-longer a multiple of its heads, which LlamaConfig in transformers 5 refuses, is saved as the identical
-Mistral (harness/models/public.py `stock_text_config`); where biases rule Mistral out, the step is refused
-before it runs (harness/prune/step.py).
+explicit head_dim, OPT (blocks and FFN only: it derives head_dim), InstructBLIP-Vicuna (Llama), a Llama
+with attention and MLP biases, and BLIP-2-Flan-T5 (harness/prune/t5.py). Stock `from_pretrained` reads
+every result: a Llama whose hidden size is no longer a multiple of its heads, which LlamaConfig in
+transformers 5 refuses, is saved as the identical Mistral (harness/models/public.py `stock_text_config`);
+where biases rule Mistral out, the step is refused before it runs (harness/prune/step.py).
 """
 
 import copy
@@ -15,12 +15,14 @@ import pytest
 import torch
 from transformers import LlamaConfig, Qwen2Config
 
+from harness.data.collate import pixel_values, prompt_batch
 from harness.models.public import CLASSES, default_stages, load_model, save_lmm
 from harness.prune.importance import importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError
 from tests.helpers import tiny
-from tests.test_public import _blip2, _logits, _special, blip2_opt, blip2_qwen2, instructblip_llama
+from tests.test_public import _blip2, _special, blip2_opt, blip2_qwen2, blip2_t5, instructblip_llama
+from tests.test_public import _logits as _decoder_only_logits
 
 
 def _tiny_lm(config_class, **fields):
@@ -51,12 +53,28 @@ FAMILIES = {
     "qwen2_derived_head_dim": blip2_qwen2,
     "opt": blip2_opt,
     "instructblip_vicuna": instructblip_llama,
+    "flan_t5": blip2_t5,
     "llama_biased": _tiny_lm(
         LlamaConfig, num_key_value_heads=4, head_dim=8, attention_bias=True, mlp_bias=True
     ),
 }
 # amounts tried per level, in the paper's units; those the validator refuses are skipped (and counted)
 AMOUNTS = {"block": [1], "ffn": [8, 40], "attention": [8, 16, 24], "hidden": [4, 6, 12]}
+
+
+def _logits(model, processor, split) -> torch.Tensor:
+    """The decoder-only families' logits, or a T5's for a fixed decoder input."""
+    if model.config.text_config.model_type != "t5":
+        return _decoder_only_logits(model, processor, split)
+    b = prompt_batch(processor, split["question"][:4])
+    decoder = torch.tensor([[processor.tokenizer.pad_token_id, 5, 9, 11]] * 4)
+    with torch.no_grad():
+        return model(
+            pixel_values=pixel_values(processor, split["image"][:4]),
+            input_ids=b["input_ids"],
+            attention_mask=b["attention_mask"],
+            decoder_input_ids=decoder,
+        ).logits
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +89,7 @@ def split(tmp_path_factory):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_allowed_step_of_every_family_reloads_to_the_same_logits(family, split, tmp_path):
     _, processor = tiny()
-    base = load_model(FAMILIES[family](processor, tmp_path / "base"))
+    base = load_model(FAMILIES[family](processor, tmp_path / "base"), prune_only=True)
     proc = processor
     if family == "instructblip_vicuna":
         from transformers import AutoProcessor
@@ -92,7 +110,10 @@ def test_every_allowed_step_of_every_family_reloads_to_the_same_logits(family, s
             folder = tmp_path / f"{level}-{amount}"
             save_lmm(model, proc, folder)
             expected = _logits(model, proc, split)
-            assert torch.equal(_logits(load_model(folder), proc, split), expected), (level, amount)
+            assert torch.equal(_logits(load_model(folder, prune_only=True), proc, split), expected), (
+                level,
+                amount,
+            )
             text = model.config.text_config
             stock = CLASSES[model.config.model_type].from_pretrained(folder).eval()
             assert torch.equal(_logits(stock, proc, split), expected), (level, amount)

@@ -101,6 +101,23 @@ def _blip2(processor, folder, text: dict):
     return _save(Blip2ForConditionalGeneration(config), processor, folder)
 
 
+def blip2_t5(processor, folder, gated: bool = True):
+    tok = processor.tokenizer
+    text = T5Config(
+        vocab_size=len(tok),
+        d_model=32,
+        d_ff=48,
+        num_layers=3,
+        num_decoder_layers=3,
+        num_heads=4,
+        d_kv=8,
+        feed_forward_proj="gated-gelu" if gated else "relu",
+        decoder_start_token_id=tok.pad_token_id,
+        **_special(tok),
+    )
+    return _blip2(processor, folder, text.to_dict())
+
+
 def instructblip_llama(processor, folder):
     tok = processor.tokenizer
     text = LlamaConfig(

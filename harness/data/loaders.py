@@ -16,6 +16,7 @@ import datasets
 from PIL import Image
 from tqdm.auto import tqdm
 
+from harness import parallel
 from harness.cache import (
     atomic_dir,
     content_hash,
@@ -74,7 +75,9 @@ def load_synth_ads(
     key = synth_ads_key(params, sizes, seed)
     target = Path(cache_dir) / "datasets" / f"synth_ads-{content_hash(key)}"
     with entry_lock(target):  # a second process waits for the first's copy
-        if not target.is_dir() or not usable(target, verify_manifest):
+        cached = target.is_dir() and usable(target, verify_manifest)
+        parallel.barrier()  # under accelerate launch: every process decided before the main one writes
+        if not cached:
             rows = {
                 split: [
                     generate_sample(seed, SPLIT_IDS[split], i, params)

@@ -78,6 +78,7 @@ def distill(
             progress=progress,
             accumulate=accumulate > 1,
             optimizer=optimizer,
+            data_parallel=True,  # under accelerate launch (harness/parallel.py); a no-op in one process
         )
     finally:
         if checkpointing:

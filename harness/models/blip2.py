@@ -85,9 +85,13 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in MODULES}
     counts["query_tokens"] = model.query_tokens.numel()
     counts["total"] = sum(p.numel() for p in model.parameters())
-    inner = model.language_model.model
-    layers = inner.layers if hasattr(inner, "layers") else inner.decoder.layers  # Llama/Qwen2 or OPT
-    counts["lm_blocks"] = sum(p.numel() for p in layers.parameters())
+    lm = model.language_model
+    if hasattr(lm, "encoder"):  # T5: both stacks' blocks
+        layers = [*lm.encoder.block, *lm.decoder.block]
+    else:
+        inner = lm.model
+        layers = inner.layers if hasattr(inner, "layers") else inner.decoder.layers  # Llama/Qwen2 or OPT
+    counts["lm_blocks"] = sum(p.numel() for layer in layers for p in layer.parameters())
     return counts
 
 

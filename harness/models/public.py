@@ -27,21 +27,24 @@ CLASSES = {"blip-2": Blip2ForConditionalGeneration, "instructblip": InstructBlip
 DECODER_ONLY = ("opt", "llama", "mistral", "qwen2")
 
 
-def check_config(config, where: str) -> None:
-    """Refuse what the harness cannot evaluate or compress, saying why and what is supported."""
+def check_config(config, where: str, prune_only: bool = False) -> None:
+    """Refuse what the harness cannot evaluate or compress, saying why and what is supported. `prune_only`
+    (`python -m harness prune`): a T5 language model (BLIP-2-Flan-T5) passes, which the harness prunes at
+    every level but does not yet evaluate or distil."""
     if config.model_type not in CLASSES:
         raise CheckpointError(
             f"{where}: model_type '{config.model_type}' is not a BLIP-2-family model; "
             f"supported: {', '.join(CLASSES)}"
         )
     lm = config.text_config.model_type
-    if not config.use_decoder_only_language_model:
+    if not config.use_decoder_only_language_model and not (prune_only and lm == "t5"):
         raise CheckpointError(
             f"{where}: the language model is an encoder-decoder ('{lm}', e.g. the Flan-T5 BLIP-2 "
-            "checkpoints); Algorithm 1's stages and the cached-query distillation are written for "
-            f"decoder-only language models: {', '.join(DECODER_ONLY)}"
+            "checkpoints); evaluation and the cached-query distillation are written for decoder-only "
+            f"language models ({', '.join(DECODER_ONLY)}); `python -m harness prune` prunes a T5 at every "
+            "level with the l1, l2 or random criterion"
         )
-    if lm not in DECODER_ONLY:
+    if lm not in DECODER_ONLY and not (prune_only and lm == "t5"):
         raise CheckpointError(
             f"{where}: language model '{lm}' is not supported; supported: {', '.join(DECODER_ONLY)}"
         )
@@ -57,7 +60,7 @@ def explicit_head_dim(text) -> None:
     """Write the language model's head_dim into its config where the config derives it (stock Qwen2: hidden
     size / heads). Why: hidden pruning changes the hidden size but not the heads' width, so a derived
     head_dim would no longer describe the weights, and attention pruning reads head_dim from the config."""
-    if text.model_type != "opt" and getattr(text, "head_dim", None) is None:
+    if text.model_type not in ("opt", "t5") and getattr(text, "head_dim", None) is None:
         text.head_dim = text.hidden_size // text.num_attention_heads
 
 
@@ -122,28 +125,29 @@ def save_lmm(model, processor, folder: str | Path) -> None:
         processor.save_pretrained(folder)
 
 
-def read_config(path: str | Path, allow_download: bool = False):
+def read_config(path: str | Path, allow_download: bool = False, prune_only: bool = False):
     """The checkpoint's config, checked, with an explicit head_dim (read it inside
     heads_need_not_divide_hidden)."""
     config = AutoConfig.from_pretrained(path, local_files_only=not allow_download)
-    check_config(config, str(path))
+    check_config(config, str(path), prune_only)
     explicit_head_dim(config.text_config)
     return config
 
 
 def default_stages(model) -> list[str]:
-    """Every stage the language model can express: OPT derives head_dim, so only blocks and FFN."""
+    """Every stage the language model can express: OPT derives head_dim, so only blocks and FFN; T5 and
+    the Llama family, all four."""
     from harness.prune.structures import lm_family
     from harness.stages import STAGE_NAMES
 
     return ["block", "ffn"] if lm_family(model) == "opt" else list(STAGE_NAMES)
 
 
-def load_model(path: str | Path, allow_download: bool = False):
+def load_model(path: str | Path, allow_download: bool = False, prune_only: bool = False):
     """The model saved in `path` (BLIP-2 or InstructBLIP), in eval mode, on the current device
-    (harness/device.py)."""
+    (harness/device.py); `prune_only`: see check_config."""
     with heads_need_not_divide_hidden():
-        config = read_config(path, allow_download)
+        config = read_config(path, allow_download, prune_only)
         model = CLASSES[config.model_type].from_pretrained(
             path, config=config, local_files_only=not allow_download
         )
@@ -151,14 +155,15 @@ def load_model(path: str | Path, allow_download: bool = False):
     return model.to(current().device).eval()
 
 
-def load_lmm(path: str | Path, allow_download: bool = False):
-    """(model, processor) from a checkpoint folder (or a hub id with `allow_download`)."""
+def load_lmm(path: str | Path, allow_download: bool = False, prune_only: bool = False):
+    """(model, processor) from a checkpoint folder (or a hub id with `allow_download`); `prune_only`: see
+    check_config."""
     local = Path(path).is_dir()
     if not local and not allow_download:
         raise CheckpointError(
             f"{path}: no such folder; pass a local save_pretrained folder (hub ids need allow_download)"
         )
-    model = load_model(path, allow_download)
+    model = load_model(path, allow_download, prune_only)
     processor = AutoProcessor.from_pretrained(path, local_files_only=not allow_download)
     if getattr(processor, "num_query_tokens", None) is None:
         processor.num_query_tokens = model.config.num_query_tokens

@@ -18,11 +18,14 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from harness import parallel
 from harness.data.collate import IGNORE
 from harness.device import autocast, loss_scale
 from harness.models.blip2 import lm_logits
 from harness.objectives import Batch, answer_cross_entropy, answer_kl_to_teacher
+from harness.prune import t5
 from harness.prune.structures import (
+    PruningError,
     attention_group,
     attention_slices,
     blocks,
@@ -33,6 +36,7 @@ from harness.prune.structures import (
 from harness.spec import Criterion, ImportanceLoss
 
 CRITERIA = get_args(Criterion)
+GRADIENT_CRITERIA = ("first_order", "first_order_joint")  # the others read the weights alone
 Scores = Callable[[torch.Tensor], torch.Tensor]  # a parameter's elementwise score (`elementwise`)
 # L(D_p) of Eq. 1: against the dataset's answers (the paper) or against the teacher's outputs
 LOSSES = dict(zip(get_args(ImportanceLoss), (answer_cross_entropy, answer_kl_to_teacher), strict=True))
@@ -55,7 +59,8 @@ def accumulate_gradients(
     model.eval()  # no dropout: the score must describe the model as it is evaluated
     positions = sum(_answer_tokens(b) for b in batches)
     total, scale = 0.0, loss_scale()
-    for batch in tqdm(batches, desc="importance", disable=not progress, leave=False):
+    # under accelerate launch each process takes its share of D_p, and the gradients are summed below
+    for batch in tqdm(parallel.share(batches), desc="importance", disable=not progress, leave=False):
         with autocast():
             loss = loss_fn(model, batch)
         if not torch.isfinite(loss):
@@ -63,6 +68,8 @@ def accumulate_gradients(
         loss = loss * (_answer_tokens(batch) / positions)
         (loss * scale if scale != 1.0 else loss).backward()
         total += loss.item()
+    parallel.sum_gradients([p for p in model.parameters() if p.requires_grad])
+    total = parallel.sum_value(total)
     if scale != 1.0:  # float16 (harness/device.py): the gradient of L(D_p) itself
         for p in model.parameters():
             if p.grad is not None:
@@ -162,13 +169,25 @@ def structure_importance(
     if level not in ("ffn", "attention", "hidden"):
         raise ValueError(f"no importance for level '{level}'; allowed: ffn, attention, hidden")
     scores = None if criterion == "random" else elementwise(model, criterion)
-    if level == "ffn":
+    if module == "language_model" and t5.is_t5(model):
+        imp = t5.importance(model, level, scores, seed)
+    elif level == "ffn":
         imp = ffn_importance(model, scores, module, seed)
     elif level == "attention":
         imp = attention_importance(model, scores, seed)
     else:
         imp = hidden_importance(model, scores, seed)
     return imp.abs() if criterion == "first_order_joint" else imp
+
+
+def check_criterion(model, criterion: str, module: str = "language_model") -> None:
+    """Refuse a criterion the model cannot be scored by, before any work: Eq. 1 needs the loss, which the
+    harness computes for decoder-only language models only."""
+    if criterion in GRADIENT_CRITERIA and module == "language_model" and t5.is_t5(model):
+        raise PruningError(
+            f"criterion '{criterion}' needs the loss of the language model, which the harness computes for "
+            "decoder-only language models only; prune a T5 (Flan-T5) with l1, l2 or random"
+        )
 
 
 def importance(
@@ -184,7 +203,8 @@ def importance(
     """Importance of every structure of `level` over D_p = `batches`: the gradient of `loss` accumulated over
     them (not for the random criterion, which needs none), scored by `criterion`, gradients then cleared. The
     one entry point for Algorithm 1 (harness/pipeline.py) and `python -m harness prune`."""
-    if criterion != "random":
+    check_criterion(model, criterion, module)
+    if criterion in GRADIENT_CRITERIA:
         accumulate_gradients(model, batches, LOSSES[loss], progress=progress)
     imp = structure_importance(model, level, criterion, module, seed=seed)
     model.zero_grad(set_to_none=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from harness.models.public import heads_divide_hidden, mistral_form_problem
-from harness.prune import surgery
+from harness.prune import surgery, t5
 from harness.prune.importance import keep_indices
 from harness.prune.structures import PruningError, attention_group, blocks, ffn_width, refuse
 from harness.prune.surgery import prune_blocks
@@ -15,6 +15,8 @@ from harness.stages import BY_NAME
 
 def _units(model, level: str, module: str) -> tuple[int, int]:
     """(structures the level has, width of one structure in the paper's units)."""
+    if module == "language_model" and t5.is_t5(model):
+        return t5.units(model, level)
     if level == "block":
         have, unit = len(blocks(model, module)), 1
     elif level == "ffn":
@@ -40,7 +42,10 @@ def structures_to_remove(model, level: str, amount: int, module: str = "language
     if amount < 1:
         raise PruningError(f"{level}: the amount to remove must be at least 1, got {amount}")
     have, unit = _units(model, level, module)
-    if level == "attention":
+    if level == "attention" and t5.is_t5(model):
+        if amount % unit:
+            raise PruningError(f"attention: {amount} is not a whole number of heads of d_kv {unit}")
+    elif level == "attention":
         _, per_group, head_dim = attention_group(model)
         if amount % unit:
             raise PruningError(
@@ -106,6 +111,8 @@ def prune_step(
     """Remove `amount` at `level`: the last blocks, or the least important channels/groups/dimensions.
     Returns what was removed (blocks, by their index before this step) or kept, for the trace."""
     count = structures_to_remove(model, level, amount, module)
+    if module == "language_model" and t5.is_t5(model):
+        return _prune_t5(model, level, count, importance)
     if level == "block":
         # default: the last blocks (Algorithm 1); with scores (Block Influence), the lowest-scoring ones
         n = len(blocks(model, module))
@@ -116,4 +123,22 @@ def prune_step(
         raise PruningError(f"{level}: an importance tensor is needed to choose what to remove")
     keep = keep_indices(importance, count)
     getattr(surgery, BY_NAME[level].surgery)(model, keep, module)  # (attention and hidden: language model)
+    return {"level": level, "removed": count, "kept": keep.tolist()}
+
+
+def _prune_t5(model, level: str, count: int, importance: torch.Tensor | None) -> dict:
+    """prune_step on a T5 language model (harness/prune/t5.py): the last blocks of both stacks, or the
+    least important channels, heads or dimensions."""
+    if level == "block":
+        if importance is not None:
+            raise PruningError(
+                "block: a T5 drops the last blocks of each stack; scored blocks are not supported"
+            )
+        n = t5.units(model, "block")[0]
+        t5.prune_blocks(model, count)
+        return {"level": level, "removed": count, "blocks": list(range(n - count, n))}
+    if importance is None:
+        raise PruningError(f"{level}: an importance tensor is needed to choose what to remove")
+    keep = keep_indices(importance, count)
+    getattr(t5, f"prune_{level}")(model, keep)
     return {"level": level, "removed": count, "kept": keep.tolist()}

@@ -34,15 +34,19 @@ def lm_family(model) -> str:
     mt = model.config.text_config.model_type
     if mt in ("llama", "mistral", "qwen2"):  # mistral: pruned Llama as harness/models/public.py saves it
         return "llama"
-    if mt == "opt":
-        return "opt"
-    raise PruningError(f"language model type '{mt}' is not supported; supported: llama, mistral, qwen2, opt")
+    if mt in ("opt", "t5"):
+        return mt
+    raise PruningError(
+        f"language model type '{mt}' is not supported; supported: llama, mistral, qwen2, opt, t5"
+    )
 
 
 def blocks(model, module: str) -> nn.ModuleList:
     """The repeated blocks of a module, in order."""
     if module == "language_model":
         lm = model.language_model
+        if lm_family(model) == "t5":  # two stacks: harness/prune/t5.py handles every level of it
+            raise PruningError("a T5 language model has an encoder and a decoder stack (harness/prune/t5.py)")
         return lm.model.decoder.layers if lm_family(model) == "opt" else lm.model.layers
     if module == "vision_model":
         return model.vision_model.encoder.layers

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
+from harness import parallel
 from harness.cache import entry_lock
 from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs
@@ -317,6 +318,7 @@ def get_teacher(profile: Profile, cache_dir: Path, data, progress: bool = True):
     stored = profile.teacher.checkpoint is None  # else the user's own checkpoint: read, never removed
     with entry_lock(target) if stored else contextlib.nullcontext():
         loaded = load_teacher(target, stored)
+        parallel.barrier()  # under accelerate launch: every process decided before the main one writes
         if loaded is None and not stored:
             raise SpecError(f"teacher.checkpoint: {target} has no config.json (not a save_pretrained folder)")
         if loaded is None:
@@ -332,6 +334,7 @@ def get_teacher(profile: Profile, cache_dir: Path, data, progress: bool = True):
                 progress,
             )
             save_teacher(target, model, processor, {"key": teacher_key(profile), **log})
-            loaded = load_teacher(target, stored)
+    if loaded is None:  # after the lock, which every process leaves once the main one has saved
+        loaded = load_teacher(target, stored)
     model, processor, log = loaded
     return model, processor, target, log

@@ -1,0 +1,227 @@
+"""Algorithm 1's four levels on a T5 language model (BLIP-2-Flan-T5), each written back as T5Config fields.
+
+- block: the last n blocks of the encoder and of the decoder (num_layers, num_decoder_layers);
+- FFN: channels of every block's feed-forward (wi_0 and wi_1 rows, wo columns; d_ff), chosen per block;
+- attention: whole heads (q, k, v rows and o columns of d_kv each; num_heads). Every block of a stack adds
+  the position bias that its first block's self-attention computes, head by head, so a stack's
+  self-attentions keep one set of heads (scored over the stack) and the bias table keeps those columns;
+  each decoder block's cross-attention, which has no position bias, chooses its own;
+- hidden: d_model everywhere (embeddings, projections, the RMS layer norms rescaled by sqrt(d / d') as for
+  Llama, BLIP-2's projection), and, where the decoder scales its output by d_model^-1/2 before the tied
+  head, that factor's change folded into the decoder's final norm.
+Why a module of its own: every path differs from the decoder-only families' (harness/prune/structures.py),
+and the encoder-decoder split has no counterpart there.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from harness.prune.structures import PruningError
+
+
+def is_t5(model) -> bool:
+    return model.config.text_config.model_type == "t5"
+
+
+def _lm(model):
+    return model.language_model
+
+
+def stack_blocks(model) -> list[nn.ModuleList]:
+    return [_lm(model).encoder.block, _lm(model).decoder.block]
+
+
+def feed_forwards(model) -> list[nn.Module]:
+    """Every block's feed-forward (DenseReluDense), encoder blocks first."""
+    return [block.layer[-1].DenseReluDense for blocks_ in stack_blocks(model) for block in blocks_]
+
+
+def _ffn_parts(ff: nn.Module) -> list[tuple[nn.Linear, int]]:
+    """(linear, axis of a channel): gated (wi_0, wi_1) or plain (wi) input rows, wo columns."""
+    ins = [ff.wi_0, ff.wi_1] if hasattr(ff, "wi_0") else [ff.wi]
+    return [(lin, 0) for lin in ins] + [(ff.wo, 1)]
+
+
+def attention_rows(model) -> list[list[nn.Module]]:
+    """The attention modules that keep one set of heads together: the encoder's self-attentions, the
+    decoder's self-attentions, then each decoder block's cross-attention alone."""
+    enc, dec = stack_blocks(model)
+    return [[b.layer[0].SelfAttention for b in enc], [b.layer[0].SelfAttention for b in dec]] + [
+        [b.layer[1].EncDecAttention] for b in dec
+    ]
+
+
+def hidden_parts(model) -> list[tuple[nn.Module, str, int]]:
+    """(owner, parameter name, axis of a hidden dimension) for every parameter that has one, norms aside."""
+    lm = _lm(model)
+    parts: list[tuple[nn.Module, str, int]] = [(lm.shared, "weight", 1)]
+    for blocks_ in stack_blocks(model):
+        for block in blocks_:
+            for layer in block.layer:
+                attn = getattr(layer, "SelfAttention", None) or getattr(layer, "EncDecAttention", None)
+                if attn is not None:
+                    parts += [(attn.q, "weight", 1), (attn.k, "weight", 1), (attn.v, "weight", 1)]
+                    parts.append((attn.o, "weight", 0))
+                else:
+                    ff = layer.DenseReluDense
+                    parts += [(lin, "weight", 1 - axis) for lin, axis in _ffn_parts(ff)]
+    if lm.lm_head.weight is not lm.shared.weight:
+        parts.append((lm.lm_head, "weight", 1))
+    parts += [(model.language_projection, "weight", 0), (model.language_projection, "bias", 0)]
+    return parts
+
+
+def norms(model) -> list[nn.Module]:
+    lm = _lm(model)
+    out = [layer.layer_norm for blocks_ in stack_blocks(model) for b in blocks_ for layer in b.layer]
+    return out + [lm.encoder.final_layer_norm, lm.decoder.final_layer_norm]
+
+
+# --- widths -------------------------------------------------------------------------------------------
+
+
+def units(model, level: str) -> tuple[int, int]:
+    """(structures the level has, width of one in the paper's units), as harness/prune/step.py counts."""
+    cfg = model.config.text_config
+    if level == "block":
+        return min(cfg.num_layers, cfg.num_decoder_layers), 1
+    if level == "ffn":
+        return cfg.d_ff, 1
+    if level == "attention":
+        return cfg.num_heads, cfg.d_kv
+    return cfg.d_model, 1
+
+
+# --- importance --------------------------------------------------------------------------------------
+
+
+def _reduce(score: torch.Tensor, axis: int) -> torch.Tensor:
+    dims = [d for d in range(score.dim()) if d != axis]
+    return (score.sum(dim=dims) if dims else score).cpu()
+
+
+def importance(model, level: str, scores, seed: int) -> torch.Tensor:
+    """Per structure, rows as the surgery takes them: FFN [blocks, channels]; attention [rows of
+    attention_rows, heads]; hidden [d_model]. `scores` None: random."""
+    cfg = model.config.text_config
+    shape = {
+        "ffn": (len(feed_forwards(model)), cfg.d_ff),
+        "attention": (len(attention_rows(model)), cfg.num_heads),
+        "hidden": (cfg.d_model,),
+    }[level]
+    if scores is None:
+        return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+    if level == "ffn":
+        return torch.stack(
+            [
+                sum(_reduce(scores(lin.weight), ax) for lin, ax in _ffn_parts(ff))
+                for ff in feed_forwards(model)
+            ]
+        )
+    if level == "attention":
+        rows = []
+        for row in attention_rows(model):
+            total = torch.zeros(cfg.num_heads)
+            for attn in row:
+                for lin, axis in ((attn.q, 0), (attn.k, 0), (attn.v, 0), (attn.o, 1)):
+                    total += _reduce(scores(lin.weight), axis).reshape(cfg.num_heads, cfg.d_kv).sum(-1)
+                if attn.has_relative_attention_bias:
+                    total += _reduce(scores(attn.relative_attention_bias.weight), 1)
+            rows.append(total)
+        return torch.stack(rows)
+    total = torch.zeros(cfg.d_model)
+    for owner, name, axis in hidden_parts(model):
+        total += _reduce(scores(getattr(owner, name)), axis)
+    for norm in norms(model):
+        total += _reduce(scores(norm.weight), 0)
+    return total
+
+
+# --- surgery ------------------------------------------------------------------------------------------
+
+
+def _slice(owner: nn.Module, name: str, keep: torch.Tensor, axis: int, scale: float = 1.0) -> None:
+    old = getattr(owner, name)
+    data = old.data.index_select(axis, keep.to(old.device)).clone() * scale
+    setattr(owner, name, nn.Parameter(data, requires_grad=old.requires_grad))
+    if isinstance(owner, nn.Linear):
+        owner.out_features, owner.in_features = owner.weight.shape
+    elif isinstance(owner, nn.Embedding):
+        owner.embedding_dim = owner.weight.shape[1]
+
+
+def _set(model, **fields) -> None:
+    """Write `fields` into the model's T5 config and into the language model's own copy, if separate."""
+    for cfg in {id(c): c for c in (model.config.text_config, _lm(model).config)}.values():
+        for name, value in fields.items():
+            setattr(cfg, name, value)
+
+
+def prune_blocks(model, n: int) -> None:
+    """Drop the last `n` blocks of the encoder and of the decoder (the first holds the position bias)."""
+    cfg = model.config.text_config
+    for blocks_ in stack_blocks(model):
+        for _ in range(n):
+            del blocks_[len(blocks_) - 1]
+        for i, block in enumerate(blocks_):
+            for layer in block.layer:
+                attn = getattr(layer, "SelfAttention", None) or getattr(layer, "EncDecAttention", None)
+                if attn is not None and hasattr(attn, "layer_idx"):
+                    attn.layer_idx = i
+    _set(model, num_layers=cfg.num_layers - n, num_decoder_layers=cfg.num_decoder_layers - n)
+
+
+def prune_ffn(model, keep: torch.Tensor) -> None:
+    """Keep channels `keep[b]` in block b (encoder blocks first); d_ff is the kept count."""
+    ffs = feed_forwards(model)
+    if keep.shape[0] != len(ffs):
+        raise PruningError(f"FFN channels of a T5: expected keep indices for {len(ffs)} blocks")
+    for ff, k in zip(ffs, keep, strict=True):
+        for lin, axis in _ffn_parts(ff):
+            _slice(lin, "weight", k, axis)
+    _set(model, d_ff=keep.shape[1])
+
+
+def prune_attention(model, keep: torch.Tensor) -> None:
+    """Keep heads `keep[r]` in every module of attention row r (attention_rows)."""
+    cfg = model.config.text_config
+    rows = attention_rows(model)
+    if keep.shape[0] != len(rows):
+        raise PruningError(f"attention heads of a T5: expected keep indices for {len(rows)} rows")
+    for row, heads in zip(rows, keep, strict=True):
+        inner = (heads[:, None] * cfg.d_kv + torch.arange(cfg.d_kv)).flatten()
+        for attn in row:
+            for lin, axis in ((attn.q, 0), (attn.k, 0), (attn.v, 0), (attn.o, 1)):
+                _slice(lin, "weight", inner, axis)
+            if attn.has_relative_attention_bias:
+                _slice(attn.relative_attention_bias, "weight", heads, 1)
+                attn.relative_attention_bias.embedding_dim = heads.numel()
+            attn.n_heads, attn.inner_dim = heads.numel(), heads.numel() * cfg.d_kv
+    _set(model, num_heads=keep.shape[1])
+
+
+def prune_hidden(model, keep: torch.Tensor) -> None:
+    """Keep d_model dimensions `keep` everywhere in the language model."""
+    cfg, lm = model.config.text_config, _lm(model)
+    tied = [
+        m
+        for m in (lm.encoder.embed_tokens, lm.decoder.embed_tokens, lm.lm_head)
+        if m.weight is lm.shared.weight
+    ]
+    scale = math.sqrt(cfg.d_model / keep.numel())
+    for owner, name, axis in hidden_parts(model):
+        _slice(owner, name, keep, axis)
+    for norm in norms(model):
+        _slice(norm, "weight", keep, 0, scale)
+    if getattr(cfg, "scale_decoder_outputs", False):  # output × d_model^-1/2 before the head: d_model changes
+        _slice(lm.decoder.final_layer_norm, "weight", torch.arange(keep.numel()), 0, 1 / scale)
+    for m in tied:
+        m.weight = lm.shared.weight
+    for attn in (a for row in attention_rows(model) for a in row):
+        attn.d_model = keep.numel()
+    lm.model_dim = keep.numel()  # the decoder output's d_model^-1/2, read from here
+    _set(model, d_model=keep.numel())
