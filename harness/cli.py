@@ -272,7 +272,7 @@ def cmd_prune(args) -> int:
     from harness.models.blip2 import parameter_counts
     from harness.models.public import load_lmm, load_model, save_lmm
     from harness.objectives import cached_top_k, teacher_batches
-    from harness.prune.importance import GRADIENT_CRITERIA, check_criterion, importance
+    from harness.prune.importance import GRADIENT_CRITERIA, importance
     from harness.prune.step import prune_step, structures_to_remove
     from harness.recipes.common import set_up
     from harness.recipes.teacher import get_teacher
@@ -284,12 +284,10 @@ def cmd_prune(args) -> int:
         raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
     data = get_dataset(prof, args.cache_dir, not args.quiet)
     if args.checkpoint:
-        model, processor = load_lmm(args.checkpoint, prune_only=True)
+        model, processor = load_lmm(args.checkpoint)
     else:
         model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
     structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
-    if args.level != "block":
-        check_criterion(model, args.criterion, args.module)
     if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
         raise SpecError(f"--out: {args.out} exists and is not an empty folder; name a new folder")
     teacher = load_model(args.teacher) if args.teacher else None

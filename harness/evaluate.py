@@ -74,6 +74,9 @@ def generate_answers(
     for i in tqdm(range(0, len(questions), batch_size), desc="evaluate", disable=not progress, leave=False):
         b = on(prompt_batch(processor, questions[i : i + batch_size]), model.device)
         ids, mask, config = b["input_ids"], b["attention_mask"], {"max_new_tokens": max_new_tokens}
+        if not model.config.use_decoder_only_language_model:  # T5: the prompt is the encoder's input
+            out += _t5_answers(model, processor, images[i : i + batch_size], b, queries, i, config)
+            continue
         with autocast():
             if queries is None:
                 pixels = pixel_values(processor, images[i : i + batch_size]).to(model.device)
@@ -94,6 +97,22 @@ def generate_answers(
         new = gen[:, b["input_ids"].shape[1] :].cpu()
         out += processor.tokenizer.batch_decode(new, skip_special_tokens=True)
     return out
+
+
+def _t5_answers(model, processor, images, b, queries, start: int, config: dict) -> list[str]:
+    """Greedy answers of a T5 language model: the encoder reads the prompt with the queries in place of its
+    image placeholders, and generate returns the decoder's tokens alone."""
+    with autocast():
+        if queries is None:
+            pixels = pixel_values(processor, images).to(model.device)
+            q = query_outputs(model, pixels, **qformer_kwargs(b))
+        else:
+            q = queries[start : start + len(b["input_ids"])]
+        embeds = lm_inputs_embeds(model, q, b["input_ids"])
+        gen = model.language_model.generate(
+            inputs_embeds=embeds, attention_mask=b["attention_mask"], **config, do_sample=False
+        )
+    return processor.tokenizer.batch_decode(gen.cpu(), skip_special_tokens=True)
 
 
 def departure_verdict(tokenizer, greedy_start: list[int], answer: str) -> bool | None:
@@ -136,7 +155,7 @@ def forced_verdicts(
             b = batches[i // batch_size]
         d = on(b, model.device)
         with autocast():
-            if queries is None:
+            if queries is None and model.config.use_decoder_only_language_model:
                 pixels = pixel_values(processor, images[i : i + batch_size]).to(model.device)
                 logits = model(
                     pixel_values=pixels,
@@ -144,8 +163,12 @@ def forced_verdicts(
                     attention_mask=d["attention_mask"],
                     **qformer_kwargs(d),
                 ).logits
-            else:
-                logits = lm_logits(model, queries[i : i + batch_size], d["input_ids"], d["attention_mask"])
+            else:  # cached query outputs, or a T5 (whose decoder takes the answer)
+                q = queries[i : i + batch_size] if queries is not None else None
+                if q is None:
+                    pixels = pixel_values(processor, images[i : i + batch_size]).to(model.device)
+                    q = query_outputs(model, pixels, **qformer_kwargs(d))
+                logits = lm_logits(model, q, d["input_ids"], d["attention_mask"], d["labels"])
         labels, argmax = b["labels"][:, 1:], logits[:, :-1].argmax(-1).cpu()
         for row, answer in zip(range(len(labels)), answers[i : i + batch_size], strict=True):
             at = labels[row] != IGNORE

@@ -107,8 +107,13 @@ def _answer_logits(model, batch: Batch) -> torch.Tensor:
     """The model's logits on a batch: from cached query outputs when the batch has them (vision side
     frozen), else through the whole model from pixels (when the vision tower or Q-Former is pruned)."""
     if "query_output" in batch:
-        return lm_logits(model, batch["query_output"], batch["input_ids"], batch["attention_mask"])
+        return lm_logits(
+            model, batch["query_output"], batch["input_ids"], batch["attention_mask"], batch["labels"]
+        )
     batch = on(batch, model.device)
+    if not model.config.use_decoder_only_language_model:  # T5: its decoder takes the answer
+        queries = query_outputs(model, batch["pixel_values"], **qformer_kwargs(batch))
+        return lm_logits(model, queries, batch["input_ids"], batch["attention_mask"], batch["labels"])
     return model(
         pixel_values=batch["pixel_values"],
         input_ids=batch["input_ids"],
@@ -168,7 +173,7 @@ def teacher_batches(
             if teacher is not None:
                 own = teacher is student and not with_pixels
                 queries = b["query_output"] if own else query_outputs(teacher, pixels, **qformer_kwargs(b))
-                logits = lm_logits(teacher, queries, b["input_ids"], b["attention_mask"])
+                logits = lm_logits(teacher, queries, b["input_ids"], b["attention_mask"], b["labels"])
                 answers, b["answer_tokens"] = answer_positions(logits, b["labels"])
                 if top_k is None:
                     b["teacher_logits"] = answers.float()

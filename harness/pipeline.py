@@ -31,7 +31,7 @@ from harness.models.blip2 import parameter_counts
 from harness.profile import Compression
 from harness.prune.importance import block_influence, importance, structure_importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
-from harness.prune.structures import PruningError, blocks
+from harness.prune.structures import PruningError
 from harness.prune.torch_pruning_baseline import example_inputs, torch_pruning_step
 from harness.report.traces import write_trace_csv
 from harness.spec import CompressionRun
@@ -205,7 +205,7 @@ def run_compression(
             "trace": [],
             "done": False,
             "epochs_used": 0,
-            "block_ids": list(range(len(blocks(teacher, "language_model")))),
+            "block_ids": list(range(level_width(teacher, "block"))),
         }
     with _offloaded(teacher.language_model, c.offload_teacher):
         student = _student(out, None if new else state["step"], teacher, c)
@@ -327,6 +327,14 @@ def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, st
 
 def structure(model) -> dict:
     cfg = model.config.text_config
+    if cfg.model_type == "t5":  # blocks per stack; d_ff; heads; d_model
+        return {
+            "num_hidden_layers": cfg.num_layers,
+            "num_decoder_layers": cfg.num_decoder_layers,
+            "intermediate_size": cfg.d_ff,
+            "num_attention_heads": cfg.num_heads,
+            "hidden_size": cfg.d_model,
+        }
     return {
         "num_hidden_layers": cfg.num_hidden_layers,
         "intermediate_size": cfg.ffn_dim if cfg.model_type == "opt" else cfg.intermediate_size,

@@ -39,7 +39,6 @@ class Plan:
     phases: list[Phase]
     host_cache: float  # bytes of D_d's teacher outputs (CPU memory)
     cache_form: str
-    notes: list[str]
     flop: dict[str, float] = field(default_factory=dict)  # compute of each kind of pass, by name
 
     @property
@@ -223,20 +222,12 @@ def plan(
         "Eq. 1 over D_p (each pruning step)": 6 * trained * d_p,
         "distillation (each epoch of D_d)": (8 if c.activation_checkpointing else 6) * trained * tokens,
     }
-    notes = []
-    if text.model_type == "t5" or getattr(text, "is_encoder_decoder", False):
-        notes.append(
-            "the harness prunes a Flan-T5 language model at every level (`python -m harness prune`, l1, l2 "
-            "or random) but does not yet evaluate or distil encoder-decoder models: these are the figures a "
-            "compression run with this set-up would need"
-        )
     return Plan(
         source=str(checkpoint) if checkpoint else f"profile '{profile.name}' stand-in",
         params=counts,
         phases=phases,
         host_cache=host_cache,
         cache_form=f"top-{c.teacher_top_k}" if top_k else "full vocabulary",
-        notes=notes,
         flop=flop,
     )
 
@@ -297,7 +288,6 @@ def render(p: Plan, profile: Profile, memory: float | None = None, tflops: float
     for name, f in p.flop.items():
         time = f", {f / (tflops * 1e12) / 60:.1f} min" if tflops else ""
         lines.append(f"- {name}: {f / 1e15:.1f} PFLOP{time}")
-    lines += [f"Note: {n}." for n in p.notes]
     return "\n".join(lines)
 
 

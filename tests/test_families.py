@@ -15,14 +15,12 @@ import pytest
 import torch
 from transformers import LlamaConfig, Qwen2Config
 
-from harness.data.collate import pixel_values, prompt_batch
 from harness.models.public import CLASSES, default_stages, load_model, save_lmm
 from harness.prune.importance import importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError
 from tests.helpers import tiny
-from tests.test_public import _blip2, _special, blip2_opt, blip2_qwen2, blip2_t5, instructblip_llama
-from tests.test_public import _logits as _decoder_only_logits
+from tests.test_public import _blip2, _logits, _special, blip2_opt, blip2_qwen2, blip2_t5, instructblip_llama
 
 
 def _tiny_lm(config_class, **fields):
@@ -62,21 +60,6 @@ FAMILIES = {
 AMOUNTS = {"block": [1], "ffn": [8, 40], "attention": [8, 16, 24], "hidden": [4, 6, 12]}
 
 
-def _logits(model, processor, split) -> torch.Tensor:
-    """The decoder-only families' logits, or a T5's for a fixed decoder input."""
-    if model.config.text_config.model_type != "t5":
-        return _decoder_only_logits(model, processor, split)
-    b = prompt_batch(processor, split["question"][:4])
-    decoder = torch.tensor([[processor.tokenizer.pad_token_id, 5, 9, 11]] * 4)
-    with torch.no_grad():
-        return model(
-            pixel_values=pixel_values(processor, split["image"][:4]),
-            input_ids=b["input_ids"],
-            attention_mask=b["attention_mask"],
-            decoder_input_ids=decoder,
-        ).logits
-
-
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
     from harness.spec import load_profile
@@ -89,7 +72,7 @@ def split(tmp_path_factory):
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_every_allowed_step_of_every_family_reloads_to_the_same_logits(family, split, tmp_path):
     _, processor = tiny()
-    base = load_model(FAMILIES[family](processor, tmp_path / "base"), prune_only=True)
+    base = load_model(FAMILIES[family](processor, tmp_path / "base"))
     proc = processor
     if family == "instructblip_vicuna":
         from transformers import AutoProcessor
@@ -110,7 +93,7 @@ def test_every_allowed_step_of_every_family_reloads_to_the_same_logits(family, s
             folder = tmp_path / f"{level}-{amount}"
             save_lmm(model, proc, folder)
             expected = _logits(model, proc, split)
-            assert torch.equal(_logits(load_model(folder, prune_only=True), proc, split), expected), (
+            assert torch.equal(_logits(load_model(folder), proc, split), expected), (
                 level,
                 amount,
             )

@@ -9,6 +9,7 @@ from transformers import (
     Blip2Config,
     Blip2ForConditionalGeneration,
     Blip2Processor,
+    GPT2Config,
     InstructBlipConfig,
     InstructBlipForConditionalGeneration,
     InstructBlipProcessor,
@@ -107,8 +108,8 @@ def blip2_t5(processor, folder, gated: bool = True):
         vocab_size=len(tok),
         d_model=32,
         d_ff=48,
-        num_layers=3,
-        num_decoder_layers=3,
+        num_layers=2,
+        num_decoder_layers=2,
         num_heads=4,
         d_kv=8,
         feed_forward_proj="gated-gelu" if gated else "relu",
@@ -149,13 +150,17 @@ def instructblip_llama(processor, folder):
 
 
 def _logits(model, processor, split):
+    """Logits on four samples; a T5's for a fixed decoder input."""
     b = prompt_batch(processor, split["question"][:4])
+    t5 = model.config.text_config.model_type == "t5"
+    decoder = {"decoder_input_ids": torch.tensor([[processor.tokenizer.pad_token_id, 5, 9, 11]] * 4)}
     with torch.no_grad():
         return model(
             pixel_values=pixel_values(processor, split["image"][:4]),
             input_ids=b["input_ids"],
             attention_mask=b["attention_mask"],
             **qformer_kwargs(b),
+            **(decoder if t5 else {}),
         ).logits
 
 
@@ -164,6 +169,7 @@ def _logits(model, processor, split):
     [
         (blip2_opt, ["block", "ffn"], Blip2ForConditionalGeneration),
         (instructblip_llama, ["block", "ffn", "attention", "hidden"], InstructBlipForConditionalGeneration),
+        (blip2_t5, ["block", "ffn", "attention", "hidden"], Blip2ForConditionalGeneration),
     ],
 )
 def test_load_evaluate_compress_and_round_trip(smoke, tmp_path, build, stages, cls):
@@ -232,18 +238,19 @@ def test_opt_refuses_heads_and_hidden_with_the_reason(smoke, tmp_path):
 def test_refused_checkpoints_name_the_folder_and_what_is_supported(smoke, tmp_path):
     _, _, base_processor = smoke
     tok = base_processor.tokenizer
-    t5 = Blip2Config(
+    gpt2 = Blip2Config(
         vision_config=VISION,
         qformer_config=QFORMER,
-        text_config=T5Config(
-            vocab_size=len(tok), d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16
-        ).to_dict(),
+        text_config=GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=1, n_head=2).to_dict(),
         num_query_tokens=4,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
     )
-    folder = tmp_path / "flan"
+    folder = tmp_path / "gpt2"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps(t5.to_dict()))
-    with pytest.raises(CheckpointError, match=r"flan: the language model is an encoder-decoder \('t5'"):
+    (folder / "config.json").write_text(json.dumps(gpt2.to_dict()))
+    with pytest.raises(
+        CheckpointError, match=r"gpt2: language model 'gpt2' is not supported; supported: opt, llama, .*t5"
+    ):
         load_lmm(folder)
     plain = tmp_path / "llama"
     plain.mkdir()

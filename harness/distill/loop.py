@@ -58,7 +58,7 @@ def distill(
     order[-1] = order[-1][: steps - len(batches) * (len(order) - 1)]
 
     def loss(b: Batch) -> torch.Tensor:
-        logits = lm_logits(student, b["query_output"], b["input_ids"], b["attention_mask"])
+        logits = lm_logits(student, b["query_output"], b["input_ids"], b["attention_mask"], b["labels"])
         student_logits, _ = answer_positions(logits, b["labels"])
         return distillation_loss(student_logits, teacher_of(b), b["answer_tokens"], variant, gamma)
 

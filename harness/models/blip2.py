@@ -154,8 +154,47 @@ def lm_logits(
     query_output: torch.Tensor,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
+    labels: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits of the language model from cached query outputs: the training path when the vision side is
-    frozen, identical to `model(pixel_values, input_ids).logits`."""
+    frozen, identical to `model(pixel_values, input_ids).logits`. An encoder-decoder (T5) language model
+    needs the batch's `labels` to tell the prompt from the answer (`_t5_logits`)."""
+    if not model.config.use_decoder_only_language_model:
+        if labels is None:
+            raise ValueError("lm_logits: an encoder-decoder language model needs the batch's labels")
+        return _t5_logits(model, query_output, input_ids, attention_mask, labels)
     embeds = lm_inputs_embeds(model, query_output, input_ids)
     return model.language_model(inputs_embeds=embeds, attention_mask=attention_mask.to(embeds.device)).logits
+
+
+def _t5_logits(model, query_output, input_ids, attention_mask, labels) -> torch.Tensor:
+    """A T5's logits in the decoder-only layout of a training batch (harness/data/collate.py): the prompt
+    (image placeholders and question, where `labels` is IGNORE) goes to the encoder, the answer to the
+    decoder after its start token, and the decoder's logits for the answer's j-th token land one position
+    before that token, where a decoder-only model's would, so that every reader of answer positions
+    (harness/objectives.py) takes both alike. Elsewhere: zeros."""
+    from harness.data.collate import IGNORE
+
+    lm = model.language_model
+    device = lm.device
+    input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
+    prompt, answer = (attention_mask == 1) & (labels == IGNORE), labels != IGNORE
+    pad = lm.config.pad_token_id or 0
+    rows = len(input_ids)
+    enc = torch.full((rows, int(prompt.sum(1).max())), pad, dtype=torch.long, device=device)
+    dec = torch.full((rows, int(answer.sum(1).max())), pad, dtype=torch.long, device=device)
+    enc_mask, dec_mask = torch.zeros_like(enc), torch.zeros_like(dec)
+    for i in range(rows):
+        p, a = input_ids[i][prompt[i]], labels[i][answer[i]]
+        enc[i, : len(p)], enc_mask[i, : len(p)] = p, 1
+        dec[i, 0], dec[i, 1 : len(a)], dec_mask[i, : len(a)] = lm.config.decoder_start_token_id, a[:-1], 1
+    logits = lm(
+        inputs_embeds=lm_inputs_embeds(model, query_output, enc),
+        attention_mask=enc_mask,
+        decoder_input_ids=dec,
+        decoder_attention_mask=dec_mask,
+    ).logits
+    out = logits.new_zeros((*input_ids.shape, logits.shape[-1]))
+    r, c = answer.nonzero(as_tuple=True)
+    out[r, c - 1] = logits[dec_mask.bool()]
+    return out

@@ -1,4 +1,4 @@
-"""Public BLIP-2-family checkpoints: BLIP-2 and InstructBLIP with a decoder-only language model.
+"""Public BLIP-2-family checkpoints: BLIP-2 and InstructBLIP with a decoder-only or a T5 language model.
 
 Why one loader: every part of the harness (evaluation, measurement, Algorithm 1, save/load of pruned steps)
 takes "a BLIP-2-like model and its processor"; this is the one place that knows which class a folder holds.
@@ -24,29 +24,21 @@ from harness.device import current
 from harness.errors import CheckpointError
 
 CLASSES = {"blip-2": Blip2ForConditionalGeneration, "instructblip": InstructBlipForConditionalGeneration}
-DECODER_ONLY = ("opt", "llama", "mistral", "qwen2")
+# decoder-only, and T5 (BLIP-2-Flan-T5: an encoder-decoder, harness/prune/t5.py)
+LANGUAGE_MODELS = ("opt", "llama", "mistral", "qwen2", "t5")
 
 
-def check_config(config, where: str, prune_only: bool = False) -> None:
-    """Refuse what the harness cannot evaluate or compress, saying why and what is supported. `prune_only`
-    (`python -m harness prune`): a T5 language model (BLIP-2-Flan-T5) passes, which the harness prunes at
-    every level but does not yet evaluate or distil."""
+def check_config(config, where: str) -> None:
+    """Refuse what the harness cannot evaluate or compress, saying why and what is supported."""
     if config.model_type not in CLASSES:
         raise CheckpointError(
             f"{where}: model_type '{config.model_type}' is not a BLIP-2-family model; "
             f"supported: {', '.join(CLASSES)}"
         )
     lm = config.text_config.model_type
-    if not config.use_decoder_only_language_model and not (prune_only and lm == "t5"):
+    if lm not in LANGUAGE_MODELS:
         raise CheckpointError(
-            f"{where}: the language model is an encoder-decoder ('{lm}', e.g. the Flan-T5 BLIP-2 "
-            "checkpoints); evaluation and the cached-query distillation are written for decoder-only "
-            f"language models ({', '.join(DECODER_ONLY)}); `python -m harness prune` prunes a T5 at every "
-            "level with the l1, l2 or random criterion"
-        )
-    if lm not in DECODER_ONLY and not (prune_only and lm == "t5"):
-        raise CheckpointError(
-            f"{where}: language model '{lm}' is not supported; supported: {', '.join(DECODER_ONLY)}"
+            f"{where}: language model '{lm}' is not supported; supported: {', '.join(LANGUAGE_MODELS)}"
         )
     if getattr(config, "image_token_index", None) is None:
         raise CheckpointError(
@@ -125,11 +117,11 @@ def save_lmm(model, processor, folder: str | Path) -> None:
         processor.save_pretrained(folder)
 
 
-def read_config(path: str | Path, allow_download: bool = False, prune_only: bool = False):
+def read_config(path: str | Path, allow_download: bool = False):
     """The checkpoint's config, checked, with an explicit head_dim (read it inside
     heads_need_not_divide_hidden)."""
     config = AutoConfig.from_pretrained(path, local_files_only=not allow_download)
-    check_config(config, str(path), prune_only)
+    check_config(config, str(path))
     explicit_head_dim(config.text_config)
     return config
 
@@ -143,11 +135,11 @@ def default_stages(model) -> list[str]:
     return ["block", "ffn"] if lm_family(model) == "opt" else list(STAGE_NAMES)
 
 
-def load_model(path: str | Path, allow_download: bool = False, prune_only: bool = False):
+def load_model(path: str | Path, allow_download: bool = False):
     """The model saved in `path` (BLIP-2 or InstructBLIP), in eval mode, on the current device
-    (harness/device.py); `prune_only`: see check_config."""
+    (harness/device.py)."""
     with heads_need_not_divide_hidden():
-        config = read_config(path, allow_download, prune_only)
+        config = read_config(path, allow_download)
         model = CLASSES[config.model_type].from_pretrained(
             path, config=config, local_files_only=not allow_download
         )
@@ -155,15 +147,14 @@ def load_model(path: str | Path, allow_download: bool = False, prune_only: bool 
     return model.to(current().device).eval()
 
 
-def load_lmm(path: str | Path, allow_download: bool = False, prune_only: bool = False):
-    """(model, processor) from a checkpoint folder (or a hub id with `allow_download`); `prune_only`: see
-    check_config."""
+def load_lmm(path: str | Path, allow_download: bool = False):
+    """(model, processor) from a checkpoint folder (or a hub id with `allow_download`)."""
     local = Path(path).is_dir()
     if not local and not allow_download:
         raise CheckpointError(
             f"{path}: no such folder; pass a local save_pretrained folder (hub ids need allow_download)"
         )
-    model = load_model(path, allow_download, prune_only)
+    model = load_model(path, allow_download)
     processor = AutoProcessor.from_pretrained(path, local_files_only=not allow_download)
     if getattr(processor, "num_query_tokens", None) is None:
         processor.num_query_tokens = model.config.num_query_tokens

@@ -25,7 +25,6 @@ from harness.models.blip2 import lm_logits
 from harness.objectives import Batch, answer_cross_entropy, answer_kl_to_teacher
 from harness.prune import t5
 from harness.prune.structures import (
-    PruningError,
     attention_group,
     attention_slices,
     blocks,
@@ -180,16 +179,6 @@ def structure_importance(
     return imp.abs() if criterion == "first_order_joint" else imp
 
 
-def check_criterion(model, criterion: str, module: str = "language_model") -> None:
-    """Refuse a criterion the model cannot be scored by, before any work: Eq. 1 needs the loss, which the
-    harness computes for decoder-only language models only."""
-    if criterion in GRADIENT_CRITERIA and module == "language_model" and t5.is_t5(model):
-        raise PruningError(
-            f"criterion '{criterion}' needs the loss of the language model, which the harness computes for "
-            "decoder-only language models only; prune a T5 (Flan-T5) with l1, l2 or random"
-        )
-
-
 def importance(
     model,
     level: str,
@@ -203,7 +192,6 @@ def importance(
     """Importance of every structure of `level` over D_p = `batches`: the gradient of `loss` accumulated over
     them (not for the random criterion, which needs none), scored by `criterion`, gradients then cleared. The
     one entry point for Algorithm 1 (harness/pipeline.py) and `python -m harness prune`."""
-    check_criterion(model, criterion, module)
     if criterion in GRADIENT_CRITERIA:
         accumulate_gradients(model, batches, LOSSES[loss], progress=progress)
     imp = structure_importance(model, level, criterion, module, seed=seed)
