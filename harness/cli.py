@@ -439,7 +439,12 @@ def parser() -> argparse.ArgumentParser:
     )
     pl.add_argument("--memory", type=memory_size, default=None, help="device memory to fit, e.g. 24GB")
     pl.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
-    pl.add_argument("--text-tokens", type=int, default=32, help="prompt + answer tokens per sample")
+    pl.add_argument(
+        "--text-tokens",
+        type=int,
+        default=32,
+        help="prompt + answer tokens per sample, image placeholders aside",
+    )
     pl.add_argument(
         "--answer-tokens", type=int, default=4, help="answer tokens per sample (the KL's positions)"
     )

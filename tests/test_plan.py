@@ -47,11 +47,11 @@ def test_parameters_and_activations_match_a_real_model_on_the_cpu(family, tmp_pa
     assert meta.params["language_model"] == real["language_model"]
     assert meta.params["qformer"] == real["qformer"] + real["query_tokens"]
     batch = _batch(model, proc, slice(0, 8))
-    text_tokens = batch["input_ids"].shape[1]
+    text_tokens = batch["input_ids"].shape[1] - model.config.num_query_tokens  # placeholders are queries
     measured = _saved_bytes(model, batch)
     estimate = saved_activations(meta_model(tmp_path, prof), 8, text_tokens, False, torch.float32)
-    # the plan runs the language model alone, without padding mask or loss: within a fifth of the real pass
-    assert estimate == pytest.approx(measured, rel=0.2), (estimate, measured)
+    # the plan runs the language model alone, without padding mask or loss: 4% above the real pass here
+    assert estimate == pytest.approx(measured, rel=0.1), (estimate, measured)
 
 
 def test_activation_checkpointing_keeps_block_inputs_and_one_block(tmp_path):
