@@ -127,13 +127,26 @@ def run_maxima(
 
 def _student(out: Path, step: int | None, teacher, c: Compression):
     """The model of the last completed step, or (`step` None) a copy of the teacher, on the current device,
-    its trained parts (projection and language model) in `c.weights_dtype`; the frozen vision side stays the
-    teacher's, whose query outputs serve it. The copy is made where the teacher's parts lie (its language
-    model on the CPU when offloaded), so a GPU never holds two float32 language models at once."""
-    model = (copy.deepcopy(teacher) if step is None else step_model(out, step)).to(current().device)
+    its trained parts (projection and language model) in `c.weights_dtype`. Its frozen vision side (vision
+    tower, query tokens, Q-Former) is the teacher's own modules, not a copy: compression never changes it,
+    and evaluation reads the teacher's query outputs anyway, so a GPU holds it once. The copy is made where
+    the teacher's parts lie (its language model on the CPU when offloaded), so a GPU never holds two float32
+    language models at once."""
+    vision = {name: getattr(teacher, name) for name in VISION_SIDE}
+    if step is None:
+        model = copy.deepcopy(teacher, memo={id(m): m for m in vision.values()})
+    else:
+        model = step_model(out, step)
+        for name, part in vision.items():
+            setattr(model, name, part)
+    model.to(current().device)
     for part in (model.language_projection, model.language_model):
         part.to(getattr(torch, c.weights_dtype))
     return model.eval()
+
+
+# what computes the query outputs, never pruned by a compression run (harness/evaluate.py `vision_side`)
+VISION_SIDE = ("vision_model", "query_tokens", "qformer")
 
 
 @contextlib.contextmanager

@@ -174,7 +174,7 @@ def plan(
     logits = micro * seq * vocab * cb  # the language model's output, alive until the loss is taken
     loss = micro * answer_tokens * vocab * 4 * 3  # float32 logits, log-probabilities and probabilities
     teacher_resident = 4 * (frozen if c.offload_teacher else counts["total"])
-    student = 4 * frozen + wt * trained
+    student = wt * trained  # its vision side is the teacher's own modules (harness/pipeline.py `_student`)
     autocast_copies = trained * cb if (wt == 4 and cb < 4) else 0  # autocast keeps low-precision weight casts
     acts = saved_activations(model, micro, text_tokens, False, compute)
     acts_distill = saved_activations(model, micro, text_tokens, c.activation_checkpointing, compute)

@@ -87,17 +87,20 @@ def test_optimizer_state_matches_what_the_optimizer_allocates(name):
 
 
 def test_plan_of_the_weights_and_gradients_is_what_a_compression_student_holds(tmp_path):
-    model, _ = tiny()
-    model.save_pretrained(tmp_path)
+    """The student harness/pipeline.py makes: its own trained parts in bfloat16, the vision side shared."""
+    from harness.pipeline import _student
+
+    teacher, _ = tiny()
+    teacher.save_pretrained(tmp_path)
     prof = load_profile("smoke", {"dtype": "bfloat16", "compression": {"weights_dtype": "bfloat16"}})
     phase = {p.name: p for p in plan(prof, tmp_path).phases}["distillation"]
-    trained = [*model.language_projection.parameters(), *model.language_model.parameters()]
-    for part in (model.language_projection, model.language_model):
-        part.to(torch.bfloat16)
-    held = sum(p.numel() * p.element_size() for p in model.parameters())
-    assert phase.parts["student"] == held
-    assert phase.parts["gradients"] == sum(p.numel() * 2 for p in trained)
-    assert phase.parts["teacher"] == 4 * parameter_counts(model)["total"]
+    student = _student(tmp_path / "run", None, teacher, prof.compression)
+    shared = {id(p) for p in teacher.parameters()}
+    own = [p for p in student.parameters() if id(p) not in shared]
+    assert phase.parts["student"] == sum(p.numel() * p.element_size() for p in own)
+    assert {p.dtype for p in own} == {torch.bfloat16} and student.vision_model is teacher.vision_model
+    assert phase.parts["gradients"] == sum(p.numel() * 2 for p in own)
+    assert phase.parts["teacher"] == 4 * parameter_counts(teacher)["total"]
 
 
 def test_the_real_checkpoints_plans(capsys):
