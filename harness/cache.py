@@ -212,10 +212,12 @@ def entry_lock(path: Path) -> contextlib.AbstractContextManager:
 
 @contextlib.contextmanager
 def _together(path: Path) -> Iterator[None]:
-    parallel.barrier()
+    """The main process takes the file lock (another job may hold it), and only then do the others enter:
+    every process reads the entry as the main one will, and leaves once it has written."""
     with _file_lock(path) if parallel.is_main() else contextlib.nullcontext():
+        parallel.barrier()
         yield
-    parallel.barrier()
+        parallel.barrier()
 
 
 def _file_lock(path: Path) -> FileLock:

@@ -115,6 +115,9 @@ def run_experiment(
     from harness.report.render import RENDERERS
 
     exp, prof = resolve(name, profile, num_seeds, device, dtype)
+    from harness.recipes.common import set_up
+
+    set_up(prof)  # the placement first: under accelerate launch it picks the processes' backend
     out = Path(results_dir) / exp.name
     existing = out / "result.json"
     if existing.is_file() and not overwrite:

@@ -60,7 +60,7 @@ def measure_interleaved(
     while True:
         for name, fn in fns.items():
             out[name]["latencies_s"].append(_timed_call(fn, device, clock))
-            if cuda:  # the most the allocator held during any of this callable's timed calls
+            if cuda:  # the most the allocator held during its timed calls: every measured model's weights too
                 peak = torch.cuda.max_memory_allocated(device)
                 out[name]["peak_memory_bytes"] = max(out[name].get("peak_memory_bytes", 0), peak)
         if all(

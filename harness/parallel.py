@@ -31,7 +31,8 @@ def _state():
 
     from harness.device import current
 
-    # gloo between CPU processes, NCCL between GPUs: the placement the profile chose (harness/device.py)
+    # gloo between CPU processes, NCCL between GPUs: the placement the profile chose (harness/device.py),
+    # set before anything here runs (harness/cli.py run_experiment)
     return PartialState(cpu=current().device.type == "cpu")
 
 
@@ -76,6 +77,18 @@ def sum_gradients(params: list[torch.nn.Parameter]) -> None:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
         dist.all_reduce(p.grad)
+
+
+def from_main(obj):
+    """The main process's `obj` in every process (a picklable value): decisions that must be the same in all
+    of them are taken from one process's numbers, which another process could round otherwise."""
+    if world() == 1:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, device=_device())
+    return box[0]
 
 
 def sum_value(value: float) -> float:

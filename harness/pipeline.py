@@ -42,7 +42,8 @@ from harness.store import run_state, save_state, save_step, step_model
 def _perf(model, processor, split, batch_size: int, teacher) -> dict:
     """Validation accuracy; compression leaves the vision side the teacher's, so its query outputs serve."""
     r = evaluate(model, processor, split, batch_size, vision_of=teacher)
-    return {"overall": r["overall"], **{f"task_{t}": v for t, v in r["per_task"].items()}}
+    # under accelerate launch every process takes the stage and α decisions from the main one's numbers
+    return parallel.from_main({"overall": r["overall"], **{f"task_{t}": v for t, v in r["per_task"].items()}})
 
 
 def _checkpoint(out: Path, model, state: dict, processor) -> None:
@@ -133,15 +134,22 @@ def _student(out: Path, step: int | None, teacher, c: Compression):
     the teacher's parts lie (its language model on the CPU when offloaded), so a GPU never holds two float32
     language models at once."""
     vision = {name: getattr(teacher, name) for name in VISION_SIDE}
+    dtype = getattr(torch, c.weights_dtype)
     if step is None:
-        model = copy.deepcopy(teacher, memo={id(m): m for m in vision.values()})
+        # the trained parameters copied one by one, already in their dtype: never a second float32 model
+        trained = [*teacher.language_projection.parameters(), *teacher.language_model.parameters()]
+        memo = {id(m): m for m in vision.values()}
+        memo.update(
+            {id(p): torch.nn.Parameter(p.detach().to(dtype, copy=True), p.requires_grad) for p in trained}
+        )
+        model = copy.deepcopy(teacher, memo=memo)
     else:
-        model = step_model(out, step)
+        model = step_model(out, step, device="cpu")  # cast and stripped of its vision side before the device
         for name, part in vision.items():
             setattr(model, name, part)
-    model.to(current().device)
     for part in (model.language_projection, model.language_model):
-        part.to(getattr(torch, c.weights_dtype))
+        part.to(dtype)
+    model.to(current().device)
     return model.eval()
 
 
@@ -326,6 +334,7 @@ def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, st
         desc="one-shot, distill",
         accumulate=c.accumulation,
         checkpointing=c.activation_checkpointing,
+        optimizer=c.optimizer,
     )
     acc = _perf(student, processor, val, plan.eval_batch_size, teacher)
     total = sum(plan.maxima[s] for s in run.stages)

@@ -161,8 +161,15 @@ def compression_key(profile: Profile, run: CompressionRun, seed: int) -> dict:
             "run": run_key(run),
             "seed": seed,
             "eval_batch_size": profile.evaluation_batch_size,
+            **_processes(),
         }
     )
+
+
+def _processes() -> dict:
+    """The number of data-parallel processes (harness/parallel.py), in the key of what they compute
+    together when there are several: their sums differ from one process's in the order of additions."""
+    return {"processes": parallel.world()} if parallel.world() > 1 else {}
 
 
 def run_dir(profile: Profile, run: CompressionRun, seed: int, cache_dir: Path) -> Path:
@@ -185,6 +192,7 @@ def curve_path(profile: Profile, level: str, criterion: str, seed: int, cache_di
         "d_p": [c.pruning_samples, c.batch_size],
         "seed": seed if criterion == "random" else None,
         "eval_batch_size": profile.evaluation_batch_size,
+        **_processes(),
     }
     return Path(cache_dir) / "curves" / f"curve-{content_hash(_versioned(key))}.json"
 
@@ -222,6 +230,7 @@ def public_run_dir(
         "maxima": plan.maxima,
         "seed": plan.seed,
         "eval_batch_size": plan.eval_batch_size,
+        **_processes(),
     }
     if (placement := profile.placement_key()) is not None:
         key["placement"] = placement
@@ -265,21 +274,22 @@ def run_state(out: Path) -> dict | None:
     """The state of a run folder (its last completed step), or None when it has none: never run, or found
     corrupt, reported and removed (it is then recomputed from the start)."""
     out = Path(out)
-    _rebuilding(out)
+    if _rebuilding(out):  # every process treats it as absent, whether or not it is removed yet
+        return None
     if not (out / "state.json").is_file() or not usable(out, check_run):
         return None
     return read_sealed_json(out / "state.json")
 
 
-def step_model(out: Path, step: int | None = None):
+def step_model(out: Path, step: int | None = None, device: str | None = None):
     """The model saved after `step` (default: the last completed step) of a run folder, checked against its
-    manifest (CorruptEntry if it does not match)."""
+    manifest (CorruptEntry if it does not match); on `device` (default: the current placement's)."""
     if step is None:
         step = read_sealed_json(Path(out) / "state.json")["step"]
     verify_manifest(_step_dir(out, step))
     from harness.models.public import load_model
 
-    return load_model(_step_dir(out, step))
+    return load_model(_step_dir(out, step), device=device)
 
 
 def _cached_eval(path: Path, model_hash: str):

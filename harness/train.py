@@ -57,6 +57,8 @@ def train(
     steps = sum(len(batches) for batches in epochs)
     sched = get_cosine_schedule_with_warmup(opt, warmup_steps, steps)
     scaler = torch.amp.GradScaler(current().device.type) if loss_scale() != 1.0 else None
+    if scaler is not None and data_parallel:  # a process with no micro-batch in a step never scales a loss
+        scaler.scale(torch.zeros((), device=current().device))
     losses = []
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
     for epoch, batches in enumerate(epochs, 1):

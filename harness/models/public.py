@@ -106,7 +106,11 @@ def stock_text_config(text):
 
 def save_lmm(model, processor, folder: str | Path) -> None:
     """save_pretrained of the model (its language model's config as stock_text_config writes it) and, when
-    given, of its processor."""
+    given, of its processor. Under accelerate launch, only the main process writes (harness/parallel.py)."""
+    from harness import parallel
+
+    if not parallel.is_main():
+        return
     text = model.config.text_config
     model.config.text_config = stock_text_config(text)
     try:
@@ -135,16 +139,16 @@ def default_stages(model) -> list[str]:
     return ["block", "ffn"] if lm_family(model) == "opt" else list(STAGE_NAMES)
 
 
-def load_model(path: str | Path, allow_download: bool = False):
-    """The model saved in `path` (BLIP-2 or InstructBLIP), in eval mode, on the current device
-    (harness/device.py)."""
+def load_model(path: str | Path, allow_download: bool = False, device: str | None = None):
+    """The model saved in `path` (BLIP-2 or InstructBLIP), in eval mode, on `device` (default: the current
+    placement's, harness/device.py)."""
     with heads_need_not_divide_hidden():
         config = read_config(path, allow_download)
         model = CLASSES[config.model_type].from_pretrained(
             path, config=config, local_files_only=not allow_download
         )
     explicit_head_dim(model.language_model.config)  # may be its own object, not config.text_config
-    return model.to(current().device).eval()
+    return model.to(device or current().device).eval()
 
 
 def load_lmm(path: str | Path, allow_download: bool = False):
