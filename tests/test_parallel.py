@@ -62,3 +62,17 @@ def test_two_processes_compress_as_one_does(tmp_path):
         assert rb["acc_distilled"] == pytest.approx(ra["acc_distilled"], abs=0.05)
         assert rb["loss_last_epoch"] == pytest.approx(ra["loss_last_epoch"], rel=1e-3)
     assert b["accuracy"]["overall"] == pytest.approx(a["accuracy"]["overall"], abs=0.05)
+
+
+def test_work_of_several_processes_has_its_own_cache_key(monkeypatch, tmp_path):
+    """Runs and curves summed over N > 1 processes are not served to one process (or another N)."""
+    from harness import parallel
+    from harness.spec import CompressionRun, load_profile
+    from harness.store import compression_key, curve_path, run_dir
+
+    prof, run = load_profile("smoke"), CompressionRun(label="x")
+    one = run_dir(prof, run, 0, tmp_path), curve_path(prof, "ffn", "l1", 0, tmp_path)
+    assert "processes" not in compression_key(prof, run, 0)  # keys as before data parallelism
+    monkeypatch.setattr(parallel, "world", lambda: 2)
+    two = run_dir(prof, run, 0, tmp_path), curve_path(prof, "ffn", "l1", 0, tmp_path)
+    assert one[0] != two[0] and one[1] != two[1]
