@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from harness.profile import Strict
+from harness.schema import Strict
 from harness.stages import StageName
 
 

@@ -7,6 +7,7 @@ re-render tables after a change of style, without touching anything else.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 import tempfile
@@ -29,7 +30,6 @@ from harness.spec import (
     experiment_files,
     load_experiment,
     load_profile,
-    placed_profile,
     resolve,
 )
 from harness.spec_files import read_yaml
@@ -269,89 +269,6 @@ def cmd_verify(args) -> int:
     return 1 if problems else 0
 
 
-def cmd_prune(args) -> int:
-    """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
-    from harness.measure import device_info
-    from harness.models.blip2 import parameter_counts
-    from harness.models.public import load_lmm, load_model, save_lmm
-    from harness.objectives import cached_top_k, teacher_batches
-    from harness.prune.importance import GRADIENT_CRITERIA, importance
-    from harness.prune.step import prune_step, structures_to_remove
-    from harness.recipes.common import set_up
-    from harness.recipes.teacher import get_teacher
-    from harness.store import get_dataset
-
-    prof = placed_profile(args.profile, {}, args.device, args.dtype)
-    set_up(prof)  # the device and dtype every step below runs on
-    if args.loss == "teacher_kl" and args.teacher is None:
-        raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
-    data = get_dataset(prof, args.cache_dir, not args.quiet)
-    if args.checkpoint:
-        model, processor = load_lmm(args.checkpoint)
-    else:
-        model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
-    structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
-    if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
-        raise SpecError(f"--out: {args.out} exists and is not an empty folder; name a new folder")
-    teacher = load_model(args.teacher) if args.teacher else None
-    split = data["train"].select(range(min(args.samples or len(data["train"]), len(data["train"]))))
-    before = parameter_counts(model)
-    t0 = time.perf_counter()
-    imp, batches = None, []
-    if args.level != "block" and args.criterion in GRADIENT_CRITERIA:  # the others read the weights alone
-        batches = teacher_batches(
-            teacher,
-            processor,
-            split,
-            prof.compression.micro,
-            student=model,
-            with_pixels=args.module != "language_model",
-            top_k=None
-            if teacher is None
-            else cached_top_k(prof.compression, processor, split, teacher.config.text_config.vocab_size),
-        )
-    if args.level != "block":
-        imp = importance(
-            model, args.level, args.criterion, batches, args.seed, args.module, args.loss, not args.quiet
-        )
-    seconds = time.perf_counter() - t0
-    info = prune_step(model, args.level, args.amount, imp, args.module)
-    after = parameter_counts(model)
-    with atomic_dir(Path(args.out)) as tmp:
-        save_lmm(model, processor, tmp)
-        write_json(
-            tmp / "pruning.json",
-            {
-                **info,
-                "criterion": args.criterion,
-                "loss": args.loss,
-                "module": args.module,
-                "samples": len(split),
-                "importance_seconds": seconds,
-                "parameters_before": before,
-                "parameters_after": after,
-                "device": device_info(),
-            },
-        )
-    print(
-        f"{args.level}: removed {info['removed']} structure(s) from {args.module}; parameters "
-        f"{before['total']:,} -> {after['total']:,} (language model {before['language_model']:,} -> "
-        f"{after['language_model']:,}); importance pass {seconds:.1f}s; saved to {args.out}"
-    )
-    return 0
-
-
-def cmd_plan(args) -> int:
-    from harness.plan import plan, render
-
-    if args.checkpoint is not None and not (args.checkpoint / "config.json").is_file():
-        raise CheckpointError(f"{args.checkpoint}: no config.json (plan reads a checkpoint's config only)")
-    prof = placed_profile(args.profile, {}, dtype=args.dtype)
-    result = plan(prof, args.checkpoint, args.text_tokens, args.answer_tokens)
-    print(render(result, prof, args.memory, args.tflops))
-    return 0 if args.memory is None or result.fits(args.memory) else 1
-
-
 def placement_arguments(p: argparse.ArgumentParser) -> None:
     """--device and --dtype, which replace the profile's `device` and `dtype` (harness/device.py)."""
     p.add_argument(
@@ -429,7 +346,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--samples", type=int, default=None, help="size of D_p (default: the whole train split)")
     pr.add_argument("--seed", type=int, default=0, help="seed of the random criterion")
     pr.add_argument("--quiet", action="store_true")
-    pr.set_defaults(func=cmd_prune)
+    pr.set_defaults(func=_command("harness.prune.command", "prune_command"))
     pl = sub.add_parser(
         "plan", parents=[common], help="memory per phase of compressing a checkpoint, from its config alone"
     )
@@ -457,17 +374,27 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="sustained TFLOP/s of the device, to turn compute into time",
     )
-    pl.set_defaults(func=cmd_plan)
+    pl.set_defaults(func=_command("harness.plan", "plan_command"))
     return p
 
 
 def memory_size(text: str) -> float:
+    """--memory's argparse type (harness/plan.py parse_memory)."""
     from harness.plan import parse_memory
 
     try:
         return parse_memory(text)
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e).removeprefix("--memory: ")) from None
+
+
+def _command(module: str, name: str):
+    """A command imported only when it runs, so that `report` never imports torch."""
+
+    def run(args) -> int:
+        return getattr(importlib.import_module(module), name)(args)
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,7 @@ from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
-from harness.profile import Strict
+from harness.schema import Strict
 from harness.stages import StageName
 
 CurveCriterion = Literal["first_order", "first_order_joint", "l1", "l2", "random", "last", "block_influence"]

@@ -24,11 +24,11 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 from harness import parallel
+from harness.compression_spec import Compression
 from harness.device import current
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
-from harness.profile import Compression
 from harness.prune.importance import block_influence, importance, structure_importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError

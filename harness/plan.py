@@ -296,3 +296,16 @@ def _columns(p: Plan) -> list[str]:
     for ph in p.phases:
         seen.update(dict.fromkeys(ph.parts))
     return list(seen)
+
+
+def plan_command(args) -> int:
+    """`python -m harness plan`: print the plan; exit status 1 when it does not fit --memory."""
+    from harness.errors import CheckpointError
+    from harness.spec import placed_profile
+
+    if args.checkpoint is not None and not (args.checkpoint / "config.json").is_file():
+        raise CheckpointError(f"{args.checkpoint}: no config.json (plan reads a checkpoint's config only)")
+    prof = placed_profile(args.profile, {}, dtype=args.dtype)
+    result = plan(prof, args.checkpoint, args.text_tokens, args.answer_tokens)
+    print(render(result, prof, args.memory, args.tflops))
+    return 0 if args.memory is None or result.fits(args.memory) else 1

@@ -12,9 +12,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from harness.claim_spec import Claim
+from harness.compression_spec import Compression, whole_step_problems
 from harness.curve_spec import Curve
 from harness.errors import DeviceError
-from harness.profile import Compression, Profile, Strict, whole_step_problems
+from harness.profile import Profile
+from harness.schema import Strict
 from harness.spec_files import SpecError, format_errors, merge, read_mapping
 from harness.stages import STAGE_NAMES, TASKS, StageName
 

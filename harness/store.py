@@ -30,9 +30,10 @@ from harness.cache import (
     write_manifest,
     write_sealed_json,
 )
+from harness.compression_spec import STEP_FIELDS
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
 from harness.models.public import save_lmm
-from harness.profile import STEP_FIELDS, Profile
+from harness.profile import Profile
 from harness.spec import CompressionRun, PublicModel
 
 if TYPE_CHECKING:  # the plan's module stores its steps here

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from harness.cache import entry_lock
+from harness.compression_spec import Compression
 from harness.data.collate import BLIP2_PROMPT
 from harness.device import current
 from harness.distill.loop import distill
@@ -19,7 +20,7 @@ from harness.models.blip2 import parameter_counts
 from harness.models.public import default_stages, load_lmm
 from harness.objectives import cached_top_k, teacher_batches
 from harness.pipeline import plan_run, run_compression, structure
-from harness.profile import Compression, Profile
+from harness.profile import Profile
 from harness.recipes.common import pruning_set, result_header, set_up
 from harness.recipes.compression import FULL_RUN, compress, training_sets
 from harness.recipes.teacher import get_teacher

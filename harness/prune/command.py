@@ -1,0 +1,85 @@
+"""`python -m harness prune`: one pruning step of one level on a checkpoint, saved as a standard one.
+
+Why apart from harness/cli.py: it is a small recipe of its own (data, importance, surgery, save); the
+heavy imports stay inside it, so the CLI's other commands (`report`) run without torch.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from harness.cache import atomic_dir, write_json
+from harness.spec import SpecError, placed_profile
+
+
+def prune_command(args) -> int:
+    """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
+    from harness.measure import device_info
+    from harness.models.blip2 import parameter_counts
+    from harness.models.public import load_lmm, load_model, save_lmm
+    from harness.objectives import cached_top_k, teacher_batches
+    from harness.prune.importance import GRADIENT_CRITERIA, importance
+    from harness.prune.step import prune_step, structures_to_remove
+    from harness.recipes.common import set_up
+    from harness.recipes.teacher import get_teacher
+    from harness.store import get_dataset
+
+    prof = placed_profile(args.profile, {}, args.device, args.dtype)
+    set_up(prof)  # the device and dtype every step below runs on
+    if args.loss == "teacher_kl" and args.teacher is None:
+        raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
+    data = get_dataset(prof, args.cache_dir, not args.quiet)
+    if args.checkpoint:
+        model, processor = load_lmm(args.checkpoint)
+    else:
+        model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
+    structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
+    if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
+        raise SpecError(f"--out: {args.out} exists and is not an empty folder; name a new folder")
+    teacher = load_model(args.teacher) if args.teacher else None
+    split = data["train"].select(range(min(args.samples or len(data["train"]), len(data["train"]))))
+    before = parameter_counts(model)
+    t0 = time.perf_counter()
+    imp, batches = None, []
+    if args.level != "block" and args.criterion in GRADIENT_CRITERIA:  # the others read the weights alone
+        batches = teacher_batches(
+            teacher,
+            processor,
+            split,
+            prof.compression.micro,
+            student=model,
+            with_pixels=args.module != "language_model",
+            top_k=None
+            if teacher is None
+            else cached_top_k(prof.compression, processor, split, teacher.config.text_config.vocab_size),
+        )
+    if args.level != "block":
+        imp = importance(
+            model, args.level, args.criterion, batches, args.seed, args.module, args.loss, not args.quiet
+        )
+    seconds = time.perf_counter() - t0
+    info = prune_step(model, args.level, args.amount, imp, args.module)
+    after = parameter_counts(model)
+    with atomic_dir(Path(args.out)) as tmp:
+        save_lmm(model, processor, tmp)
+        write_json(
+            tmp / "pruning.json",
+            {
+                **info,
+                "criterion": args.criterion,
+                "loss": args.loss,
+                "module": args.module,
+                "samples": len(split),
+                "importance_seconds": seconds,
+                "parameters_before": before,
+                "parameters_after": after,
+                "device": device_info(),
+            },
+        )
+    print(
+        f"{args.level}: removed {info['removed']} structure(s) from {args.module}; parameters "
+        f"{before['total']:,} -> {after['total']:,} (language model {before['language_model']:,} -> "
+        f"{after['language_model']:,}); importance pass {seconds:.1f}s; saved to {args.out}"
+    )
+    return 0
