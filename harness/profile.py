@@ -223,7 +223,8 @@ class Profile(Strict):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         "float32",
         description="precision of every forward pass (autocast; weights and optimizer state stay float32 "
-        "unless compression.weights_dtype) and of the weights measured for speed (harness/device.py; --dtype)",
+        "unless compression.weights_dtype) and of the weights measured for speed (harness/device.py, "
+        "--dtype)",
     )
 
     def placement_key(self) -> dict | None:
