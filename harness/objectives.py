@@ -59,10 +59,18 @@ def cached_top_k(compression: Compression, processor, split, vocab_size: int) ->
     """The k `teacher_batches` keeps for `split`, or None for the whole vocabulary:
     compression.teacher_logits, 'auto' choosing the whole vocabulary while answer positions × vocabulary ×
     4 bytes stays within FULL_LOGITS_LIMIT (a blip2-opt-2.7b's 12k samples of ~5 answer tokens: 12 GB)."""
+    positions = 0  # read by 'auto' only
+    if compression.teacher_logits == "auto":
+        tokens = {a: len(answer_ids(processor, a)) for a in set(split["answer"])}
+        positions = sum(tokens[a] for a in split["answer"])
+    return top_k_kept(compression, positions, vocab_size)
+
+
+def top_k_kept(compression: Compression, positions: int, vocab_size: int) -> int | None:
+    """The k kept of a cache of `positions` answer positions (None: the whole vocabulary), by
+    compression.teacher_logits; also how `python -m harness plan` sizes the cache."""
     if compression.teacher_logits != "auto":
         return None if compression.teacher_logits == "full" else compression.teacher_top_k
-    tokens = {a: len(answer_ids(processor, a)) for a in set(split["answer"])}
-    positions = sum(tokens[a] for a in split["answer"])
     return None if positions * vocab_size * 4 <= FULL_LOGITS_LIMIT else compression.teacher_top_k
 
 

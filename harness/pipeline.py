@@ -28,7 +28,7 @@ from harness.compression_spec import Compression
 from harness.device import current
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
-from harness.models.blip2 import parameter_counts
+from harness.models.blip2 import parameter_counts, trained_parameters, trained_parts
 from harness.prune.importance import block_influence, importance, structure_importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError
@@ -137,17 +137,19 @@ def _student(out: Path, step: int | None, teacher, c: Compression):
     dtype = getattr(torch, c.weights_dtype)
     if step is None:
         # the trained parameters copied one by one, already in their dtype: never a second float32 model
-        trained = [*teacher.language_projection.parameters(), *teacher.language_model.parameters()]
         memo = {id(m): m for m in vision.values()}
         memo.update(
-            {id(p): torch.nn.Parameter(p.detach().to(dtype, copy=True), p.requires_grad) for p in trained}
+            {
+                id(p): torch.nn.Parameter(p.detach().to(dtype, copy=True), p.requires_grad)
+                for p in trained_parameters(teacher)
+            }
         )
         model = copy.deepcopy(teacher, memo=memo)
     else:
         model = step_model(out, step, device="cpu")  # cast and stripped of its vision side before the device
         for name, part in vision.items():
             setattr(model, name, part)
-    for part in (model.language_projection, model.language_model):
+    for part in trained_parts(model):
         part.to(dtype)
     model.to(current().device)
     return model.eval()

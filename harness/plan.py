@@ -14,12 +14,14 @@ from pathlib import Path
 
 import torch
 
+from harness.models.blip2 import trained_parameters
+from harness.objectives import top_k_kept
 from harness.profile import Profile
+from harness.prune.structures import lm_blocks
 
 GiB = 2**30
 # allocator fragmentation and the CUDA context: a plan fits when its peak leaves this share of the device free
 HEADROOM = 0.10
-TRAINED = ("language_projection", "language_model")  # what distillation and Eq. 1 update (pipeline.py)
 
 
 @dataclass
@@ -74,7 +76,7 @@ def parameters(model) -> dict[str, int]:
         return sum(p.numel() for p in getattr(model, part).parameters())
 
     out = {"vision_model": count("vision_model"), "qformer": count("qformer") + model.query_tokens.numel()}
-    out.update({part: count(part) for part in TRAINED})
+    out.update({part: count(part) for part in ("language_projection", "language_model")})
     out["total"] = sum(p.numel() for p in model.parameters())
     return out
 
@@ -87,7 +89,7 @@ def saved_activations(model, batch: int, text_tokens: int, checkpointing: bool, 
     seq = model.config.num_query_tokens + text_tokens
     width = model.config.text_config.get_text_config(decoder=True).hidden_size
     weights = {id(p) for p in lm.parameters()}
-    layers = _blocks(lm)
+    layers = lm_blocks(model)
     current, per_block, outside = [None], [0.0] * len(layers), [0.0]
 
     def pack(t):
@@ -117,29 +119,19 @@ def saved_activations(model, batch: int, text_tokens: int, checkpointing: bool, 
     return outside[0] + block_inputs + max(per_block)
 
 
-def _blocks(lm) -> list:
-    inner = lm.model if hasattr(lm, "model") else lm
-    if hasattr(inner, "layers"):  # Llama, Qwen2, Mistral
-        return list(inner.layers)
-    if hasattr(inner, "decoder") and hasattr(inner.decoder, "layers"):  # OPT
-        return list(inner.decoder.layers)
-    return list(inner.encoder.block) + list(inner.decoder.block)  # T5
-
-
 def optimizer_bytes(name: str, model, weight_bytes: int) -> float:
     """State of `name` (harness/train.py make_optimizer) for the trained parts."""
     total = 0.0
-    for part in TRAINED:
-        for p in getattr(model, part).parameters():
-            n = p.numel()
-            if name == "adamw":
-                total += 2 * n * weight_bytes
-            elif name == "adafactor":  # a row and a column statistic per matrix, a full one per vector
-                total += 4 * (sum(p.shape[-2:]) if p.dim() >= 2 else n)
-            elif n >= 4096:  # bitsandbytes: two uint8 states, a float32 absmax per 256, two 256-entry maps
-                total += 2 * (n + 4 * math.ceil(n / 256) + 4 * 256)
-            else:  # its small tensors keep 32-bit states
-                total += 8 * n
+    for p in trained_parameters(model):
+        n = p.numel()
+        if name == "adamw":
+            total += 2 * n * weight_bytes
+        elif name == "adafactor":  # a row and a column statistic per matrix, a full one per vector
+            total += 4 * (sum(p.shape[-2:]) if p.dim() >= 2 else n)
+        elif n >= 4096:  # bitsandbytes: two uint8 states, a float32 absmax per 256, two 256-entry maps
+            total += 2 * (n + 4 * math.ceil(n / 256) + 4 * 256)
+        else:  # its small tensors keep 32-bit states
+            total += 8 * n
     return total
 
 
@@ -161,12 +153,11 @@ def plan(
     compute = torch.float32 if profile.dtype == "float32" else getattr(torch, profile.dtype)
     cb = torch.finfo(compute).bits / 8
     micro, seq = c.micro, model.config.num_query_tokens + text_tokens
-    biggest = max(p.numel() for part in TRAINED for p in getattr(model, part).parameters())
+    biggest = max(p.numel() for p in trained_parameters(model))
     # teacher outputs: the whole vocabulary or its top k + log-sum-exp at every answer position of D_d
     positions = profile.data.sizes.train * answer_tokens
-    full = positions * vocab * 4
-    top_k = c.teacher_logits == "top_k" or (c.teacher_logits == "auto" and full > _full_logits_limit())
-    kept = c.teacher_top_k * 8 + 4 if top_k else vocab * 4  # float32 value + int64 id, or the whole row
+    top_k = top_k_kept(c, positions, vocab)
+    kept = vocab * 4 if top_k is None else top_k * 8 + 4  # the whole row, or float32 values + int64 ids
     query_cache = (
         profile.data.sizes.train * model.config.num_query_tokens * model.config.qformer_config.hidden_size
     )
@@ -227,15 +218,9 @@ def plan(
         params=counts,
         phases=phases,
         host_cache=host_cache,
-        cache_form=f"top-{c.teacher_top_k}" if top_k else "full vocabulary",
+        cache_form="full vocabulary" if top_k is None else f"top-{top_k}",
         flop=flop,
     )
-
-
-def _full_logits_limit() -> int:
-    from harness.objectives import FULL_LOGITS_LIMIT
-
-    return FULL_LOGITS_LIMIT
 
 
 def parse_memory(text: str) -> float:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from harness.distill.losses import distillation_loss
-from harness.models.blip2 import lm_logits
+from harness.models.blip2 import lm_logits, trained_parameters
 from harness.objectives import Batch, answer_positions, teacher_of
 from harness.train import train
 
@@ -62,7 +62,7 @@ def distill(
         student_logits, _ = answer_positions(logits, b["labels"])
         return distillation_loss(student_logits, teacher_of(b), b["answer_tokens"], variant, gamma)
 
-    params = [*student.language_projection.parameters(), *student.language_model.parameters()]
+    params = trained_parameters(student)
     if checkpointing:
         student.language_model.gradient_checkpointing_enable({"use_reentrant": False})
     try:

@@ -78,6 +78,16 @@ def build_model(config: Blip2Config, seed: int) -> Blip2ForConditionalGeneration
     return model.to(current().device)
 
 
+def trained_parts(model) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """What distillation and Eq. 1 update: the projection and the language model. The vision side stays
+    frozen, its query outputs cached (harness/distill/loop.py)."""
+    return model.language_projection, model.language_model
+
+
+def trained_parameters(model) -> list[torch.nn.Parameter]:
+    return [p for part in trained_parts(model) for p in part.parameters()]
+
+
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     """Total parameters and the share of each BLIP-2 module (tied weights counted once), plus `lm_blocks`:
     the language model's transformer blocks alone, which is what the paper's sizes count (README,
@@ -85,13 +95,9 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in MODULES}
     counts["query_tokens"] = model.query_tokens.numel()
     counts["total"] = sum(p.numel() for p in model.parameters())
-    lm = model.language_model
-    if hasattr(lm, "encoder"):  # T5: both stacks' blocks
-        layers = [*lm.encoder.block, *lm.decoder.block]
-    else:
-        inner = lm.model
-        layers = inner.layers if hasattr(inner, "layers") else inner.decoder.layers  # Llama/Qwen2 or OPT
-    counts["lm_blocks"] = sum(p.numel() for layer in layers for p in layer.parameters())
+    from harness.prune.structures import lm_blocks
+
+    counts["lm_blocks"] = sum(p.numel() for layer in lm_blocks(model) for p in layer.parameters())
     return counts
 
 

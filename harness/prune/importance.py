@@ -31,6 +31,7 @@ from harness.prune.structures import (
     ffn_slices,
     ffn_width,
     hidden_slices,
+    per_structure,
 )
 from harness.spec import Criterion, ImportanceLoss
 
@@ -99,13 +100,6 @@ def elementwise(model, criterion: str) -> Callable[[torch.Tensor], torch.Tensor]
     return score
 
 
-def _reduce(score: torch.Tensor, axis: int) -> torch.Tensor:
-    """Sum over every axis but `axis` (a 1-D parameter is returned as is), on the CPU, where structures'
-    scores are compared."""
-    dims = [d for d in range(score.dim()) if d != axis]
-    return (score.sum(dim=dims) if dims else score).cpu()
-
-
 def _random(shape: tuple[int, ...], seed: int) -> torch.Tensor:
     return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
 
@@ -121,7 +115,7 @@ def ffn_importance(
     for layer in layers:
         rows.append(
             sum(
-                _reduce(scores(layer.get_parameter(s.linear_or_param)), s.axis)
+                per_structure(scores(layer.get_parameter(s.linear_or_param)), s.axis)
                 for s in ffn_slices(model, module)
             )
         )
@@ -138,7 +132,7 @@ def attention_importance(model, scores: Scores | None, seed: int = 0) -> torch.T
     for layer in layers:
         total = torch.zeros(groups)
         for s, unit in attention_slices(model):
-            v = _reduce(scores(layer.get_parameter(s.linear_or_param)), s.axis)
+            v = per_structure(scores(layer.get_parameter(s.linear_or_param)), s.axis)
             width = per_group * head_dim if unit == "q" else head_dim
             total += v.reshape(groups, width).sum(-1)
         rows.append(total)
@@ -155,9 +149,9 @@ def hidden_importance(model, scores: Scores | None, seed: int = 0) -> torch.Tens
     total = torch.zeros(hidden)
     for layer in blocks(model, "language_model"):
         for s in per_block:
-            total += _reduce(scores(layer.get_parameter(s.linear_or_param)), s.axis)
+            total += per_structure(scores(layer.get_parameter(s.linear_or_param)), s.axis)
     for s in outside:
-        total += _reduce(scores(model.get_parameter(s.linear_or_param)), s.axis)
+        total += per_structure(scores(model.get_parameter(s.linear_or_param)), s.axis)
     return total
 
 
@@ -169,7 +163,11 @@ def structure_importance(
         raise ValueError(f"no importance for level '{level}'; allowed: ffn, attention, hidden")
     scores = None if criterion == "random" else elementwise(model, criterion)
     if module == "language_model" and t5.is_t5(model):
-        imp = t5.importance(model, level, scores, seed)
+        imp = (
+            _random(t5.importance_shape(model, level), seed)
+            if scores is None
+            else t5.importance(model, level, scores)
+        )
     elif level == "ffn":
         imp = ffn_importance(model, scores, module, seed)
     elif level == "attention":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
 from harness.errors import PruningError
@@ -55,6 +56,13 @@ def blocks(model, module: str) -> nn.ModuleList:
     raise PruningError(f"unknown module '{module}'; allowed: {', '.join(MODULES)}")
 
 
+def lm_blocks(model) -> list[nn.Module]:
+    """Every block of the language model: a T5's encoder blocks, then its decoder's."""
+    if lm_family(model) == "t5":
+        return [*model.language_model.encoder.block, *model.language_model.decoder.block]
+    return list(blocks(model, "language_model"))
+
+
 def sub_config(model, module: str):
     """The config that describes `module`'s shapes (and the live copy inside the sub-model, if separate)."""
     return {
@@ -62,6 +70,13 @@ def sub_config(model, module: str):
         "vision_model": model.config.vision_config,
         "qformer": model.config.qformer_config,
     }[module]
+
+
+def per_structure(score: torch.Tensor, axis: int) -> torch.Tensor:
+    """A parameter's elementwise score summed over every axis but `axis` (a 1-D parameter is returned as
+    is), on the CPU, where structures' scores are compared."""
+    dims = [d for d in range(score.dim()) if d != axis]
+    return (score.sum(dim=dims) if dims else score).cpu()
 
 
 def ffn_slices(model, module: str) -> list[Slice]:

@@ -28,7 +28,7 @@ from harness.prune.structures import (
 )
 
 
-def _slice(root: nn.Module, path: str, keep: torch.Tensor, axis: int, scale: float = 1.0) -> None:
+def slice_parameter(root: nn.Module, path: str, keep: torch.Tensor, axis: int, scale: float = 1.0) -> None:
     """Replace parameter `path` of `root` by its slice along `axis` (kept rows/columns, in order)."""
     owner_path, _, name = path.rpartition(".")
     owner = root.get_submodule(owner_path) if owner_path else root
@@ -94,7 +94,7 @@ def prune_ffn(model, keep: torch.Tensor, module: str = "language_model") -> None
     keep = _check_keep(keep, len(layers), width, f"FFN channels of {module}")
     for layer, k in zip(layers, keep, strict=True):
         for s in ffn_slices(model, module):
-            _slice(layer, s.linear_or_param, k, s.axis)
+            slice_parameter(layer, s.linear_or_param, k, s.axis)
     cfg = sub_config(model, module)
     if module == "language_model" and lm_family(model) == "opt":
         cfg.ffn_dim = keep.shape[1]
@@ -115,7 +115,7 @@ def prune_attention(model, keep_groups: torch.Tensor, module: str = "language_mo
         q = (g[:, None] * per_group * head_dim + torch.arange(per_group * head_dim)).flatten()
         kv = (g[:, None] * head_dim + torch.arange(head_dim)).flatten()
         for s, unit in attention_slices(model):
-            _slice(layer, s.linear_or_param, q if unit == "q" else kv, s.axis)
+            slice_parameter(layer, s.linear_or_param, q if unit == "q" else kv, s.axis)
     cfg = model.config.text_config
     cfg.num_key_value_heads = keep_groups.shape[1]
     cfg.num_attention_heads = keep_groups.shape[1] * per_group
@@ -131,10 +131,10 @@ def prune_hidden(model, keep: torch.Tensor, module: str = "language_model") -> N
     for layer in blocks(model, "language_model"):
         for s in per_block:
             is_norm = s.linear_or_param.split(".")[0] in norms
-            _slice(layer, s.linear_or_param, keep, s.axis, scale if is_norm else 1.0)
+            slice_parameter(layer, s.linear_or_param, keep, s.axis, scale if is_norm else 1.0)
     for s in outside:
         is_norm = s.linear_or_param == "language_model.model.norm.weight"
-        _slice(model, s.linear_or_param, keep, s.axis, scale if is_norm else 1.0)
+        slice_parameter(model, s.linear_or_param, keep, s.axis, scale if is_norm else 1.0)
     cfg.hidden_size = keep.numel()
     if cfg.tie_word_embeddings:
         model.language_model.lm_head.weight = model.language_model.model.embed_tokens.weight

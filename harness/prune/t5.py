@@ -20,7 +20,8 @@ import math
 import torch
 from torch import nn
 
-from harness.prune.structures import PruningError
+from harness.prune.structures import PruningError, lm_blocks, per_structure
+from harness.prune.surgery import slice_parameter
 
 
 def is_t5(model) -> bool:
@@ -37,7 +38,7 @@ def stack_blocks(model) -> list[nn.ModuleList]:
 
 def feed_forwards(model) -> list[nn.Module]:
     """Every block's feed-forward (DenseReluDense), encoder blocks first."""
-    return [block.layer[-1].DenseReluDense for blocks_ in stack_blocks(model) for block in blocks_]
+    return [block.layer[-1].DenseReluDense for block in lm_blocks(model)]
 
 
 def _ffn_parts(ff: nn.Module) -> list[tuple[nn.Linear, int]]:
@@ -59,16 +60,15 @@ def hidden_parts(model) -> list[tuple[nn.Module, str, int]]:
     """(owner, parameter name, axis of a hidden dimension) for every parameter that has one, norms aside."""
     lm = _lm(model)
     parts: list[tuple[nn.Module, str, int]] = [(lm.shared, "weight", 1)]
-    for blocks_ in stack_blocks(model):
-        for block in blocks_:
-            for layer in block.layer:
-                attn = getattr(layer, "SelfAttention", None) or getattr(layer, "EncDecAttention", None)
-                if attn is not None:
-                    parts += [(attn.q, "weight", 1), (attn.k, "weight", 1), (attn.v, "weight", 1)]
-                    parts.append((attn.o, "weight", 0))
-                else:
-                    ff = layer.DenseReluDense
-                    parts += [(lin, "weight", 1 - axis) for lin, axis in _ffn_parts(ff)]
+    for block in lm_blocks(model):
+        for layer in block.layer:
+            attn = getattr(layer, "SelfAttention", None) or getattr(layer, "EncDecAttention", None)
+            if attn is not None:
+                parts += [(attn.q, "weight", 1), (attn.k, "weight", 1), (attn.v, "weight", 1)]
+                parts.append((attn.o, "weight", 0))
+            else:
+                ff = layer.DenseReluDense
+                parts += [(lin, "weight", 1 - axis) for lin, axis in _ffn_parts(ff)]
     if lm.lm_head.weight is not lm.shared.weight:
         parts.append((lm.lm_head, "weight", 1))
     parts += [(model.language_projection, "weight", 0), (model.language_projection, "bias", 0)]
@@ -77,7 +77,7 @@ def hidden_parts(model) -> list[tuple[nn.Module, str, int]]:
 
 def norms(model) -> list[nn.Module]:
     lm = _lm(model)
-    out = [layer.layer_norm for blocks_ in stack_blocks(model) for b in blocks_ for layer in b.layer]
+    out = [layer.layer_norm for b in lm_blocks(model) for layer in b.layer]
     return out + [lm.encoder.final_layer_norm, lm.decoder.final_layer_norm]
 
 
@@ -99,26 +99,25 @@ def units(model, level: str) -> tuple[int, int]:
 # --- importance --------------------------------------------------------------------------------------
 
 
-def _reduce(score: torch.Tensor, axis: int) -> torch.Tensor:
-    dims = [d for d in range(score.dim()) if d != axis]
-    return (score.sum(dim=dims) if dims else score).cpu()
-
-
-def importance(model, level: str, scores, seed: int) -> torch.Tensor:
-    """Per structure, rows as the surgery takes them: FFN [blocks, channels]; attention [rows of
-    attention_rows, heads]; hidden [d_model]. `scores` None: random."""
+def importance_shape(model, level: str) -> tuple[int, ...]:
+    """Rows as the surgery takes them: FFN [blocks, channels]; attention [rows of attention_rows, heads];
+    hidden [d_model]."""
     cfg = model.config.text_config
-    shape = {
+    return {
         "ffn": (len(feed_forwards(model)), cfg.d_ff),
         "attention": (len(attention_rows(model)), cfg.num_heads),
         "hidden": (cfg.d_model,),
     }[level]
-    if scores is None:
-        return torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def importance(model, level: str, scores) -> torch.Tensor:
+    """Eq. 2–4 per structure, in importance_shape's rows, from `scores` (harness/prune/importance.py
+    `elementwise`)."""
+    cfg = model.config.text_config
     if level == "ffn":
         return torch.stack(
             [
-                sum(_reduce(scores(lin.weight), ax) for lin, ax in _ffn_parts(ff))
+                sum(per_structure(scores(lin.weight), ax) for lin, ax in _ffn_parts(ff))
                 for ff in feed_forwards(model)
             ]
         )
@@ -128,30 +127,20 @@ def importance(model, level: str, scores, seed: int) -> torch.Tensor:
             total = torch.zeros(cfg.num_heads)
             for attn in row:
                 for lin, axis in ((attn.q, 0), (attn.k, 0), (attn.v, 0), (attn.o, 1)):
-                    total += _reduce(scores(lin.weight), axis).reshape(cfg.num_heads, cfg.d_kv).sum(-1)
+                    total += per_structure(scores(lin.weight), axis).reshape(cfg.num_heads, cfg.d_kv).sum(-1)
                 if attn.has_relative_attention_bias:
-                    total += _reduce(scores(attn.relative_attention_bias.weight), 1)
+                    total += per_structure(scores(attn.relative_attention_bias.weight), 1)
             rows.append(total)
         return torch.stack(rows)
     total = torch.zeros(cfg.d_model)
     for owner, name, axis in hidden_parts(model):
-        total += _reduce(scores(getattr(owner, name)), axis)
+        total += per_structure(scores(getattr(owner, name)), axis)
     for norm in norms(model):
-        total += _reduce(scores(norm.weight), 0)
+        total += per_structure(scores(norm.weight), 0)
     return total
 
 
 # --- surgery ------------------------------------------------------------------------------------------
-
-
-def _slice(owner: nn.Module, name: str, keep: torch.Tensor, axis: int, scale: float = 1.0) -> None:
-    old = getattr(owner, name)
-    data = old.data.index_select(axis, keep.to(old.device)).clone() * scale
-    setattr(owner, name, nn.Parameter(data, requires_grad=old.requires_grad))
-    if isinstance(owner, nn.Linear):
-        owner.out_features, owner.in_features = owner.weight.shape
-    elif isinstance(owner, nn.Embedding):
-        owner.embedding_dim = owner.weight.shape[1]
 
 
 def _set(model, **fields) -> None:
@@ -182,7 +171,7 @@ def prune_ffn(model, keep: torch.Tensor) -> None:
         raise PruningError(f"FFN channels of a T5: expected keep indices for {len(ffs)} blocks")
     for ff, k in zip(ffs, keep, strict=True):
         for lin, axis in _ffn_parts(ff):
-            _slice(lin, "weight", k, axis)
+            slice_parameter(lin, "weight", k, axis)
     _set(model, d_ff=keep.shape[1])
 
 
@@ -196,9 +185,9 @@ def prune_attention(model, keep: torch.Tensor) -> None:
         inner = (heads[:, None] * cfg.d_kv + torch.arange(cfg.d_kv)).flatten()
         for attn in row:
             for lin, axis in ((attn.q, 0), (attn.k, 0), (attn.v, 0), (attn.o, 1)):
-                _slice(lin, "weight", inner, axis)
+                slice_parameter(lin, "weight", inner, axis)
             if attn.has_relative_attention_bias:
-                _slice(attn.relative_attention_bias, "weight", heads, 1)
+                slice_parameter(attn.relative_attention_bias, "weight", heads, 1)
                 attn.relative_attention_bias.embedding_dim = heads.numel()
             attn.n_heads, attn.inner_dim = heads.numel(), heads.numel() * cfg.d_kv
     _set(model, num_heads=keep.shape[1])
@@ -214,11 +203,11 @@ def prune_hidden(model, keep: torch.Tensor) -> None:
     ]
     scale = math.sqrt(cfg.d_model / keep.numel())
     for owner, name, axis in hidden_parts(model):
-        _slice(owner, name, keep, axis)
+        slice_parameter(owner, name, keep, axis)
     for norm in norms(model):
-        _slice(norm, "weight", keep, 0, scale)
+        slice_parameter(norm, "weight", keep, 0, scale)
     if getattr(cfg, "scale_decoder_outputs", False):  # output × d_model^-1/2 before the head: d_model changes
-        _slice(lm.decoder.final_layer_norm, "weight", torch.arange(keep.numel()), 0, 1 / scale)
+        slice_parameter(lm.decoder.final_layer_norm, "weight", torch.arange(keep.numel()), 0, 1 / scale)
     for m in tied:
         m.weight = lm.shared.weight
     for attn in (a for row in attention_rows(model) for a in row):

@@ -16,7 +16,7 @@ from harness.device import current
 from harness.distill.loop import distill
 from harness.evaluate import accuracy_record, evaluate, max_answer_tokens
 from harness.measure import throughput
-from harness.models.blip2 import parameter_counts
+from harness.models.blip2 import parameter_counts, trained_parts
 from harness.models.public import default_stages, load_lmm
 from harness.objectives import cached_top_k, teacher_batches
 from harness.pipeline import plan_run, run_compression, structure
@@ -58,7 +58,7 @@ def _fine_tuned(entry: PublicModel, profile: Profile, model, processor, data, pr
     is made in CPU memory and `model` waits there, so the device holds one model at a time."""
     c, home = profile.compression, model.device
     tuned = copy.deepcopy(model.to("cpu"))
-    for part in (tuned.language_projection, tuned.language_model):
+    for part in trained_parts(tuned):
         part.to(getattr(torch, c.weights_dtype))
     tuned.to(home)
     batches = teacher_batches(tuned, processor, data["train"], c.micro, progress)
