@@ -22,6 +22,7 @@ from harness.cli import (
     results_root,
     run_experiment,
     writable_dir,
+    writable_results,
 )
 from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files, load_profile, resolve
 
@@ -64,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             raise SpecError(f"--only {' '.join(args.only)}: matches no experiment in experiments/")
         kinds = {f: resolve(f, args.profile, args.num_seeds, args.device, args.dtype)[0].kind for f in files}
         out_root = writable_dir(args.results_dir or results_root(args.profile), "--results-dir")
+        writable_results(out_root, [f.stem for f in files])
         writable_dir(args.cache_dir, "--cache-dir")
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)

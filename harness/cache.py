@@ -13,13 +13,15 @@ import hashlib
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 
 from harness import parallel
 
@@ -142,6 +144,12 @@ def verify_manifest(folder: Path) -> str:
         raise CorruptEntry(f"{folder}: no {MANIFEST}") from None
     except (ValueError, KeyError, TypeError) as e:
         raise CorruptEntry(f"{path}: unreadable ({e})") from None
+    well_formed = isinstance(entries, dict) and all(
+        isinstance(e, dict) and isinstance(e.get("size"), int) and isinstance(e.get("sha256"), str)
+        for e in entries.values()
+    )
+    if not well_formed:
+        raise CorruptEntry(f"{path}: not a manifest (files must map each name to its size and sha256)")
     present = {str(f.relative_to(folder)) for f in _manifest_files(folder)}
     if extra := sorted(present - set(entries)):
         raise CorruptEntry(f"{folder}: files not in the manifest: {', '.join(extra)}")
@@ -196,7 +204,7 @@ def usable(path: Path, check) -> bool:
         return False
 
 
-_LOCKS: dict[str, FileLock] = {}
+_LOCKS: dict[str, VisibleLock] = {}
 
 
 def entry_lock(path: Path) -> contextlib.AbstractContextManager:
@@ -220,10 +228,54 @@ def _together(path: Path) -> Iterator[None]:
         parallel.barrier()
 
 
-def _file_lock(path: Path) -> FileLock:
+WAIT_NOTICE_S = (2.0, 30.0)  # the first word on a lock held elsewhere, then one every 30 s while it lasts
+
+
+class VisibleLock:
+    """A file lock that says who holds it while it waits: the holder writes its pid, host and start time
+    beside the lock, and a waiter prints them, then again every WAIT_NOTICE_S[1] seconds. Reentrant within a
+    process, as FileLock is; a holder killed by SIGKILL frees the lock (the OS drops it) and leaves a stale
+    note that the next holder overwrites."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock = FileLock(str(path.parent / f".{path.name}.lock"))
+        self.note = path.parent / f".{path.name}.holder"
+
+    def holder(self) -> str:
+        try:
+            who = json.loads(self.note.read_text())
+            return f"held by pid {who['pid']} on {who['host']} since {who['since']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            return "held by another process"
+
+    def __enter__(self) -> VisibleLock:
+        first = not self.lock.is_locked
+        wait, waited = WAIT_NOTICE_S[0], 0.0
+        while True:
+            try:
+                self.lock.acquire(timeout=wait)
+                break
+            except Timeout:
+                waited += wait
+                print(f"waiting {waited:.0f}s for {self.path}: {self.holder()}", file=sys.stderr, flush=True)
+                wait = WAIT_NOTICE_S[1]
+        if first:
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+            note = {"pid": os.getpid(), "host": socket.gethostname(), "since": since}
+            self.note.write_text(json.dumps(note))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.lock.lock_counter == 1:
+            self.note.unlink(missing_ok=True)
+        self.lock.release()
+
+
+def _file_lock(path: Path) -> VisibleLock:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     key = str(path.resolve())
     if key not in _LOCKS:
-        _LOCKS[key] = FileLock(str(path.parent / f".{path.name}.lock"))
+        _LOCKS[key] = VisibleLock(path)
     return _LOCKS[key]

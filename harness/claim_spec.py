@@ -40,6 +40,11 @@ class Claim(Strict):
         "in the paper', its verdict worded 'holds' or 'does not hold')",
     )
     test: Literal["pairwise", "kept_quality", "trend", "premise", "curve_area"]
+    family: Literal["premises", "paper", "baselines", "curves"] = Field(
+        description="the family whose comparisons share one multiplicity adjustment (Holm, "
+        "harness/report/claims.py): premises (conditions, each read on its own), paper (the paper's claims), "
+        "baselines (our method against peers), curves (criteria without recovery)"
+    )
     pairs: list[Pair] = Field(default=[], description="pairwise: the comparisons, in the order shown")
     run: str | None = Field(
         None, description="kept_quality: the multi-stage run whose stage ends are followed"
@@ -85,6 +90,10 @@ class Claim(Strict):
         ]
         if self.test == "trend" and 0 < len(self.runs) < 2:
             problems.append(f"runs: a trend needs at least two runs, got {self.runs}")
+        if (self.test == "premise") != (self.family == "premises"):
+            problems.append(
+                f"family: 'premises' holds exactly the premise tests, this claim's test is '{self.test}'"
+            )
         if self.same_blocks_note is not None and self.test != "pairwise":
             problems.append("same_blocks_note: only for test 'pairwise'")
         if problems:

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
+import math
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import get_args
+from typing import NoReturn, get_args
 
 from harness import parallel
 from harness.cache import CorruptEntry, atomic_dir, entry_lock, write_json
 from harness.errors import CheckpointError, PruningError
-from harness.results import ResultError, dump_result, load_result, restated, spec_hash
+from harness.results import ResultError, dump_result, load_result, restated, seal_result, spec_hash
 from harness.spec import (
     DEFAULT_PROFILE,
     PROFILES_DIR,
@@ -30,6 +32,7 @@ from harness.spec import (
     experiment_files,
     load_experiment,
     load_profile,
+    replicate_problems,
     resolve,
 )
 from harness.spec_files import read_yaml
@@ -39,8 +42,10 @@ DEFAULT_CACHE = ROOT / ".cache"
 
 
 def results_root(profile: str) -> Path:
-    """The cpu profile writes the committed `results/`; other profiles write beside it."""
-    return ROOT / "results" if profile == DEFAULT_PROFILE else ROOT / f"results-{profile}"
+    """The cpu profile writes the committed `results/`; other profiles write beside it, named by the
+    profile's name (a profile given as a path: its file's stem)."""
+    name = Path(str(profile)).stem if str(profile).endswith((".yaml", ".yml")) else str(profile)
+    return ROOT / "results" if name == DEFAULT_PROFILE else ROOT / f"results-{name}"
 
 
 def writable_dir(path: Path, option: str) -> Path:
@@ -56,6 +61,17 @@ def writable_dir(path: Path, option: str) -> Path:
     except OSError as e:
         raise SpecError(f"{option}: cannot write in {path} ({e.strerror})") from None
     return path
+
+
+def writable_results(root: Path, names: list[str]) -> None:
+    """Each experiment's result folder under `root` can be replaced when its run ends (a folder this process
+    may empty and rename): checked before any work, not found after the run."""
+    for name in names:
+        out = Path(root) / name
+        if out.exists() and not out.is_dir():
+            raise SpecError(f"--results-dir: {out} is a file where the result folder of {name} goes")
+        if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
+            raise SpecError(f"--results-dir: cannot write in {out}, the result folder of {name}")
 
 
 def quiet_libraries() -> None:
@@ -95,6 +111,7 @@ def publish_result(out_dir: Path, result: dict, render) -> None:
             return
         with atomic_dir(Path(out_dir)) as tmp:
             write_json(tmp / "result.json", result)
+            seal_result(tmp / "result.json")
             render(tmp)
 
 
@@ -121,16 +138,14 @@ def run_experiment(
     out = Path(results_dir) / exp.name
     existing = out / "result.json"
     if existing.is_file() and not overwrite:
-        old = json.loads(existing.read_text())
+        old = load_result(existing)  # sealed and consistent, or an error naming the file
         from harness.store import input_hashes
 
-        if old.get("spec_hash") == spec_hash(exp, prof, input_hashes(prof)):
-            if set(prof.seeds) <= set(old.get("seeds", [])):
+        if old.spec_hash == spec_hash(exp, prof, input_hashes(prof)):
+            if set(prof.seeds) <= set(old.seeds):
                 restate(out, exp)
                 return out, "cached"
-            print(
-                f"[{exp.name}] {existing} lacks seeds {sorted(set(prof.seeds) - set(old['seeds']))}: running"
-            )
+            print(f"[{exp.name}] {existing} lacks seeds {sorted(set(prof.seeds) - set(old.seeds))}: running")
         else:
             print(f"[{exp.name}] spec changed since {existing} was written: running again", file=sys.stderr)
     result = _recipe(exp.kind)(exp, prof, Path(cache_dir), progress)
@@ -150,9 +165,12 @@ def restate(out: Path, exp: Experiment) -> None:
 
 
 def cmd_run(args) -> int:
-    for name in args.experiments:  # every spec and the device checked before any folder is made
-        resolve(name, args.profile, args.num_seeds, args.device, args.dtype)
+    names = [  # every spec and the device checked before any folder is made
+        resolve(name, args.profile, args.num_seeds, args.device, args.dtype)[0].name
+        for name in args.experiments
+    ]
     writable_dir(args.results_dir or results_root(args.profile), "--results-dir")
+    writable_results(args.results_dir or results_root(args.profile), names)
     writable_dir(args.cache_dir, "--cache-dir")
     if args.quiet:
         quiet_libraries()
@@ -223,6 +241,9 @@ def cmd_validate(args) -> int:
             except SpecError as e:
                 print(e, file=sys.stderr)
                 failures += 1
+    for problem in replicate_problems([load_experiment(f) for f in experiment_files()]):
+        print(problem, file=sys.stderr)
+        failures += 1
     return 1 if failures else 0
 
 
@@ -230,6 +251,8 @@ def cmd_report(args) -> int:
     from harness.report.render import RENDERERS
 
     root = args.results_dir or results_root(args.profile)
+    if not Path(root).is_dir():
+        raise SpecError(f"--results-dir: {root} is not a folder; nothing to report")
     for path in experiment_files():
         exp = load_experiment(path)
         if (root / exp.name / "result.json").is_file():
@@ -258,6 +281,8 @@ def cmd_verify(args) -> int:
     """Check every cache entry in full: each file's sha256 against its manifest, every seal."""
     from harness.store import verify
 
+    if not Path(args.cache_dir).is_dir():
+        raise SpecError(f"--cache-dir: {args.cache_dir} is not a folder; nothing to verify")
     t0 = time.perf_counter()
     checked, problems = verify(args.cache_dir)
     for p in problems:
@@ -282,10 +307,45 @@ def placement_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with its error as one line (`error: ...`, exit status 2), like every other refusal here;
+    `--help` still prints the usage."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
+def count(least: int) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least `least` (sizes, token counts, seeds)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+        if not least <= value < 2**63:
+            raise argparse.ArgumentTypeError(f"must be at least {least} (and below 2**63), got {value}")
+        return value
+
+    return parse
+
+
+def positive(text: str) -> float:
+    """An argparse type: a finite number above 0 (a rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m harness", description=__doc__.splitlines()[0])
+    p = Parser(prog="python -m harness", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument(
         "--profile", default=None, help=f"profile name or YAML path (default: {DEFAULT_PROFILE})"
     )
@@ -301,7 +361,9 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also recompute the cached teacher and compression runs they use (implies --overwrite)",
     )
-    r.add_argument("--num-seeds", type=int, default=None, help="seeds 0..N-1 (default: the profile's seeds)")
+    r.add_argument(
+        "--num-seeds", type=count(1), default=None, help="seeds 0..N-1 (default: the profile's seeds)"
+    )
     placement_arguments(r)
     r.add_argument("--quiet", action="store_true", help="no progress bars")
     r.set_defaults(func=cmd_run)
@@ -323,7 +385,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--amount",
         required=True,
-        type=int,
+        type=count(1),
         help="blocks, FFN channels, attention inner width (heads × head_dim) or hidden dims",
     )
     pr.add_argument(
@@ -343,8 +405,10 @@ def parser() -> argparse.ArgumentParser:
         help="loss whose gradient scores the parameters (Eq. 1)",
     )
     pr.add_argument("--teacher", type=Path, default=None, help="teacher checkpoint for --loss teacher_kl")
-    pr.add_argument("--samples", type=int, default=None, help="size of D_p (default: the whole train split)")
-    pr.add_argument("--seed", type=int, default=0, help="seed of the random criterion")
+    pr.add_argument(
+        "--samples", type=count(1), default=None, help="size of D_p (default: the whole train split)"
+    )
+    pr.add_argument("--seed", type=count(0), default=0, help="seed of the random criterion")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_command("harness.prune.command", "prune_command"))
     pl = sub.add_parser(
@@ -361,16 +425,16 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     pl.add_argument(
         "--text-tokens",
-        type=int,
+        type=count(1),
         default=32,
         help="prompt + answer tokens per sample, image placeholders aside",
     )
     pl.add_argument(
-        "--answer-tokens", type=int, default=4, help="answer tokens per sample (the KL's positions)"
+        "--answer-tokens", type=count(1), default=4, help="answer tokens per sample (the KL's positions)"
     )
     pl.add_argument(
         "--tflops",
-        type=float,
+        type=positive,
         default=None,
         help="sustained TFLOP/s of the device, to turn compute into time",
     )
@@ -379,7 +443,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def memory_size(text: str) -> float:
-    """--memory's argparse type (harness/plan.py parse_memory)."""
+    """--memory's argparse type (harness/plan.py parse_memory): a positive, finite size with its unit."""
     from harness.plan import parse_memory
 
     try:
@@ -406,6 +470,17 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, PruningError, CheckpointError, ResultError, CorruptEntry) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        cache = getattr(args, "cache_dir", DEFAULT_CACHE)
+        print(
+            f"interrupted: every finished run and pruning step is kept under {cache}; the same command "
+            "resumes from there",
+            file=sys.stderr,
+        )
+        return 130
+    except BrokenPipeError:  # the reader went away (`python -m harness ls | head`): end quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

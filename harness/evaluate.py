@@ -39,7 +39,7 @@ from harness.data.collate import (
 )
 from harness.device import autocast, current, on
 from harness.models.blip2 import lm_inputs_embeds, lm_logits, query_outputs
-from harness.report.paired import pack
+from harness.results import pack
 
 # per vision-side model: query outputs of each split (by fingerprint and batch size), in evaluation order
 _QUERIES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()

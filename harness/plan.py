@@ -53,18 +53,14 @@ class Plan:
 
 def meta_model(checkpoint: str | Path | None, profile: Profile):
     """The checkpoint's model (or the profile's stand-in, `checkpoint` None) on the meta device."""
-    from transformers import AutoConfig
-
     from harness.models.blip2 import build_config
-    from harness.models.public import CLASSES
+    from harness.models.public import CLASSES, read_config
 
     if checkpoint is None:
         vocab = profile.teacher.vocab_size
         config = build_config(profile.model.model_dump(), vocab, vocab - 1, {"bos": 0, "eos": 1, "pad": 2})
     else:
-        config = AutoConfig.from_pretrained(checkpoint, local_files_only=True)
-        if config.model_type not in CLASSES:
-            raise ValueError(f"{checkpoint}: model_type '{config.model_type}' is not a BLIP-2-family model")
+        config = read_config(checkpoint)  # the one reader: a bad folder is one CheckpointError
     with torch.device("meta"):
         return CLASSES[config.model_type](config)
 
@@ -224,13 +220,20 @@ def plan(
 
 
 def parse_memory(text: str) -> float:
-    """'24GB', '24 GiB', '80G' → bytes (GB read as GiB, as GPU memory is quoted)."""
+    """'24GB', '24 GiB', '80G' → bytes (GB read as GiB, as GPU memory is quoted). The unit is required: a
+    bare '24' would be 24 bytes, never what was meant."""
     t = text.strip().upper().replace(" ", "").removesuffix("B").removesuffix("I")
     units = {"G": GiB, "M": 2**20, "T": 2**40}
+    refusal = f"--memory: '{text}' is not a size; write a positive number with its unit, e.g. 24GB or 80GB"
+    if not t or t[-1] not in units:
+        raise ValueError(refusal)
     try:
-        return float(t[:-1]) * units[t[-1]] if t[-1] in units else float(t)
-    except (ValueError, IndexError):
-        raise ValueError(f"--memory: '{text}' is not a size; write e.g. 24GB or 80GB") from None
+        number = float(t[:-1])
+    except ValueError:
+        raise ValueError(refusal) from None
+    if not math.isfinite(number) or number <= 0:
+        raise ValueError(refusal)
+    return number * units[t[-1]]
 
 
 def render(p: Plan, profile: Profile, memory: float | None = None, tflops: float | None = None) -> str:

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from harness.compression_spec import Compression, whole_step_problems
-from harness.schema import PathFromYaml, Strict
+from harness.schema import SEED_MAX, SIZE_MAX, PathFromYaml, Strict
 
 
 class SynthAdParams(Strict):
@@ -47,9 +47,9 @@ class SynthAdParams(Strict):
 
 
 class Sizes(Strict):
-    train: int = Field(ge=10)
-    validation: int = Field(ge=5)
-    test: int = Field(ge=5)
+    train: int = Field(ge=10, le=SIZE_MAX)
+    validation: int = Field(ge=5, le=SIZE_MAX)
+    test: int = Field(ge=5, le=SIZE_MAX)
 
 
 class Data(Strict):
@@ -57,7 +57,7 @@ class Data(Strict):
     path: PathFromYaml | None = Field(
         None, description="folder of train/validation/test.jsonl for source maad_folder"
     )
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     sizes: Sizes
     synth_ads: SynthAdParams = SynthAdParams()
 
@@ -175,7 +175,7 @@ class LanguageStage(TrainStage):
 
 
 class Teacher(Strict):
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     vocab_size: int = Field(512, ge=300, le=200_000)
     pretraining: Pretraining | None = Field(
         None, description="text-only LM pretraining on the SynthAd catalogue before both stages; None: none"
@@ -207,7 +207,7 @@ class Measurement(Strict):
 class Profile(Strict):
     name: str
     description: str
-    seeds: list[Annotated[int, Field(ge=0)]] = Field(default=[0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field(default=[0], min_length=1)
     data: Data
     model: Model
     teacher: Teacher

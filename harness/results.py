@@ -8,10 +8,15 @@ parsed back in another. Torch-free: `python -m harness report` needs only this, 
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from harness.cache import content_hash
@@ -19,9 +24,94 @@ from harness.profile import Profile
 from harness.spec import CompressionRun, Experiment, PaperRow
 from harness.stages import TASKS, StageName
 
+TASK_ORDER = list(TASKS)  # TestSplit.tasks holds each sample's index into this order
+
 
 class ResultError(ValueError):
     """A result file that is not of this version's shape; the message names the file and the fields."""
+
+
+def _as_bits(v: Sequence[bool] | np.ndarray, what: str) -> np.ndarray:
+    """A 1-D bool array, refusing anything that is not 0/1 (a score, a label) rather than truncating it."""
+    a = np.asarray(v)
+    if a.ndim != 1:
+        raise ValueError(f"{what} must be a 1-D 0/1 vector, got shape {a.shape}")
+    if a.size and not np.isin(a, (0, 1)).all():
+        raise ValueError(f"{what} must hold only 0/1 (or bool) values")
+    return a.astype(bool)
+
+
+def pack(correct: Sequence[bool] | np.ndarray) -> str:
+    """Per-sample correctness as a short ASCII string, so result files can keep it (8 samples a byte)."""
+    return base64.b64encode(np.packbits(_as_bits(correct, "correct")).tobytes()).decode("ascii")
+
+
+def unpack(text: str, n: int) -> np.ndarray:
+    """The bool vector of length `n` that `pack` turned into `text`; a corrupt or mismatched record
+    raises rather than silently scoring the wrong samples."""
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as e:
+        raise ValueError(f"per-sample record is not valid base64: {e}") from None
+    if len(raw) != (n + 7) // 8:
+        raise ValueError(f"per-sample record holds {len(raw)} bytes; {n} samples need {(n + 7) // 8}")
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
+    if bits[n:].any():
+        raise ValueError(f"per-sample record has bits set past sample {n}: recorded for more samples?")
+    return bits[:n].astype(bool)
+
+
+SEAL = (
+    ".sha256"  # beside result.json: the sha256 of its bytes, written with it (harness/cli.py publish_result)
+)
+
+
+def seal_result(path: Path) -> None:
+    """Seal a result file as written, so that a hand edit or a cut-short copy is found on reading."""
+    path = Path(path)
+    path.with_name(path.name + SEAL).write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
+
+
+def _accuracy_records(node: Any, where: str = "") -> list[tuple[str, dict]]:
+    """Every accuracy record (one with `correct`) in a result's JSON, with where it stands."""
+    if isinstance(node, dict):
+        if "correct" in node and "overall" in node:
+            return [(where.lstrip("."), node)]
+        return [r for k, v in node.items() for r in _accuracy_records(v, f"{where}.{k}")]
+    if isinstance(node, list):
+        return [r for i, v in enumerate(node) for r in _accuracy_records(v, f"{where}.{i}")]
+    return []
+
+
+def aggregate_problems(data: dict) -> list[str]:
+    """Each stored accuracy (overall, per task, knowledge groups) that differs from the per-sample record it
+    was computed from: the record decides, so a hand-edited number is never rendered."""
+    split = data.get("test_split") if isinstance(data, dict) else None
+    if not isinstance(split, dict):
+        return []
+    n, tasks = split.get("n"), np.array([TASK_ORDER[int(c)] for c in split.get("tasks", "")])
+    knowledge = np.array(list(split.get("knowledge", "")))
+    groups = {"overall": np.ones(n, bool)} | {t: tasks == t for t in TASK_ORDER}
+    groups |= {"knowledge": np.isin(knowledge, ["s", "u"]), "knowledge_seen": knowledge == "s"}
+    groups |= {"knowledge_unseen": knowledge == "u"}
+    problems = []
+    for where, acc in _accuracy_records(data):
+        if acc.get("correct") is None:
+            continue
+        try:
+            bits = unpack(acc["correct"], n)
+        except (ValueError, TypeError) as e:
+            problems.append(f"{where}.correct: {e}")
+            continue
+        for name, mask in groups.items():
+            stored = acc.get(name)
+            if isinstance(stored, int | float) and mask.any() and abs(stored - bits[mask].mean()) > 1e-9:
+                problems.append(
+                    f"{where}.{name} is {stored} but its per-sample record gives {bits[mask].mean():.4f}"
+                )
+    return problems
 
 
 class Record(BaseModel):
@@ -339,7 +429,26 @@ def parse_result(data: dict, source: str | Path = "result") -> Result:
 
 
 def load_result(path: Path) -> Result:
-    return parse_result(json.loads(Path(path).read_text()), path)
+    """A sealed result file whose every aggregate agrees with its per-sample records, or a ResultError naming
+    the file and what is wrong (never rendered, never taken for up to date)."""
+    path, again = Path(path), "rerun its experiment with --overwrite"
+    seal = path.with_name(path.name + SEAL)
+    try:
+        raw, sealed = path.read_bytes(), seal.read_text().strip() if seal.is_file() else None
+    except OSError as e:
+        raise ResultError(f"{path}: cannot be read ({e.strerror})") from None
+    if sealed is None:
+        raise ResultError(f"{path}: no seal ({seal.name}): not written by the harness; {again}")
+    if sealed != hashlib.sha256(raw).hexdigest():
+        raise ResultError(f"{path}: does not match its seal {seal.name} (edited or damaged); {again}")
+    try:
+        data = json.loads(raw)
+    except ValueError as e:
+        raise ResultError(f"{path}: not valid JSON ({e}); {again}") from None
+    if problems := aggregate_problems(data):
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise ResultError(f"{path}: {problems[0]}{more}; {again}")
+    return parse_result(data, path)
 
 
 def dump_result(result: Result) -> dict:

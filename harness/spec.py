@@ -20,8 +20,13 @@ from harness.schema import Strict
 from harness.spec_files import SpecError, format_errors, merge, read_mapping
 from harness.stages import STAGE_NAMES, TASKS, StageName
 
-ROOT = Path(__file__).resolve().parent.parent
-EXPERIMENTS_DIR = ROOT / "experiments"
+CHECKOUT = Path(__file__).resolve().parent.parent
+# in a clone (or an editable install) everything lives in the checkout; an installed wheel carries the
+# experiments as harness/experiments and writes results and caches under the working directory
+ROOT = CHECKOUT if (CHECKOUT / "experiments").is_dir() else Path.cwd()
+EXPERIMENTS_DIR = (
+    CHECKOUT / "experiments" if (CHECKOUT / "experiments").is_dir() else Path(__file__).parent / "experiments"
+)
 PROFILES_DIR = EXPERIMENTS_DIR / "profiles"
 DEFAULT_PROFILE = "cpu"
 
@@ -34,6 +39,7 @@ LOSS_REVISIONS = {"released_pairwise": 2}
 STAGE_ORDER = list(STAGE_NAMES)
 # importance criteria (harness/prune/importance.py implements each)
 Criterion = Literal["first_order", "first_order_joint", "l1", "l2", "random"]
+GRADIENT_CRITERIA = ("first_order", "first_order_joint")  # Eq. 1's gradient over D_p; the others read weights
 # distillation losses (harness/distill/losses.py): Eq. 5 and its ablations
 Variant = Literal["eq5", "kl_only", "hard_label", "released_pairwise"]
 # the loss whose gradient Eq. 1 uses in `python -m harness prune` (Algorithm 1 uses cross-entropy)
@@ -224,6 +230,12 @@ class Experiment(Strict):
     measure: bool = Field(True, description="measure throughput of every row (interleaved with the teacher)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="deep-merged into the profile")
     claims: list[Claim] = Field(default=[], description="the paper's claims these runs test (claims.md)")
+    replicates: list[Annotated[str, Field(pattern=r"^[A-Z][0-9]+[a-z]?$")]] = Field(
+        default=[],
+        description="claims of other experiments (ids) that this experiment's runs test again, on the "
+        "teacher its overrides give (teacher.seed): claims.md shows each one's verdict per teacher "
+        "(harness/report/claims.py); runs are matched to the claim's by label",
+    )
 
     @model_validator(mode="after")
     def _runs(self) -> Experiment:
@@ -241,6 +253,12 @@ class Experiment(Strict):
             raise ValueError(f"runs: labels must be unique, got {labels}")
         if any(r.pruner == "torch_pruning" and r.mode == "one_shot" for r in self.runs):
             raise ValueError("runs: the Torch-Pruning baseline is wired for iterative runs only")
+        if self.replicates and self.kind != "compression":
+            raise ValueError(
+                f"replicates: only for kind 'compression', this experiment's kind is '{self.kind}'"
+            )
+        if len(set(self.replicates)) != len(self.replicates):
+            raise ValueError(f"replicates: each claim at most once, got {self.replicates}")
         if self.table == "stages" and self.runs and self.runs[0].mode != "iterative":
             raise ValueError("table: 'stages' needs an iterative first run (one-shot has no stage ends)")
         return self
@@ -411,6 +429,18 @@ def resolve(
                 head = f"{path}: compression impossible on {m.checkpoint} ({len(bad)} problem(s))"
                 raise SpecError("\n".join([head, *lines]))
     return exp, prof
+
+
+def replicate_problems(experiments: list[Experiment]) -> list[str]:
+    """Each `replicates` entry that names no claim of these experiments, as 'NAME: field replicates.I: ...'
+    (a check across files, so it runs where all of them are loaded: validate and the claims report)."""
+    known = {c.id for e in experiments for c in e.claims}
+    return [
+        f"{EXPERIMENTS_DIR / e.name}.yaml: field 'replicates.{i}': '{cid}' names no claim of any experiment"
+        for e in experiments
+        for i, cid in enumerate(e.replicates)
+        if cid not in known
+    ]
 
 
 def experiment_files() -> list[Path]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import re
+import reprlib
 from pathlib import Path
 from typing import get_args
 
@@ -23,6 +24,13 @@ def _model_in(annotation) -> type[BaseModel] | None:
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return next((m for a in get_args(annotation) if (m := _model_in(a)) is not None), None)
+
+
+# what a refused value is shown as: bounded in depth and length, so that a YAML alias bomb (a few hundred
+# bytes that expand to millions of items) is shown in microseconds instead of walked in full
+_SHORT = reprlib.Repr()  # keyword arguments only from Python 3.12
+_SHORT.maxlevel, _SHORT.maxdict, _SHORT.maxlist, _SHORT.maxtuple = 3, 6, 6, 6
+_SHORT.maxstring = _SHORT.maxother = 80
 
 
 def format_errors(err: ValidationError, model: type[BaseModel], source: Path) -> str:
@@ -50,17 +58,20 @@ def format_errors(err: ValidationError, model: type[BaseModel], source: Path) ->
                 where = ".".join(x for x in (loc if e["loc"] else "", sub) if x)
                 lines.append(f"  - field '{where}': {text}")
         else:
-            lines.append(f"  - field '{loc}': {e['msg']} (got {e.get('input')!r})"[:400])
+            lines.append(f"  - field '{loc}': {e['msg']} (got {_SHORT.repr(e.get('input'))})"[:400])
     return "\n".join(lines)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """YAML's safe loader, except that a key repeated in one mapping is an error: plain YAML keeps the last
-    value silently, and a repeated `epochs:` would change a run without anyone noticing."""
+    value silently, and a repeated `epochs:` would change a run without anyone noticing. Merge keys
+    (`<<: *base`) work as in YAML 1.1: the mapping's own keys override the merged ones."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base`: its keys may be overridden here
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise yaml.constructor.ConstructorError(

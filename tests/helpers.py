@@ -1,9 +1,18 @@
-"""Tiny models and processors for tests (built locally, nothing downloaded)."""
+"""Tiny models and processors for tests (built locally, nothing downloaded), and the one limit on how long a
+test's subprocess may run."""
+
+import os
 
 from harness.data.processor import build_processor
 from harness.data.synth_ads import prompt_text
 from harness.models.blip2 import build_config, build_model
 from harness.spec import load_profile
+
+# Seconds a test's subprocess may run: none unless HARNESS_TEST_TIMEOUT says, so a correct but slow run on a
+# loaded machine never fails a test; set it where a hung subprocess must not stall CI.
+SUBPROCESS_TIMEOUT = (
+    float(os.environ["HARNESS_TEST_TIMEOUT"]) if os.environ.get("HARNESS_TEST_TIMEOUT") else None
+)
 
 TEXTS = [
     prompt_text("What is the background color of this ad?") + " red",

@@ -12,6 +12,9 @@ import pytest
 from harness.cache import content_hash, write_sealed_json
 from harness.spec import ROOT
 from harness.store import verify
+from tests.helpers import SUBPROCESS_TIMEOUT
+
+pytestmark = pytest.mark.slow  # whole smoke runs and subprocesses: not in the fast subset
 
 
 def _harness(*args: str) -> subprocess.CompletedProcess:
@@ -20,7 +23,7 @@ def _harness(*args: str) -> subprocess.CompletedProcess:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=SUBPROCESS_TIMEOUT,
     )
 
 
@@ -198,7 +201,7 @@ def test_two_processes_on_one_cache_compute_a_run_once(reference, tmp_path):
         for name in ("a", "b")
     ]
     for p in procs:
-        assert p.wait(timeout=600) == 0, p.stderr.read()[-2000:]
+        assert p.wait(timeout=SUBPROCESS_TIMEOUT) == 0, p.stderr.read()[-2000:]
     traces = [
         json.loads((tmp_path / name / "rq1_stagewise" / "result.json").read_text())["runs"][0]["seeds"][0][
             "trace"

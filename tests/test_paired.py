@@ -1,17 +1,17 @@
-"""Paired bootstrap and per-sample records (harness/report/paired.py), checked against known answers."""
+"""The paired interval and per-sample records (harness/report/paired.py), checked against known answers and
+by simulating the committed design."""
 
 from __future__ import annotations
 
 import base64
 import math
-from statistics import NormalDist
 
 import numpy as np
 import pytest
+from scipy import stats as st
 
-from harness.report.paired import TEST_DESCRIPTION, Paired, combine, pack, paired_bootstrap, unpack
-
-Z = NormalDist().inv_cdf(0.975) + NormalDist().inv_cdf(0.8)
+from harness.report.paired import TEST_DESCRIPTION, Paired, combine, holm, paired_test
+from harness.results import pack, unpack
 
 
 def _pairs(rng: np.random.Generator, n: int, p11: float, p10: float, p01: float) -> tuple[np.ndarray, ...]:
@@ -84,96 +84,107 @@ def test_unpack_rejects_negative_n() -> None:
         unpack("", -1)
 
 
-# --- paired_bootstrap --------------------------------------------------------------------------------
+# --- paired_test -------------------------------------------------------------------------------------
 
 
 def test_identical_vectors_are_inconclusive_with_zero_mde() -> None:
     rng = np.random.default_rng(0)
     v = [rng.random(1000) < 0.8 for _ in range(3)]
-    r = paired_bootstrap(v, [x.copy() for x in v])
-    assert r == Paired(
-        delta=0.0, low=0.0, high=0.0, mde=0.0, n_samples=1000, n_seeds=3, verdict="inconclusive"
-    )
-    assert r.low <= 0 <= r.high
+    r = paired_test(v, [x.copy() for x in v])
+    assert r == Paired(delta=0.0, seed_var=0.0, sample_var=0.0, n_samples=1000, n_seeds=3)
+    assert r.interval() == (0.0, 0.0) and r.mde == 0.0 and r.verdict() == "inconclusive"
+    assert r.p_value() == 1.0
 
 
 def test_known_shift_is_detected_and_reversed() -> None:
     better, worse, truth = _shift(np.random.default_rng(1), n_seeds=3, n=2000)
-    r = paired_bootstrap(better, worse)
+    r = paired_test(better, worse)
     assert r.delta == pytest.approx(truth, abs=1e-12)  # Δ is the exact mean of per-seed differences
     assert 0.025 < truth < 0.035
     assert r.low < r.delta < r.high
-    assert r.verdict == "reproduced"
+    assert r.verdict() == "reproduced" and r.p_value() < 0.05
     assert (r.n_samples, r.n_seeds) == (2000, 3)
-    rev = paired_bootstrap(worse, better)
+    rev = paired_test(worse, better)
     assert rev.delta == pytest.approx(-truth, abs=1e-12)
-    assert rev.high < 0 and rev.verdict == "not reproduced"
+    assert rev.high < 0 and rev.verdict() == "not reproduced"
+    assert rev.p_value() == pytest.approx(r.p_value())
 
 
-def test_deterministic_for_a_seed() -> None:
-    better, worse, _ = _shift(np.random.default_rng(2), n_seeds=2, n=500)
-    assert paired_bootstrap(better, worse, seed=7) == paired_bootstrap(better, worse, seed=7)
-    assert paired_bootstrap(better, worse, seed=7) != paired_bootstrap(better, worse, seed=8)
-
-
-def test_chunking_matches_one_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Replicates drawn in several chunks follow the same design (same Δ*, up to the random stream)."""
-    import harness.report.paired as paired
-
-    better, worse, _ = _shift(np.random.default_rng(3), n_seeds=3, n=400)
-    whole = paired_bootstrap(better, worse, n_boot=3000)
-    monkeypatch.setattr(paired, "_CHUNK", 400 * 7)  # 7 replicates per chunk, last chunk partial
-    chunked = paired_bootstrap(better, worse, n_boot=3000)
-    assert chunked.delta == whole.delta
-    assert chunked.mde == pytest.approx(whole.mde, rel=0.1)
-    assert chunked.low == pytest.approx(whole.low, abs=0.005)
-    assert chunked.high == pytest.approx(whole.high, abs=0.005)
-
-
-def test_ci_covers_population_difference() -> None:
-    """1 seed, 1000 iid samples from a known joint law: P(better)=0.80, P(worse)=0.77, correlated pairs.
-    Resampling samples targets the population Δ = 0.03; a 95% interval should cover it ≥ 90% of the time."""
-    rng = np.random.default_rng(4)
-    p11, p10, p01 = 0.72, 0.08, 0.05  # P(better)=0.80, P(worse)=0.77, P(both right)=0.72
-    truth = p10 - p01
-    cases, covered = 250, 0
-    for i in range(cases):
-        b, w = _pairs(rng, 1000, p11, p10, p01)
-        r = paired_bootstrap([b], [w], n_boot=400, seed=i)
-        covered += r.low <= truth <= r.high
-    assert covered / cases >= 0.90
-
-
-def test_mde_matches_standard_error_and_shrinks_with_samples() -> None:
-    """1 seed: bootstrap SE of a mean = plug-in SD of the differences over √n, so MDE ≈ 2.80 × that."""
+def test_one_seed_is_the_paired_t_interval() -> None:
+    """One seed: Δ ± t_{n−1} × SD(d)/√n, the textbook paired interval, and the MDE (t_0.975 + t_0.8) × SE."""
     rng = np.random.default_rng(5)
-    mdes = {}
-    for n in (500, 2000):
-        b, w = _pairs(rng, n, 0.72, 0.08, 0.05)
-        r = paired_bootstrap([b], [w])
-        d = b.astype(float) - w.astype(float)
-        assert r.mde > 0
-        assert r.mde == pytest.approx(Z * d.std() / math.sqrt(n), rel=0.1)
-        mdes[n] = r.mde
-    assert mdes[2000] < 0.7 * mdes[500]  # ≈ halves with 4× the samples
+    b, w = _pairs(rng, 800, 0.72, 0.08, 0.05)
+    d = b.astype(float) - w.astype(float)
+    se = d.std(ddof=1) / math.sqrt(len(d))
+    r = paired_test([b], [w])
+    t975, t80 = st.t.isf(0.025, len(d) - 1), st.t.isf(0.2, len(d) - 1)
+    assert r.se == pytest.approx(se, rel=1e-12)
+    assert r.interval() == pytest.approx((d.mean() - t975 * se, d.mean() + t975 * se), rel=1e-9)
+    assert r.mde == pytest.approx((t975 + t80) * se, rel=1e-9)
+    # the p-value is the level at which the interval touches 0
+    assert r.p_value() == pytest.approx(2 * st.t.sf(abs(d.mean()) / se, len(d) - 1), rel=1e-6)
 
 
-def test_seeds_are_resampled() -> None:
-    """Seed 0 gains 0.1, seed 1 loses 0.1 on the same samples: Δ = 0, but seed resampling gives replicates
-    near ±0.1 (both draws the same seed, 1/4 each), so the interval must reach out to about ±0.1."""
+def test_identical_seeds_give_the_single_seed_standard_error() -> None:
+    """Three seeds whose per-sample differences are identical carry the information of one: the interval
+    equals the single seed's. A draw of samples made independently per seed would shrink it by √3."""
+    rng = np.random.default_rng(6)
+    b, w = _pairs(rng, 1500, 0.70, 0.10, 0.06)
+    one = paired_test([b], [w])
+    three = paired_test([b, b.copy(), b.copy()], [w, w.copy(), w.copy()])
+    assert three.se == pytest.approx(one.se, rel=1e-12)
+    assert three.interval() == pytest.approx(one.interval(), rel=1e-12)
+
+
+def test_seed_disagreement_widens_the_interval_to_t_on_the_seeds() -> None:
+    """Seed 0 gains 0.1, seed 1 loses 0.1 on the same samples: Δ = 0, and the spread between the seeds,
+    read with t on 1 degree of freedom, makes the interval reach far past ±0.1."""
     n = 2000
     base = np.zeros(n, bool)
     up = base.copy()
     up[: n // 10] = True
-    r = paired_bootstrap([up, base], [base, up])
+    r = paired_test([up, base], [base, up])
     assert r.delta == 0.0
-    assert r.low < -0.08 and r.high > 0.08
-    assert r.verdict == "inconclusive"
+    assert r.low < -0.1 and r.high > 0.1
+    assert r.verdict() == "inconclusive"
+
+
+def _design(rng: np.random.Generator, seeds: int, n: int, seed_sd: float, delta: float):
+    """One draw of the committed design: n shared test samples, each with its own mean difference (most
+    samples tie, some favour one model), a per-seed shift of SD `seed_sd`, 0/1 outcomes. E[Δ] = `delta`."""
+    effect = rng.choice([-0.4, 0.0, 0.4], size=n, p=[0.1, 0.75, 0.15]) - 0.02 + delta
+    mean = effect[None, :] + rng.normal(0, seed_sd, seeds)[:, None]
+    up, down = np.maximum(mean, 0) + 0.05, np.maximum(-mean, 0) + 0.05
+    u = rng.random((seeds, n))
+    gain, loss = u < up, (u >= up) & (u < up + down)
+    both = rng.random((seeds, n)) < 0.75  # ties: both right or both wrong
+    return list(gain | (both & ~loss)), list(loss | (both & ~gain))
+
+
+@pytest.mark.parametrize("seeds", [3, 5])
+def test_coverage_holds_its_nominal_level(seeds: int) -> None:
+    """The 95% interval covers the true Δ = 0.02 in 92–98% of 600 simulated experiments of the committed
+    design, whether seeds add no variance or dominate it (seed SD 0 to 0.03)."""
+    rng = np.random.default_rng(seeds)
+    for seed_sd in (0.0, 0.006, 0.012, 0.02, 0.03):
+        covered = 0
+        for _ in range(600):
+            low, high = paired_test(*_design(rng, seeds, 2500, seed_sd, 0.02)).interval()
+            covered += low <= 0.02 <= high
+        assert 0.92 <= covered / 600 <= 0.98, (seed_sd, covered / 600)
 
 
 def test_accepts_lists_of_ints() -> None:
-    r = paired_bootstrap([[1, 1, 0, 1]], [[0, 1, 0, 1]], n_boot=50)
+    r = paired_test([[1, 1, 0, 1]], [[0, 1, 0, 1]])
     assert r.delta == pytest.approx(0.25) and r.n_samples == 4 and r.n_seeds == 1
+
+
+def test_borderline_is_a_bound_at_the_threshold() -> None:
+    r = Paired(
+        delta=0.02, seed_var=0.0, sample_var=(0.02 / st.t.isf(0.025, 999)) ** 2, n_samples=1000, n_seeds=1
+    )
+    assert r.low == pytest.approx(0.0, abs=1e-12) and r.borderline()
+    assert not r.borderline(-0.02) and not paired_test([[1, 0, 1, 1]], [[0, 0, 1, 1]]).borderline(0.9)
 
 
 @pytest.mark.parametrize(
@@ -189,12 +200,12 @@ def test_accepts_lists_of_ints() -> None:
 )
 def test_input_validation(better: list, worse: list, match: str) -> None:
     with pytest.raises(ValueError, match=match):
-        paired_bootstrap(better, worse)
+        paired_test(better, worse)
 
 
-def test_n_boot_validation() -> None:
-    with pytest.raises(ValueError, match="n_boot"):
-        paired_bootstrap([np.ones(3, bool)], [np.zeros(3, bool)], n_boot=1)
+def test_needs_two_samples() -> None:
+    with pytest.raises(ValueError, match="at least 2 test samples"):
+        paired_test([np.ones(1, bool)], [np.zeros(1, bool)])
 
 
 # --- combine and report text -------------------------------------------------------------------------
@@ -217,5 +228,32 @@ def test_combine(verdicts: list[str], expected: str) -> None:
 
 def test_description_names_the_test() -> None:
     assert (
-        "bootstrap" in TEST_DESCRIPTION and "80%" in TEST_DESCRIPTION and "paired" in TEST_DESCRIPTION.lower()
+        "Cochran" in TEST_DESCRIPTION and "80%" in TEST_DESCRIPTION and "paired" in TEST_DESCRIPTION.lower()
     )
+
+
+def test_holm_known_answer() -> None:
+    """Sorted 0.01, 0.03, 0.04, 0.2 times 4, 3, 2, 1, made monotone: 0.04, 0.09, 0.09, 0.2."""
+    assert holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0]) and holm([]) == []
+
+
+def test_seeds_that_agree_by_chance_never_make_delta_exact() -> None:
+    """Three seeds lose exactly 0.02 each, from different samples: seed means agree and samples share
+    nothing, so A + B is about 0; the interval still keeps what pure noise leaves (MS_residual / (S n)),
+    read with the samples' t as three seeds' worth of independent answers."""
+    rng = np.random.default_rng(8)
+    n, better, worse = 1000, [], []
+    for _ in range(3):
+        order = rng.permutation(n)
+        b, w = np.zeros(n, bool), np.zeros(n, bool)
+        b[order[:100]] = True  # 100 wins
+        w[order[100:220]] = True  # 120 losses: Δ = −0.02
+        b[order[220:700]] = w[order[220:700]] = True  # ties, both right
+        better.append(b)
+        worse.append(w)
+    r = paired_test(better, worse)
+    assert r.delta == pytest.approx(-0.02) and r.se > 0
+    assert r.seed_var + r.sample_var < r.noise_var  # the unbiased parts alone would claim more than noise
+    assert r.se == pytest.approx(math.sqrt(r.noise_var))
+    assert r.high - r.low == pytest.approx(2 * st.t.isf(0.025, n - 1) * r.se, rel=1e-6)

@@ -27,6 +27,7 @@ from harness.recipes.common import pruning_set
 from harness.recipes.teacher import get_teacher
 from harness.spec import ROOT, CompressionRun, load_profile
 from harness.store import get_dataset, run_dir, step_model
+from tests.helpers import SUBPROCESS_TIMEOUT
 
 
 @pytest.fixture(scope="module")
@@ -251,6 +252,7 @@ def _cli(cache, results):
     ]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
     _, _, _, _, _, cache, tdir = smoke
     for name in ("a", "b"):  # two caches sharing the trained teacher and dataset
@@ -262,7 +264,7 @@ def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert ref.returncode == 0, ref.stderr[-2000:]
 
@@ -273,9 +275,8 @@ def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 300
     killed_at = None
-    while time.time() < deadline and proc.poll() is None:
+    while proc.poll() is None:  # until step 2 is saved, or the run ends by itself (then the test fails)
         states = list((tmp_path / "b" / "cache" / "compression").glob("run-*/state.json"))
         if states and json.loads(states[0].read_text())["step"] >= 2:
             time.sleep(0.3)  # into the next step's importance pass or distillation
@@ -292,7 +293,7 @@ def test_sigkill_mid_run_resumes_to_the_identical_result(smoke, tmp_path):
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=SUBPROCESS_TIMEOUT,
     )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 

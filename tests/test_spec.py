@@ -142,33 +142,43 @@ def test_cli_validate_exits_nonzero_before_running(tmp_path, capsys):
         # a claim naming a run the experiment does not have fails here, not in the report
         (
             "runs: [{label: a}, {label: b}]\nclaims: [{id: C9, text: a beats b, test: pairwise,"
-            " pairs: [{better: a, worse: c}]}]\n",
+            " family: paper, pairs: [{better: a, worse: c}]}]\n",
             "claims.0.pairs.0.worse",
             "'c' is not a run of this experiment (runs: a, b)",
         ),
         (
-            "runs: [{label: a}]\nclaims: [{id: C9, text: a is good, test: pairwise}]\n",
+            "runs: [{label: a}]\nclaims: [{id: C9, text: a is good, test: pairwise, family: paper}]\n",
             "claims.0.pairs",
             "test 'pairwise' needs it",
         ),
         (
-            "runs: [{label: a}]\nclaims: [{id: C9, text: a is good, test: trend, runs: [a], pairs: []}]\n",
+            "runs: [{label: a}]\nclaims: [{id: C9, text: a is good, test: trend, family: paper, runs: [a],"
+            " pairs: []}]\n",
             "claims.0.runs",
             "at least two runs",
         ),
         (
             "runs: [{label: a}, {label: b, data_fraction: 0.5}]\n"
-            "claims: [{id: C9, text: more is better, test: trend, runs: [a, b]}]\n",
+            "claims: [{id: C9, text: more is better, test: trend, family: paper, runs: [a, b]}]\n",
             "claims.0.runs",
             "growing data_fraction",
         ),
         (
-            "runs: [{label: a}]\nclaims: [{id: C9, text: a keeps quality, test: kept_quality, run: a}]\n",
+            "runs: [{label: a}]\nclaims: [{id: C9, text: a keeps quality, test: kept_quality, family: paper,"
+            " run: a}]\n",
             "claims.0.run",
             "measured only with table: stages",
         ),
-        ("runs: [{label: a}]\nclaims: [{id: c9, text: lower, test: trend}]\n", "claims.0.id", "pattern"),
-        ("runs: [{label: a}]\nclaims: [{id: C9, txt: typo, test: trend}]\n", "claims.0.txt", "allowed keys"),
+        (
+            "runs: [{label: a}]\nclaims: [{id: c9, text: lower, test: trend, family: paper}]\n",
+            "claims.0.id",
+            "pattern",
+        ),
+        (
+            "runs: [{label: a}]\nclaims: [{id: C9, txt: typo, test: trend, family: paper}]\n",
+            "claims.0.txt",
+            "allowed keys",
+        ),
     ],
 )
 def test_bad_compression_runs_are_rejected(tmp_path, body, field, allowed):

@@ -8,6 +8,7 @@ Checkpoints load from a local folder; a hub id is tried only when the caller all
 from __future__ import annotations
 
 import contextlib
+import json
 import warnings
 from pathlib import Path
 
@@ -121,13 +122,86 @@ def save_lmm(model, processor, folder: str | Path) -> None:
         processor.save_pretrained(folder)
 
 
+WEIGHTS = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+
+
+def _config_file(folder: Path) -> dict:
+    """config.json of a local checkpoint folder, as JSON, or a CheckpointError naming the folder and file."""
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such folder; pass a local save_pretrained folder")
+    file = folder / "config.json"
+    if not file.is_file():
+        raise CheckpointError(f"{folder}: no config.json (a save_pretrained folder has one)")
+    try:
+        raw = json.loads(file.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{file}: not valid JSON ({e})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{file}: not a config (a JSON object of fields)")
+    if "auto_map" in raw:
+        raise CheckpointError(f"{file}: asks for custom code (auto_map); the harness runs no remote code")
+    if raw.get("model_type") not in CLASSES:
+        raise CheckpointError(
+            f"{file}: model_type {raw.get('model_type')!r} is not a BLIP-2-family model; supported: "
+            f"{', '.join(CLASSES)}"
+        )
+    return raw
+
+
 def read_config(path: str | Path, allow_download: bool = False):
     """The checkpoint's config, checked, with an explicit head_dim (read it inside
-    heads_need_not_divide_hidden)."""
-    config = AutoConfig.from_pretrained(path, local_files_only=not allow_download)
+    heads_need_not_divide_hidden). Every failure to read it is a CheckpointError naming the folder and
+    the file, before any weights are touched."""
+    if not allow_download or Path(path).is_dir():
+        _config_file(Path(path))
+    try:
+        config = AutoConfig.from_pretrained(path, local_files_only=not allow_download)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: config.json cannot be read by transformers ({e})") from None
     check_config(config, str(path))
     explicit_head_dim(config.text_config)
     return config
+
+
+def weights_problem(folder: Path, config) -> str | None:
+    """What is wrong with a local checkpoint's weights, read from the safetensors headers alone (no tensor
+    is loaded): no weights file, a file cut short or with a corrupt header, or a tensor whose shape is not
+    the one the config gives. None when they can be loaded."""
+    import torch
+    from safetensors import SafetensorError, safe_open
+
+    found = [name for name in WEIGHTS if (folder / name).is_file()]
+    if not found:
+        return f"{folder}: no weights file (one of {', '.join(WEIGHTS)})"
+    if not found[0].startswith("model.safetensors"):
+        return None  # a pickled checkpoint: transformers reads it, and says what is wrong
+    files = [folder / found[0]]
+    if found[0].endswith(".json"):
+        try:
+            index = json.loads(files[0].read_text())["weight_map"]
+        except (ValueError, KeyError, TypeError) as e:
+            return f"{files[0]}: not a safetensors index ({e})"
+        files = [folder / name for name in dict.fromkeys(index.values())]
+    with heads_need_not_divide_hidden(), torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in CLASSES[config.model_type](config).state_dict().items()}
+    for file in files:
+        if not file.is_file():
+            return f"{file}: missing (named by the safetensors index)"
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                for key in f.keys():  # noqa: SIM118 (safe_open has keys(), not iteration)
+                    shape = tuple(f.get_slice(key).get_shape())
+                    if key in expected and expected[key] != shape:
+                        want = list(expected[key])
+                        return f"{file}: tensor {key} has shape {list(shape)}, config.json gives {want}"
+        except (SafetensorError, OSError, ValueError) as e:
+            return f"{file}: cut short or corrupt ({e})"
+    return None
 
 
 def default_stages(model) -> list[str]:
@@ -144,9 +218,14 @@ def load_model(path: str | Path, allow_download: bool = False, device: str | Non
     placement's, harness/device.py)."""
     with heads_need_not_divide_hidden():
         config = read_config(path, allow_download)
-        model = CLASSES[config.model_type].from_pretrained(
-            path, config=config, local_files_only=not allow_download
-        )
+        if Path(path).is_dir() and (problem := weights_problem(Path(path), config)):
+            raise CheckpointError(problem)
+        try:
+            model = CLASSES[config.model_type].from_pretrained(
+                path, config=config, local_files_only=not allow_download
+            )
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            raise CheckpointError(f"{path}: the weights cannot be loaded ({e})") from None
     explicit_head_dim(model.language_model.config)  # may be its own object, not config.text_config
     return model.to(device or current().device).eval()
 
@@ -158,8 +237,12 @@ def load_lmm(path: str | Path, allow_download: bool = False):
         raise CheckpointError(
             f"{path}: no such folder; pass a local save_pretrained folder (hub ids need allow_download)"
         )
+    read_config(path, allow_download)  # the config and the processor are checked before any weight loads
+    try:
+        processor = AutoProcessor.from_pretrained(path, local_files_only=not allow_download)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{path}: no usable processor (tokenizer and image processor) ({e})") from None
     model = load_model(path, allow_download)
-    processor = AutoProcessor.from_pretrained(path, local_files_only=not allow_download)
     if getattr(processor, "num_query_tokens", None) is None:
         processor.num_query_tokens = model.config.num_query_tokens
     tok = processor.tokenizer

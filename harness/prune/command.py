@@ -26,17 +26,22 @@ def prune_command(args) -> int:
     from harness.store import get_dataset
 
     prof = placed_profile(args.profile, {}, args.device, args.dtype)
-    set_up(prof)  # the device and dtype every step below runs on
     if args.loss == "teacher_kl" and args.teacher is None:
         raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
-    data = get_dataset(prof, args.cache_dir, not args.quiet)
-    if args.checkpoint:
-        model, processor = load_lmm(args.checkpoint)
-    else:
-        model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
-    structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
     if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
         raise SpecError(f"--out: {args.out} exists and is not an empty folder; name a new folder")
+    for flag, folder in (("--checkpoint", args.checkpoint), ("--teacher", args.teacher)):
+        if folder is not None and not (Path(folder) / "config.json").is_file():
+            raise SpecError(f"{flag}: {folder} is not a checkpoint folder (no config.json in it)")
+    set_up(prof)  # the device and dtype every step below runs on
+    model = processor = None
+    if args.checkpoint:  # the model and --amount are checked before the dataset is made
+        model, processor = load_lmm(args.checkpoint)
+        structures_to_remove(model, args.level, args.amount, args.module)
+    data = get_dataset(prof, args.cache_dir, not args.quiet)
+    if model is None:
+        model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
+    structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
     teacher = load_model(args.teacher) if args.teacher else None
     split = data["train"].select(range(min(args.samples or len(data["train"]), len(data["train"]))))
     before = parameter_counts(model)

@@ -33,10 +33,9 @@ from harness.prune.structures import (
     hidden_slices,
     per_structure,
 )
-from harness.spec import Criterion, ImportanceLoss
+from harness.spec import GRADIENT_CRITERIA, Criterion, ImportanceLoss
 
 CRITERIA = get_args(Criterion)
-GRADIENT_CRITERIA = ("first_order", "first_order_joint")  # the others read the weights alone
 Scores = Callable[[torch.Tensor], torch.Tensor]  # a parameter's elementwise score (`elementwise`)
 # L(D_p) of Eq. 1: against the dataset's answers (the paper) or against the teacher's outputs
 LOSSES = dict(zip(get_args(ImportanceLoss), (answer_cross_entropy, answer_kl_to_teacher), strict=True))

@@ -108,7 +108,7 @@ def budget_table(res: CompressionResult, frame) -> tuple[list[str], list[list]]:
                 if {better, worse} <= set(series)
                 else None
             )
-            row.append(f"{p.verdict} ({stats(p)})" if p else None)
+            row.append(f"{p.verdict()} ({stats(p)})" if p else None)
         rows.append(row)
     return headers, rows
 
@@ -129,7 +129,7 @@ def budget_note(results: dict) -> str:
                     else None
                 )
                 if p is not None:
-                    verdicts.setdefault(p.verdict, []).append(str(steps))
+                    verdicts.setdefault(p.verdict(), []).append(str(steps))
             if verdicts:
                 lines.append(
                     f"- {claim}: " + "; ".join(f"{v} at {', '.join(b)}" for v, b in verdicts.items())
@@ -137,7 +137,8 @@ def budget_note(results: dict) -> str:
         if lines:
             head = (
                 f"Across distillation budgets (`{res.experiment.name}`; optimizer steps per pruning step, "
-                f"the paper's is about {PAPER_STEPS}):"
+                f"the paper's is about {PAPER_STEPS}; each comparison on its own, not adjusted for "
+                "multiplicity):"
             )
             blocks.append("\n".join([head, *lines]))
     return "\n\n".join(blocks)

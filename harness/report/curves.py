@@ -50,12 +50,24 @@ def curves_figure(res: CurvesResult, out_dir: Path) -> list[Path]:
         ax.set(title=BY_NAME[level].figure_label, xlabel=f"share of the {what} removed")
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("accuracy (test), no recovery")
-    seeds = len(res.seeds)
     fig.suptitle(
         "Importance criteria on their own: the teacher pruned step by step, no distillation", fontsize=10
     )
-    spread = f"mean ± std over {seeds} seeds (band)" if seeds > 1 else "1 seed"
+    seeds = len(res.seeds)
+    spread = f"random: ± std over {seeds} seeds (band), other criteria: one curve" if seeds > 1 else "1 seed"
     return save_figure(fig, out_dir, "figure_pruning_curves", footer(res, f"{spread}, test split"))
+
+
+def seed_note(res: CurvesResult) -> str:
+    """What the seeds of a curves result vary: only criteria that draw random numbers differ between seeds
+    (D_p and the teacher are the same for every seed), so the others are one curve, shown once."""
+    seeds = len(res.seeds)
+    if seeds < 2:
+        return "1 seed"
+    return (
+        f"random: mean ± std over {seeds} seeds; every other criterion draws no random number and is one "
+        "curve, the same for every seed (its interval covers test samples only, for the one D_p)"
+    )
 
 
 def render_curves(out_dir: Path) -> str:
@@ -88,16 +100,15 @@ def render_curves(out_dir: Path) -> str:
                     CRITERION_NAMES[criterion],
                     last,
                     f"{value(end, 'share'):.0%}",
-                    mean_std(area),
-                    mean_std(pick(end, metric="overall")["value"].tolist()),
-                    mean_std(pick(end, metric="knowledge")["value"].tolist()),
+                    mean_std(area, exact=True),
+                    mean_std(pick(end, metric="overall")["value"].tolist(), exact=True),
+                    mean_std(pick(end, metric="knowledge")["value"].tolist(), exact=True),
                 ]
             )
     curves_figure(res, out_dir)
-    seeds = len(res.seeds)
     caption = (
-        f"{res.experiment.reproduces}. Profile '{res.profile.name}', test split, "
-        f"{f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'}; no distillation after any step. "
-        "Area: mean test accuracy over the curve's steps (the teacher itself left out)."
+        f"{res.experiment.reproduces}. Profile '{res.profile.name}', test split; {seed_note(res)}; no "
+        "distillation after any step. Area: mean test accuracy over the curve's steps (the teacher itself "
+        "left out)."
     )
     return make_table(headers, rows, caption, out_dir)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from harness.report.paired import Paired, paired_bootstrap, unpack
-from harness.results import CompressionResult, CurvesResult
+from harness.report.frame import mean_std
+from harness.report.paired import Paired, paired_test
+from harness.results import CompressionResult, CurvesResult, unpack
 
 
 def _vectors(records, n: int, mask: np.ndarray | None) -> list[np.ndarray] | None:
@@ -61,12 +62,12 @@ def compare(res: CompressionResult, better: str, worse: str) -> Paired | None:
     a, b = run_vectors(res, better), run_vectors(res, worse)
     if a is None or b is None or len(a) != len(b):
         return None
-    return paired_bootstrap(a, b)
+    return paired_test(a, b)
 
 
 def curve_scores(res: CurvesResult, level: str, criterion: str) -> list[np.ndarray] | None:
     """Per seed, each test sample's correctness averaged over the curve's pruning steps (the teacher's own
-    step 0 left out): a per-sample area under the curve, which the paired bootstrap compares."""
+    step 0 left out): a per-sample area under the curve, which the paired test compares."""
     curves = sorted(
         (c for c in res.curves if c.level == level and c.criterion == criterion), key=lambda c: c.seed
     )
@@ -80,3 +81,21 @@ def curve_scores(res: CurvesResult, level: str, criterion: str) -> list[np.ndarr
             return None
         scores.append(np.mean([unpack(p.accuracy.correct, n) for p in steps], axis=0))
     return scores
+
+
+def one_curve(scores: list[np.ndarray]) -> bool:
+    """Every seed's curve is the same: a criterion that draws no random numbers (all but random)."""
+    return all(np.array_equal(scores[0], s) for s in scores[1:])
+
+
+def seed_free(a: list[np.ndarray], b: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Two criteria's per-seed curve scores, reduced to one seed when neither varies with the seed (their
+    copies would claim seeds that vary nothing)."""
+    return ([a[0]], [b[0]]) if one_curve(a) and one_curve(b) else (a, b)
+
+
+def area(scores: list[np.ndarray]) -> str:
+    """A curve's area (mean per-sample score) over seeds, or once for a seed-independent curve."""
+    if len(scores) > 1 and one_curve(scores):
+        return f"{float(scores[0].mean()):.3f} (one curve for every seed)"
+    return mean_std([float(s.mean()) for s in scores])

@@ -1,0 +1,50 @@
+"""An installed wheel works as a clone does: the experiments and profiles ship inside it, so
+`python -m harness validate` checks every one from any working directory, and results and caches default to
+that directory (harness/spec.py ROOT).
+
+Why: a non-editable `pip install .` once carried no experiments; `ls` and `validate` then printed nothing and
+exited 0, as if all were well."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from harness.spec import EXPERIMENTS_DIR, ROOT
+from tests.helpers import SUBPROCESS_TIMEOUT
+
+
+@pytest.mark.slow
+def test_an_installed_wheel_validates_every_experiment_from_elsewhere(tmp_path):
+    wheels, target, elsewhere = tmp_path / "wheels", tmp_path / "site", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    build = [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)]
+    subprocess.run(build, check=True, capture_output=True, timeout=SUBPROCESS_TIMEOUT)
+    (wheel,) = wheels.glob("*.whl")
+    install = [*pip, "install", "--no-deps", "--target", str(target), str(wheel)]
+    subprocess.run(install, check=True, capture_output=True, timeout=SUBPROCESS_TIMEOUT)
+    env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not this checkout
+
+    def harness(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "harness", *args],
+            cwd=elsewhere,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=SUBPROCESS_TIMEOUT,
+        )
+
+    where = harness("ls", "--profile", "smoke")
+    assert where.returncode == 0, where.stderr
+    names = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
+    assert sorted(line.split()[0] for line in where.stdout.splitlines()) == names
+    checked = harness("validate", "--profile", "smoke")
+    assert checked.returncode == 0, checked.stderr
+    ok = [line for line in checked.stdout.splitlines() if line.startswith("ok ")]
+    assert len(ok) == len(names) and all(str(target / "harness" / "experiments") in line for line in ok)
+    # the plan's checkpoint configs ship too
+    assert (target / "harness" / "experiments" / "checkpoints" / "blip2-opt-2.7b" / "config.json").is_file()
+    assert not (elsewhere / "results").exists()  # validating writes nothing
