@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.cli import (
     DEFAULT_CACHE,
+    guarded,
     placement_arguments,
     publish,
     quiet_libraries,
@@ -70,14 +71,19 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    # the teacher's own experiment first (every other one starts from it), then the paper's RQs, then the rest
+    files = sorted(kinds, key=lambda f: (kinds[f] != "original", not f.stem.startswith("rq"), f.name))
+    return guarded(lambda: run_all(args, files, out_root), args.cache_dir)
+
+
+def run_all(args: argparse.Namespace, files: list[Path], out_root: Path) -> int:
+    """Every experiment of `files` in order, then the claims report and the README's tables."""
     if args.quiet:
         quiet_libraries()
     if args.rebuild:
         from harness.store import rebuild_entries
 
         rebuild_entries()
-    # the teacher's own experiment first (every other one starts from it), then the paper's RQs, then the rest
-    files = sorted(kinds, key=lambda f: (kinds[f] != "original", not f.stem.startswith("rq"), f.name))
     t0 = time.perf_counter()
     for i, f in enumerate(files, 1):
         t = time.perf_counter()

@@ -465,15 +465,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command != "validate" and args.profile is None:
         args.profile = DEFAULT_PROFILE
+    return guarded(lambda: args.func(args), getattr(args, "cache_dir", DEFAULT_CACHE))
+
+
+def guarded(command: Callable[[], int], cache_dir: Path) -> int:
+    """Run a command as the CLI and run_all.py do: a refusal is one `error:` line (exit status 2), Ctrl-C one
+    line on what is kept and how to resume (130), a closed pipe nothing at all."""
     try:
-        return args.func(args)
+        return command()
     except (SpecError, PruningError, CheckpointError, ResultError, CorruptEntry) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        cache = getattr(args, "cache_dir", DEFAULT_CACHE)
         print(
-            f"interrupted: every finished run and pruning step is kept under {cache}; the same command "
+            f"interrupted: every finished run and pruning step is kept under {cache_dir}; the same command "
             "resumes from there",
             file=sys.stderr,
         )

@@ -406,3 +406,42 @@ def test_verify_reports_a_manifest_of_the_wrong_shape(capsys, tmp_path, manifest
     assert cli.main(["verify", "--cache-dir", str(tmp_path / "cache")]) == 1
     out, err = capsys.readouterr()
     assert "Traceback" not in err and f"corrupt: {entry / 'manifest.json'}" in err and "1 corrupt" in out
+
+
+def test_run_all_refuses_an_altered_result_in_one_line(capsys, results_copy, tmp_path):
+    import run_all
+
+    _, path = results_copy
+    _edit_overall(path)
+    argv = [
+        "--only",
+        "rq5_hard_label",
+        "--results-dir",
+        str(path.parent.parent),
+        "--cache-dir",
+        str(tmp_path),
+    ]
+    assert run_all.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "does not match its seal" in err[0]
+
+
+def test_run_all_ends_a_ctrl_c_in_one_line(capsys, monkeypatch, tmp_path):
+    import run_all
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run_all, "run_experiment", interrupted)
+    argv = ["--profile", "smoke", "--only", "rq5_hard_label", "--results-dir", str(tmp_path / "r")]
+    assert run_all.main([*argv, "--cache-dir", str(tmp_path / "c")]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("interrupted:") and str(tmp_path / "c") in err[0]
+
+
+def test_prune_checks_the_amount_on_the_profiles_teacher_before_any_work(capsys, tmp_path, no_work):
+    """Without --checkpoint the teacher would be trained first: --amount is checked on the stand-in's shape
+    (the smoke LM has 2 blocks) before that."""
+    argv = ["prune", "--profile", "smoke", "--level", "block", "--amount", "5", "--out", str(tmp_path / "o")]
+    line = _refused(capsys, argv)
+    assert "block" in line and not (tmp_path / "o").exists()

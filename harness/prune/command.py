@@ -19,6 +19,7 @@ def prune_command(args) -> int:
     from harness.models.blip2 import parameter_counts
     from harness.models.public import load_lmm, load_model, save_lmm
     from harness.objectives import cached_top_k, teacher_batches
+    from harness.plan import meta_model
     from harness.prune.importance import GRADIENT_CRITERIA, importance
     from harness.prune.step import prune_step, structures_to_remove
     from harness.recipes.common import set_up
@@ -38,6 +39,8 @@ def prune_command(args) -> int:
     if args.checkpoint:  # the model and --amount are checked before the dataset is made
         model, processor = load_lmm(args.checkpoint)
         structures_to_remove(model, args.level, args.amount, args.module)
+    else:  # the profile's teacher has the stand-in's shape: --amount is checked on it, weightless
+        structures_to_remove(meta_model(None, prof), args.level, args.amount, args.module)
     data = get_dataset(prof, args.cache_dir, not args.quiet)
     if model is None:
         model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
