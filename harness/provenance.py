@@ -10,7 +10,24 @@ import sys
 
 from harness.spec import ROOT
 
-LIBRARIES = ("torch", "transformers", "datasets", "tokenizers", "pillow", "numpy", "pydantic", "tabulate")
+# every library that can change a number of a result (a kernel, a default, a rounding) or a rendered table
+LIBRARIES = (
+    "torch",
+    "transformers",
+    "datasets",
+    "tokenizers",
+    "accelerate",
+    "torch-pruning",
+    "bitsandbytes",
+    "pillow",
+    "numpy",
+    "scipy",
+    "pandas",
+    "matplotlib",
+    "seaborn",
+    "pydantic",
+    "tabulate",
+)
 
 
 def _git(*args: str) -> str | None:
