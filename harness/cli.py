@@ -259,6 +259,13 @@ def cmd_report(args) -> int:
             RENDERERS[exp.kind](root / exp.name)
             print(f"rendered {root / exp.name}")
     publish(root)
+    for fmt in args.format or []:
+        from harness.report.frame import export_frame
+
+        try:
+            print(f"exported {export_frame(root, fmt)}")
+        except ImportError as e:
+            raise SpecError(f"--format {fmt}: {e.msg}; pip install pyarrow (the export extra)") from None
     return 0
 
 
@@ -373,9 +380,15 @@ def parser() -> argparse.ArgumentParser:
         "files", nargs="*", help="files to check (default: every experiment, against every profile)"
     )
     v.set_defaults(func=cmd_validate)
-    sub.add_parser("report", parents=[common], help="re-render tables from result files").set_defaults(
-        func=cmd_report
+    rp = sub.add_parser("report", parents=[common], help="re-render tables from result files")
+    rp.add_argument(
+        "--format",
+        action="append",
+        choices=["csv", "json", "parquet"],
+        help="also write every result as one tidy table, results/results.FORMAT (repeatable; parquet needs "
+        "pyarrow)",
     )
+    rp.set_defaults(func=cmd_report)
     sub.add_parser(
         "verify", parents=[common], help="check every cache entry against its manifest (full sha256)"
     ).set_defaults(func=cmd_verify)

@@ -22,6 +22,7 @@ from harness.spec import EXPERIMENTS_DIR, ROOT
 
 RESULTS = ROOT / "results"
 RENDERED = (".md", ".tex", ".csv", ".png", ".pdf")
+WRITTEN = ("claims.json",)  # the report's own JSON (result.json files are its input)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +30,8 @@ def rendered(tmp_path_factory):
     """`python -m harness report` over a copy of results/ holding nothing but the result files; the folder is
     named 'results' since claims.md cites it. Returns the folder and the modules the command imported."""
     root = tmp_path_factory.mktemp("rerender") / "results"
-    shutil.copytree(RESULTS, root, ignore=shutil.ignore_patterns(*(f"*{suffix}" for suffix in RENDERED)))
+    patterns = [f"*{suffix}" for suffix in RENDERED] + list(WRITTEN)
+    shutil.copytree(RESULTS, root, ignore=shutil.ignore_patterns(*patterns))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     out = subprocess.run(
         [sys.executable, "-X", "importtime", "-m", "harness", "report", "--results-dir", str(root)],
@@ -51,8 +53,9 @@ def test_report_never_imports_torch(rendered):
 
 def test_every_committed_table_figure_and_trace_rerenders_byte_for_byte(rendered):
     root, _ = rendered
-    committed = sorted(p.relative_to(RESULTS) for p in RESULTS.rglob("*") if p.suffix in RENDERED)
-    produced = sorted(p.relative_to(root) for p in root.rglob("*") if p.suffix in RENDERED)
+    ours = lambda p: p.suffix in RENDERED or p.name in WRITTEN  # noqa: E731
+    committed = sorted(p.relative_to(RESULTS) for p in RESULTS.rglob("*") if ours(p))
+    produced = sorted(p.relative_to(root) for p in root.rglob("*") if ours(p))
     assert produced == committed
     assert [str(p) for p in committed if (RESULTS / p).read_bytes() != (root / p).read_bytes()] == []
 

@@ -11,6 +11,7 @@ Holm's adjustment, since about twenty rows each tested at 95% would otherwise fi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -320,18 +321,48 @@ def declared(experiments: list[Experiment]) -> list[tuple[Experiment, Claim]]:
     return sorted(claims, key=lambda ec: (ec[1].test != "premise", ec[1].paper is None))
 
 
-def _adjust(found: dict[str, Found], family_of: dict[str, str]) -> dict[str, str]:
+def _adjust(found: dict[str, Found], family_of: dict[str, str]) -> tuple[dict[str, str], dict[str, list]]:
     """Each claim's verdict with Holm's adjustment over every comparison of its family (claim_spec.py
-    `family`): a family of m comparisons keeps its family-wise error at 1 − LEVEL."""
-    adjusted = {}
+    `family`): a family of m comparisons keeps its family-wise error at 1 − LEVEL. Also each claim's
+    comparisons' adjusted p-values, in order."""
+    adjusted, adjusted_ps = {}, {}
     for family in set(family_of.values()):
         ids = [i for i in found if family_of[i] == family and found[i].comparisons and not found[i].verdict]
         tests = [(i, p, t) for i in ids for p, t in found[i].comparisons]
         ps = holm([p.p_value(t) for _, p, t in tests])
         for i in ids:
-            mine = [adjusted_verdict(p, q, t) for (j, p, t), q in zip(tests, ps, strict=True) if j == i]
+            adjusted_ps[i] = [q for (j, _, _), q in zip(tests, ps, strict=True) if j == i]
+            pairs = zip(found[i].comparisons, adjusted_ps[i], strict=True)
+            mine = [adjusted_verdict(p, q, t) for (p, t), q in pairs]
             adjusted[i] = found[i].decide(mine)
-    return adjusted
+    return adjusted, adjusted_ps
+
+
+def _numbers(f: Found, holm_ps: list[float] | None) -> list[dict]:
+    """Each comparison of a claim as numbers (claims.json): Δ, interval, MDE, p-values and verdicts."""
+    out = []
+    for k, (p, threshold) in enumerate(f.comparisons):
+        low, high = p.interval()
+        q = holm_ps[k] if holm_ps else None
+        fixed = lambda x: round(x, 6)  # noqa: E731 (stable digits: a library's last bit never moves a file)
+        sig = lambda x: float(f"{x:.6g}") if x is not None else None  # noqa: E731
+        out.append(
+            {
+                "delta": fixed(p.delta),
+                "low": fixed(low),
+                "high": fixed(high),
+                "se": fixed(p.se),
+                "mde": fixed(p.mde),
+                "threshold": threshold,
+                "n_samples": p.n_samples,
+                "n_seeds": p.n_seeds,
+                "p": sig(p.p_value(threshold)),
+                "p_holm": sig(q),
+                "verdict": p.verdict(threshold),
+                "verdict_holm": adjusted_verdict(p, q, threshold) if q is not None else None,
+            }
+        )
+    return out
 
 
 def _restricted(claim: Claim, labels: set[str]) -> Claim | None:
@@ -394,7 +425,7 @@ def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> lis
             continue
         found[claim.id] = got or Found("not run", verdict="not run")
     claims = {c.id: c for _, c in declared(experiments)}
-    adjusted = _adjust(found, {i: claims[i].family for i in found})
+    adjusted, holm_ps = _adjust(found, {i: claims[i].family for i in found})
     rows = []
     for i, f in found.items():
         claim = claims[i]
@@ -414,6 +445,7 @@ def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> lis
                 "adjusted": words.get(adj, adj) if adj else None,
                 "borderline": ", ".join(close),
                 "comparisons": len(f.comparisons),
+                "tests": _numbers(f, holm_ps.get(i)),
                 "readings": f.readings,
             }
         )
@@ -593,4 +625,5 @@ def write_claims(root: Path, experiments: list[Experiment] | None = None) -> Pat
     path = root / "claims.md"
     write_atomic(path, "\n".join(lines) + "\n")
     write_atomic(root / "claims_summary.md", claims_summary(rows))
+    write_atomic(root / "claims.json", json.dumps({"profile": profile, "claims": rows}, indent=2) + "\n")
     return path

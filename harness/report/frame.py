@@ -157,3 +157,21 @@ def summary(frame: pd.DataFrame, metric: str, by: tuple[str, ...] = ("position",
     out["mean"] = [statistics.fmean(v) for v in out["values"]]
     out["std"] = pd.Series([statistics.stdev(v) if len(v) > 1 else None for v in out["values"]], dtype=object)
     return out
+
+
+EXPORTS = ("csv", "json", "parquet")
+
+
+def export_frame(root: Path, fmt: str) -> Path:
+    """Every result under `root` as one tidy table (the frame every report reads), written as
+    `<root>/results.<fmt>` for analysis elsewhere; parquet needs pyarrow (the `export` extra)."""
+    if fmt not in EXPORTS:
+        raise ValueError(f"--format: '{fmt}' is not one of {', '.join(EXPORTS)}")
+    frame, path = frame_of(load_results(root)), Path(root) / f"results.{fmt}"
+    if fmt == "csv":
+        frame.to_csv(path, index=False)
+    elif fmt == "json":
+        frame.to_json(path, orient="records", indent=1)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
