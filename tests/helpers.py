@@ -2,11 +2,14 @@
 test's subprocess may run."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 from harness.data.processor import build_processor
 from harness.data.synth_ads import prompt_text
 from harness.models.blip2 import build_config, build_model
-from harness.spec import load_profile
+from harness.spec import ROOT, load_profile
 
 # Seconds a test's subprocess may run: none unless HARNESS_TEST_TIMEOUT says, so a correct but slow run on a
 # loaded machine never fails a test; set it where a hung subprocess must not stall CI.
@@ -34,3 +37,16 @@ def tiny(family: str = "llama", tie: bool = False, seed: int = 0):
         {"bos": tok.bos_token_id, "eos": tok.eos_token_id, "pad": tok.pad_token_id},
     )
     return build_model(config, seed).eval(), proc
+
+
+def harness_cli(*args: str, cwd: Path = ROOT, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m harness ARGS` in a subprocess, as a user types it (output captured, no time limit unless
+    HARNESS_TEST_TIMEOUT says)."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=SUBPROCESS_TIMEOUT,
+    )

@@ -12,24 +12,14 @@ import pytest
 from harness.cache import content_hash, write_sealed_json
 from harness.spec import ROOT
 from harness.store import verify
-from tests.helpers import SUBPROCESS_TIMEOUT
+from tests.helpers import SUBPROCESS_TIMEOUT, harness_cli
 
 pytestmark = pytest.mark.slow  # whole smoke runs and subprocesses: not in the fast subset
 
 
-def _harness(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "harness", *args],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SUBPROCESS_TIMEOUT,
-    )
-
-
 def _run(cache: Path, results: Path, *extra: str) -> subprocess.CompletedProcess:
     args = ["rq1_stagewise", "--profile", "smoke", "--quiet", "--cache-dir", str(cache)]
-    return _harness("run", *args, "--results-dir", str(results), *extra)
+    return harness_cli("run", *args, "--results-dir", str(results), *extra)
 
 
 def _outcome(results: Path) -> dict:
@@ -155,9 +145,9 @@ def test_a_corrupt_entry_is_reported_with_its_path_and_rebuilt(reference, tmp_pa
 
 def test_verify_command_exits_1_naming_the_file(reference, tmp_path):
     cache = _copy(reference, tmp_path)
-    assert _harness("verify", "--cache-dir", str(cache)).returncode == 0
+    assert harness_cli("verify", "--cache-dir", str(cache)).returncode == 0
     CORRUPTIONS["step model with flipped bytes"][0](cache)
-    found = _harness("verify", "--cache-dir", str(cache))
+    found = harness_cli("verify", "--cache-dir", str(cache))
     assert found.returncode == 1 and "step_002/model.safetensors" in found.stderr, found.stderr
     assert "1 corrupt" in found.stdout
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from harness.spec import EXPERIMENTS_DIR, ROOT
-from tests.helpers import SUBPROCESS_TIMEOUT
+from tests.helpers import SUBPROCESS_TIMEOUT, harness_cli
 
 
 @pytest.mark.slow
@@ -27,21 +27,11 @@ def test_an_installed_wheel_validates_every_experiment_from_elsewhere(tmp_path):
     subprocess.run(install, check=True, capture_output=True, timeout=SUBPROCESS_TIMEOUT)
     env = {**os.environ, "PYTHONPATH": str(target)}  # the installed copy, not this checkout
 
-    def harness(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "harness", *args],
-            cwd=elsewhere,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=SUBPROCESS_TIMEOUT,
-        )
-
-    where = harness("ls", "--profile", "smoke")
+    where = harness_cli("ls", "--profile", "smoke", cwd=elsewhere, env=env)
     assert where.returncode == 0, where.stderr
     names = sorted(p.stem for p in EXPERIMENTS_DIR.glob("*.yaml"))
     assert sorted(line.split()[0] for line in where.stdout.splitlines()) == names
-    checked = harness("validate", "--profile", "smoke")
+    checked = harness_cli("validate", "--profile", "smoke", cwd=elsewhere, env=env)
     assert checked.returncode == 0, checked.stderr
     ok = [line for line in checked.stdout.splitlines() if line.startswith("ok ")]
     assert len(ok) == len(names) and all(str(target / "harness" / "experiments") in line for line in ok)
