@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from harness.cache import content_hash
+from harness.cache import content_hash, write_atomic
 from harness.profile import Profile
 from harness.spec import CompressionRun, Experiment, PaperRow
 from harness.stages import TASKS, StageName
@@ -71,7 +71,7 @@ SEAL = (
 def seal_result(path: Path) -> None:
     """Seal a result file as written, so that a hand edit or a cut-short copy is found on reading."""
     path = Path(path)
-    path.with_name(path.name + SEAL).write_text(hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
+    write_atomic(path.with_name(path.name + SEAL), hashlib.sha256(path.read_bytes()).hexdigest() + "\n")
 
 
 def _accuracy_records(node: Any, where: str = "") -> list[tuple[str, dict]]:

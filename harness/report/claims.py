@@ -98,13 +98,14 @@ def _same_blocks(claim: Claim, res: CompressionResult, better: str, worse: str) 
     return f"; {worse} {claim.same_blocks_note} in every seed ({theirs[0]})"
 
 
-def against_paper(p: Paired, paper_delta: float | None) -> str:
-    """The interval read against the paper's own Δ: does our run rule it out, or is it compatible?"""
+def against_paper(p: Paired, paper_delta: float | None) -> tuple[list[str], str]:
+    """The interval read against the paper's own Δ: does our run rule it out, or is it compatible? The
+    reading ('rules out' | 'compatible with', none without the paper's Δ) and the text the row shows."""
     if paper_delta is None:
-        return ""
+        return [], ""
     low, high = p.interval()
-    what = f"the paper's {'gain' if paper_delta > 0 else 'Δ'} of {paper_delta:+.3f}"
-    return f": {'compatible with' if low <= paper_delta <= high else 'rules out'} {what}"
+    reading = "compatible with" if low <= paper_delta <= high else "rules out"
+    return [reading], f": {reading} the paper's {'gain' if paper_delta > 0 else 'Δ'} of {paper_delta:+.3f}"
 
 
 def _budget_note(run: RunRecord) -> str:
@@ -132,8 +133,8 @@ def pairwise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.Da
         p_better, p_worse = paper.get(pair.better), paper.get(pair.worse)
         known = p_better is not None and p_worse is not None
         cited = f"; paper {p_better:.3f} vs {p_worse:.3f}" if known else ""
-        reading = against_paper(p, p_better - p_worse if known else None)
-        readings += [reading.split(" the paper")[0][2:]] if reading else []
+        read, reading = against_paper(p, p_better - p_worse if known else None)
+        readings += read
         lines.append(
             f"{pair.better}{_budget_note(runs[pair.better])} {mean_std(accs[pair.better])} vs "
             f"{pair.worse}{_budget_note(runs[pair.worse])} {mean_std(accs[pair.worse])} "
@@ -161,10 +162,17 @@ def kept_quality(claim: Claim, exp: Experiment, res: CompressionResult, frame: p
     run = next((r for r in res.runs if r.label == claim.run), None)
     if run is None:
         return None
+    mine = run_vectors(res, run.label)
+    theirs = teacher_vectors(res, len(mine)) if mine else None
+    if mine is None or theirs is None:
+        return Found("no per-sample records (result older than the paired test)", verdict="not run")
+    p = paired_test(mine, theirs)
     teacher, stages = pick(frame, role="teacher"), pick(frame, role="stage", label=run.label)
+    final, t_acc = _accuracies(frame)[run.label], value(teacher, "overall")
     ends = pick(stages, seed=run.seeds[0].seed)
-    if ends.empty:
-        return _kept_accuracy(run.label, res, frame)
+    if ends.empty:  # a teacher-variance replicate: the accuracy margin alone (size and speed: the main run)
+        accuracy = f"accuracy {t_acc:.3f} → {mean_std(final)} ({stats(p)} vs the teacher"
+        return Found(f"{accuracy}; size and speed not measured)", [(p, -KEPT)])
     sizes = [value(teacher, "params_total"), *values(ends, "params_total")]
     last = pick(ends, stage=ends["stage"].iloc[-1], metric="samples_per_s")
     ups = {
@@ -172,18 +180,12 @@ def kept_quality(claim: Claim, exp: Experiment, res: CompressionResult, frame: p
         for b, v in zip(last["batch_size"], last["value"], strict=True)
         if (base := value(teacher, "samples_per_s", b))
     }
-    final, t_acc = _accuracies(frame)[run.label], value(teacher, "overall")
-    mine = run_vectors(res, run.label)
-    theirs = teacher_vectors(res, len(mine)) if mine else None
-    if mine is None or theirs is None:
-        return Found("no per-sample records (result older than the paired test)", verdict="not run")
-    p = paired_test(mine, theirs)
     per_stage = summary(stages, "overall", by=("stage",))
     after = ", ".join(
         f"{s} {mean_std(v)}" for s, v in zip(per_stage["stage"], per_stage["values"], strict=True)
     )
     paper_rows = [r.overall for r in exp.paper if r.overall is not None]
-    reading = against_paper(p, paper_rows[-1] - paper_rows[0] if len(paper_rows) > 1 else None)
+    read, reading = against_paper(p, paper_rows[-1] - paper_rows[0] if len(paper_rows) > 1 else None)
     ours = (
         f"{sizes[0] / 1e6:.2f}M → {sizes[-1] / 1e6:.2f}M parameters ({sizes[0] / sizes[-1]:.1f}×), speed-up "
         + (", ".join(f"{u:.2f}× at batch {b}" for b, u in ups.items()) or "not measured")
@@ -200,22 +202,7 @@ def kept_quality(claim: Claim, exp: Experiment, res: CompressionResult, frame: p
         decide = lambda vs: "inconclusive" if vs[0] == "reproduced" else vs[0]  # noqa: E731
     else:
         decide = lambda vs: vs[0]  # noqa: E731
-    return Found(ours, [(p, -KEPT)], decide, readings=[reading.split(" the paper")[0][2:]] if reading else [])
-
-
-def _kept_accuracy(label: str, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
-    """kept_quality where no stage ends were measured (a teacher-variance replicate): the accuracy margin
-    alone, since size and speed depend on the structure, which the main run measures."""
-    mine = run_vectors(res, label)
-    theirs = teacher_vectors(res, len(mine)) if mine else None
-    if mine is None or theirs is None:
-        return None
-    p = paired_test(mine, theirs)
-    t_acc, final = value(pick(frame, role="teacher"), "overall"), _accuracies(frame)[label]
-    text = (
-        f"accuracy {t_acc:.3f} → {mean_std(final)} ({stats(p)} vs the teacher; size and speed not measured)"
-    )
-    return Found(text, [(p, -KEPT)])
+    return Found(ours, [(p, -KEPT)], decide, readings=read)
 
 
 def trend(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
@@ -298,6 +285,12 @@ def curve_area(claim: Claim, exp: Experiment, res: CurvesResult, frame: pd.DataF
     return Found("; ".join(lines), comparisons) if lines else None
 
 
+def _worded(claim: Claim, verdict: str) -> str:
+    """A hypothesis of ours (no `paper:`) says 'holds' or 'does not hold', a paper claim 'reproduced'."""
+    hypothesis = claim.paper is None and claim.test != "premise"
+    return HYPOTHESIS_VERDICTS.get(verdict, verdict) if hypothesis else verdict
+
+
 def _held(ok: bool) -> str:
     return "holds" if ok else "fails"
 
@@ -338,14 +331,22 @@ def _adjust(found: dict[str, Found], family_of: dict[str, str]) -> tuple[dict[st
     return adjusted, adjusted_ps
 
 
+def fixed(x: float) -> float:
+    """6 decimals in claims.json: a library's last bit never moves the file."""
+    return round(x, 6)
+
+
+def sig(x: float | None) -> float | None:
+    """6 significant digits (p-values span many decades)."""
+    return float(f"{x:.6g}") if x is not None else None
+
+
 def _numbers(f: Found, holm_ps: list[float] | None) -> list[dict]:
     """Each comparison of a claim as numbers (claims.json): Δ, interval, MDE, p-values and verdicts."""
     out = []
     for k, (p, threshold) in enumerate(f.comparisons):
         low, high = p.interval()
         q = holm_ps[k] if holm_ps else None
-        fixed = lambda x: round(x, 6)  # noqa: E731 (stable digits: a library's last bit never moves a file)
-        sig = lambda x: float(f"{x:.6g}") if x is not None else None  # noqa: E731
         out.append(
             {
                 "delta": fixed(p.delta),
@@ -378,14 +379,14 @@ def _restricted(claim: Claim, labels: set[str]) -> Claim | None:
 
 def replications(
     results: dict[str, Result], experiments: list[Experiment], frames: dict[str, pd.DataFrame]
-) -> dict[str, list[tuple[str, str, str]]]:
-    """Claim id → [(teacher, what was compared, verdict)]: each claim that an experiment `replicates`, tested
-    on the teacher of its own experiment and on every replicate's, restricted to the comparisons the
-    replicate ran, so each teacher answers the same question."""
+) -> dict[str, list[tuple[int, int, str, str]]]:
+    """Claim id → [(teacher seed, compression seeds, what was compared, verdict)]: each claim that an
+    experiment `replicates`, tested on the teacher of its own experiment and on every replicate's,
+    restricted to the comparisons the replicate ran, so each teacher answers the same question."""
     if problems := replicate_problems(experiments):
         raise ValueError("; ".join(problems))
     home = {c.id: (e, c) for e, c in declared(experiments)}
-    out: dict[str, list[tuple[str, str, str]]] = {}
+    out: dict[str, list[tuple[int, int, str, str]]] = {}
     for rep in (e for e in experiments if e.replicates):
         res = results.get(rep.name)
         for cid in rep.replicates:
@@ -401,12 +402,8 @@ def replications(
             for r, name in ([] if rows else [(main, exp.name)]) + [(res, rep.name)]:
                 found = TESTS[claim.test](part, exp, r, frames[name])
                 if found is not None:
-                    words = HYPOTHESIS_VERDICTS if claim.paper is None and claim.test != "premise" else {}
-                    seeds = len(r.seeds)
-                    teacher = (
-                        f"teacher seed {r.profile.teacher.get('seed', 0)} ({seeds} seed{'s' * (seeds > 1)})"
-                    )
-                    rows.append((teacher, what, words.get(found.raw(), found.raw())))
+                    seed = r.profile.teacher.get("seed", 0)
+                    rows.append((seed, len(r.seeds), what, _worded(claim, found.raw())))
     return out
 
 
@@ -429,8 +426,7 @@ def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> lis
     rows = []
     for i, f in found.items():
         claim = claims[i]
-        words = HYPOTHESIS_VERDICTS if claim.paper is None and claim.test != "premise" else {}
-        raw, adj = f.raw(), adjusted.get(i)
+        adj = adjusted.get(i)
         close = [f"{t:+.2f}" if t else "0" for p, t in f.comparisons if p.borderline(t)]
         rows.append(
             {
@@ -441,8 +437,8 @@ def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> lis
                 "claim": claim.title,
                 "paper": claim.paper or "not in the paper",
                 "ours": f.ours,
-                "verdict": words.get(raw, raw),
-                "adjusted": words.get(adj, adj) if adj else None,
+                "verdict": _worded(claim, f.raw()),
+                "adjusted": _worded(claim, adj) if adj else None,
                 "borderline": ", ".join(close),
                 "comparisons": len(f.comparisons),
                 "tests": _numbers(f, holm_ps.get(i)),
@@ -453,7 +449,7 @@ def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> lis
     for r in rows:
         by_teacher = across.get(r["id"], [])
         r["teachers"] = by_teacher
-        r["teacher_dependent"] = len({v for _, _, v in by_teacher}) > 1 if len(by_teacher) > 1 else None
+        r["teacher_dependent"] = len({v for *_, v in by_teacher}) > 1 if len(by_teacher) > 1 else None
     failed = [r["id"] for r in rows if r["premise"] and r["verdict"] == "fails"]
     for r in rows:  # a claim tested on a stand-in that breaks the paper's premise says nothing of the paper
         r["untestable"] = (
@@ -526,9 +522,7 @@ def claims_summary(rows: list[dict]) -> str:
             lines.append(f"- {name}: {_ids(mine, 'verdict')}. After Holm: {_ids(mine, 'adjusted')}.")
     replicated = [r for r in rows if r["teacher_dependent"] is not None]
     if replicated:
-        seeds = sorted(
-            {t.split(" (")[0].removeprefix("teacher seed ") for r in replicated for t, _, _ in r["teachers"]}
-        )
+        seeds = sorted({str(seed) for r in replicated for seed, *_ in r["teachers"]})
         same = [r["id"] for r in replicated if not r["teacher_dependent"]]
         differ = [r["id"] for r in replicated if r["teacher_dependent"]]
         lines.append(
@@ -567,8 +561,10 @@ def _teachers_cell(r: dict) -> str:
     """Each teacher's verdict on the comparisons every teacher ran, and whether they agree."""
     if not r["teachers"]:
         return "—"
-    what = r["teachers"][0][1]
-    verdicts = "; ".join(f"{teacher}: {v}" for teacher, _, v in r["teachers"])
+    what = r["teachers"][0][2]
+    verdicts = "; ".join(
+        f"teacher seed {seed} ({n} seed{'s' * (n > 1)}): {v}" for seed, n, _, v in r["teachers"]
+    )
     agree = "**depends on the teacher**" if r["teacher_dependent"] else "the same on every teacher"
     return f"{what + ': ' if what and r['test'] != 'premise' else ''}{verdicts}; {agree}"
 
