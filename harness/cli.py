@@ -437,6 +437,15 @@ def parser() -> argparse.ArgumentParser:
     pl.add_argument("--memory", type=memory_size, default=None, help="device memory to fit, e.g. 24GB")
     pl.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"])
     pl.add_argument(
+        "--gpus", type=count(1), default=1, help="processes under accelerate launch, one device each"
+    )
+    pl.add_argument(
+        "--parallel",
+        default=None,
+        choices=["ddp", "fsdp"],
+        help="their engine (harness/parallel.py; default: the profile's compression.parallel)",
+    )
+    pl.add_argument(
         "--text-tokens",
         type=count(1),
         default=32,

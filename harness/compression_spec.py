@@ -63,8 +63,9 @@ class Compression(Strict):
     activation_checkpointing: bool = Field(
         False,
         description="recompute each language-model block's activations in the backward pass instead of "
-        "keeping them (transformers' gradient checkpointing): distillation's activation memory falls to "
-        "about one block's, for about a third more compute",
+        "keeping them (distillation: transformers' gradient checkpointing; Eq. 1, in eval mode: torch's "
+        "checkpoint around each block, harness/prune/importance.py): activation memory falls to about one "
+        "block's, for about a third more compute, with the same scores and steps",
     )
 
     optimizer: Literal["adamw", "adafactor", "adamw_8bit"] = Field(
@@ -83,6 +84,14 @@ class Compression(Strict):
         False,
         description="keep the teacher's language model in CPU memory while the student is compressed: its "
         "outputs are cached before compression starts, and evaluation uses only its vision side",
+    )
+
+    parallel: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="the engine of Eq. 1 and distillation under `accelerate launch` with several processes "
+        "(harness/parallel.py): ddp (accelerate's DistributedDataParallel; every process holds whole models) "
+        "or fsdp (torch's fully_shard: language models wait in CPU memory and each phase splits them across "
+        "the devices; `python -m harness plan --gpus N --parallel fsdp`). No effect in one process",
     )
 
     @model_validator(mode="after")
@@ -125,6 +134,7 @@ LATER_FIELDS = (
     "optimizer",
     "weights_dtype",
     "offload_teacher",
+    "parallel",
 )
 
 

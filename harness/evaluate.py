@@ -28,6 +28,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
+from harness import parallel
 from harness.data.collate import (
     IGNORE,
     answer_ids,
@@ -251,7 +252,13 @@ def evaluate(model, processor, split, batch_size: int, progress: bool = False, v
     """Accuracy per task, overall, and on knowledge questions about advertisers seen / unseen in D_d (when the
     split has a `knowledge_group` column), with each sample's correctness, on a dataset split. `vision_of`:
     a model whose vision side `model` shares unchanged (the teacher, for every model of a compression run);
-    its query outputs for the split are then reused (a vision side that differs is refused)."""
+    its query outputs for the split are then reused (a vision side that differs is refused). Under fsdp, the
+    language model runs sharded across the devices (harness/parallel.py)."""
+    with parallel.sharded(model):
+        return _evaluate(model, processor, split, batch_size, progress, vision_of)
+
+
+def _evaluate(model, processor, split, batch_size: int, progress: bool, vision_of) -> dict:
     if vision_of is not None and vision_of is not model:
         mine, theirs = vision_side(model), vision_side(vision_of)
         if len(mine) != len(theirs) or not all(

@@ -238,5 +238,6 @@ def device_info(placement: Placement | None = None) -> dict:
         info["gpu"] = torch.cuda.get_device_name(device)
     if parallel.world() > 1:  # data-parallel under accelerate launch (harness/parallel.py)
         info["processes"] = parallel.world()
+        info["parallel"] = "fsdp" if parallel.sharding() else "ddp"
     info["name"] = info.get("gpu") or f"{info['cpu']} ({info['torch_threads']} threads)"
     return info

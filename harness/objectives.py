@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from harness import parallel
 from harness.compression_spec import Compression
 from harness.data.collate import IGNORE, answer_ids, pixel_values, qformer_kwargs, training_batch
 from harness.device import autocast, current, on
@@ -166,6 +167,11 @@ def teacher_batches(
     for m in (student, teacher):
         if m is not None:
             m.eval()
+    with parallel.sharded(teacher):  # under fsdp, the teacher's language model split across the devices
+        return _teacher_batches(teacher, processor, split, batch_size, progress, student, with_pixels, top_k)
+
+
+def _teacher_batches(teacher, processor, split, batch_size, progress, student, with_pixels, top_k) -> list:
     out = []
     for i in tqdm(
         range(0, len(split), batch_size), desc="teacher outputs", disable=not progress, leave=False

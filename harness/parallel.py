@@ -1,49 +1,88 @@
-"""Data parallelism under `accelerate launch`: distillation and Eq. 1 share their micro-batches out between
-the processes and sum the gradients; everything else runs whole in every process.
+"""Several processes under `accelerate launch`: Eq. 1 and distillation share their micro-batches out between
+the processes, on accelerate's DDP (`parallel: ddp`) or with every language model sharded by torch's FSDP
+(`parallel: fsdp`); everything else runs whole in every process.
 
-Why this split: the two phases are where a compression run spends its compute, and both already take the
-gradient of one loss over a set of weighted micro-batches (harness/train.py, harness/prune/importance.py), so
-summing each process's share of that gradient gives the single process's gradient exactly, up to the order
-of float additions. accelerate starts the processes (`accelerate launch --multi_gpu --num_processes N`, its
-torchrun launcher, also on a machine without GPUs: its `--cpu` launcher needs MPI for more than one process)
-and sets up torch.distributed (gloo on the CPU, NCCL between GPUs, one GPU per process); without it (one
-process) every function here does nothing. Only the main process writes to the cache
-and results, and the processes pass every cache entry's lock together (harness/cache.py), so they take the
-same decisions and a collective run never has two writers.
+Why these two phases: they are where a compression run spends its compute, and both take the gradient of
+one loss over a set of weighted micro-batches (harness/train.py, harness/prune/importance.py), so the
+processes' gradients, summed by the engine, are the single process's gradient up to the order of float
+additions. Each process takes every world()-th micro-batch of a step; a process left short repeats one with
+weight 0, since both engines need every process to run as many forward and backward passes.
+
+- ddp: `Accelerator.prepare` wraps the trained parts in DistributedDataParallel (bucketed all-reduce,
+  overlapped with the backward pass; gradients as bucket views, so no second copy), and `Accelerator.no_sync`
+  holds the all-reduce back until a process's last micro-batch of the step. Every process holds the whole
+  teacher and student: faster, never smaller.
+- fsdp: torch's `fully_shard` (FSDP2) on every language-model block. A language model lives whole in CPU
+  memory between phases (`place`); for each phase with a language model's forward pass (Eq. 1 and its
+  scores, distillation, teacher outputs, evaluation, Block Influence) `sharded` builds a copy whose weights
+  are split across the processes' devices, gathers one block at a time as the forward and backward passes
+  reach it, and writes the gathered weights back at the end. Surgery and saving see the whole model, as in
+  one process. `python -m harness plan --gpus N --parallel fsdp` gives the memory per device.
+
+accelerate starts the processes (`accelerate launch --multi_gpu --num_processes N`, its torchrun launcher,
+also on a machine without GPUs: its `--cpu` launcher needs MPI for more than one process) and sets up
+torch.distributed (gloo on the CPU, NCCL between GPUs, one GPU per process). In one process every function
+here does nothing. Only the main process writes to the cache and results, and the processes pass every cache
+entry's lock together (harness/cache.py), so they take the same decisions and never have two writers.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import functools
 import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used: `python -m harness report` runs without it
     import torch
 
+MODES = ("ddp", "fsdp")
+_MODE = ["ddp"]
+
+
+def use(mode: str) -> None:
+    """The engine of this process's multi-process phases (the profile's `compression.parallel`)."""
+    if mode not in MODES:
+        raise ValueError(f"compression.parallel: '{mode}' is not an engine; allowed: {', '.join(MODES)}")
+    _MODE[0] = mode
+
+
+def sharding() -> bool:
+    """Whether language models are sharded across the processes now (fsdp with several processes)."""
+    return _MODE[0] == "fsdp" and world() > 1
+
 
 @functools.cache
-def _state():
-    """accelerate's PartialState when this process is one of several, else None (nothing imported)."""
+def _accelerator():
+    """accelerate's Accelerator when this process is one of several, else None (nothing imported). Its mixed
+    precision stays off: harness/device.py's autocast is the one precision policy."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    from accelerate import PartialState
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
 
     from harness.device import current
 
     # gloo between CPU processes, NCCL between GPUs: the placement the profile chose (harness/device.py),
-    # set before anything here runs (harness/cli.py run_experiment)
-    return PartialState(cpu=current().device.type == "cpu")
+    # set before anything here runs (harness/cli.py run_experiment). Unused parameters are found, not
+    # refused: a tied or skipped weight gets a zero gradient, as summing would give it.
+    ddp = DistributedDataParallelKwargs(
+        gradient_as_bucket_view=True, broadcast_buffers=False, find_unused_parameters=True
+    )
+    return Accelerator(cpu=current().device.type == "cpu", mixed_precision="no", kwargs_handlers=[ddp])
 
 
 def world() -> int:
-    s = _state()
-    return 1 if s is None else s.num_processes
+    a = _accelerator()
+    return 1 if a is None else a.num_processes
 
 
 def rank() -> int:
-    s = _state()
-    return 0 if s is None else s.process_index
+    a = _accelerator()
+    return 0 if a is None else a.process_index
 
 
 def is_main() -> bool:
@@ -52,31 +91,18 @@ def is_main() -> bool:
 
 def barrier() -> None:
     if world() > 1:
-        _state().wait_for_everyone()
+        _accelerator().wait_for_everyone()
 
 
-def share(items: list) -> list:
-    """This process's share of `items` (every world()-th, from its rank): a step's micro-batches, D_p."""
-    return items[rank() :: world()]
-
-
-def sum_gradients(params: list[torch.nn.Parameter]) -> None:
-    """Replace each gradient by its sum over the processes. A parameter without a gradient in some process
-    (no micro-batch there) takes zeros; one without a gradient in every process keeps none, as in a single
-    process."""
-    if world() == 1:
-        return
-    import torch
-    import torch.distributed as dist
-
-    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=_device())
-    dist.all_reduce(has, op=dist.ReduceOp.MAX)
-    for p, any_grad in zip(params, has.tolist(), strict=True):
-        if not any_grad:
-            continue
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-        dist.all_reduce(p.grad)
+def share(items: list) -> list[tuple[object, bool]]:
+    """This process's share of `items` (every world()-th, from its rank), each with whether it counts: a
+    process left with fewer than the others repeats its last (or the first) item, not counting, so that every
+    process runs as many passes."""
+    mine = [(item, True) for item in items[rank() :: world()]]
+    each = -(-len(items) // world())
+    while items and len(mine) < each:
+        mine.append(((mine[-1][0] if mine else items[0]), False))
+    return mine
 
 
 def from_main(obj):
@@ -108,3 +134,165 @@ def _device() -> torch.device:
     from harness.device import current
 
     return current().device
+
+
+@dataclass
+class Engine:
+    """How a phase's passes run: `forward(batch)` gives the loss through the engine's wrapper, `syncing(last)`
+    holds the gradient exchange back until a process's last micro-batch of a step, and the loss is multiplied
+    by `scale` before backward (both engines average the processes' gradients; the harness sums them)."""
+
+    forward: Callable
+    syncing: Callable[[bool], contextlib.AbstractContextManager]
+    scale: int = 1
+
+
+TRAINED = ("language_projection", "language_model")
+
+
+@contextlib.contextmanager
+def engine(model, loss: Callable) -> Iterator[Engine | None]:
+    """The engine for a gradient phase of `model`'s trained parts (distillation, Eq. 1), or None in one
+    process. Under fsdp, `model`'s projection and language model are the sharded copies for the duration:
+    take the parameters to optimise inside this block."""
+    if world() == 1:
+        yield None
+        return
+    if sharding():
+        with sharded(model, TRAINED, loss) as root:
+
+            @contextlib.contextmanager
+            def syncing(last: bool):
+                root.set_requires_gradient_sync(last)
+                yield
+
+            yield Engine(root, syncing, world())
+        return
+    acc = _accelerator()
+    wrapped = acc.prepare_model(_objective()({n: getattr(model, n) for n in TRAINED}, loss))
+    try:
+        yield Engine(
+            wrapped, lambda last: contextlib.nullcontext() if last else acc.no_sync(wrapped), world()
+        )
+    finally:
+        acc.free_memory()  # the wrapper and its buckets go; the model's parameters stay
+
+
+@functools.cache
+def _objective() -> type:
+    import torch
+
+    class Objective(torch.nn.Module):
+        """The parts a phase trains, as one module whose forward is the phase's loss: the module an engine
+        wraps, so that its hooks see every pass."""
+
+        def __init__(self, parts: dict, loss: Callable | None):
+            super().__init__()
+            self.parts = torch.nn.ModuleDict(parts)
+            self.loss = loss
+
+        def forward(self, batch):
+            return self.loss(batch)
+
+    return Objective
+
+
+@contextlib.contextmanager
+def sharded(model, names: tuple[str, ...] = ("language_model",), loss: Callable | None = None):
+    """`model`'s parts `names` replaced, for the duration, by copies sharded across the processes (torch's
+    fully_shard on every language-model block and on the whole); yields the root (an Objective whose
+    forward is `loss`), or None where nothing is sharded (fsdp off, or one process). The parts' whole weights
+    are freed meanwhile and written back, gathered, at the end: gradients are not kept. Without `loss` (a
+    forward-only phase) the root's own weights (embeddings, final norm, head) stay gathered throughout, since
+    they are used outside a forward pass of the root (harness/models/blip2.py lm_inputs_embeds)."""
+    if not sharding() or model is None:
+        yield None
+        return
+    import torch
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+
+    from harness.device import current
+
+    device = current().device
+    originals = {n: getattr(model, n) for n in names}
+    copies = {}
+    for n, orig in originals.items():
+        memo = {
+            id(p): torch.nn.Parameter(torch.empty_like(p, device="meta"), requires_grad=p.requires_grad)
+            for p in orig.parameters()
+        }
+        work = copy.deepcopy(orig, memo)  # the module tree, every weight on the meta device
+        for block in _blocks(work):
+            fully_shard(block)
+        copies[n] = work
+    root = _objective()(copies, loss)
+    fully_shard(root)
+    root.to_empty(device=device)
+    homes = {}
+    with torch.no_grad():
+        for n, orig in originals.items():
+            for (name, p), (wname, w) in zip(
+                orig.named_parameters(), copies[n].named_parameters(), strict=True
+            ):
+                assert name == wname, (name, wname)
+                w.to_local().copy_(_my_chunk(p.data, w.to_local().shape))
+                homes[(n, name)] = (p, p.device)
+                p.data = torch.empty(0, dtype=p.dtype, device=p.device)  # the whole weight waits, freed
+            for (_, b), (_, wb) in zip(orig.named_buffers(), copies[n].named_buffers(), strict=True):
+                wb.copy_(b)
+    for n, work in copies.items():
+        setattr(model, n, work)
+    if loss is None:
+        root.unshard()
+        root.set_reshard_after_forward(False, recurse=False)
+    try:
+        yield root
+    finally:
+        for n, orig in originals.items():
+            setattr(model, n, orig)
+        for module in root.modules():  # every unit back to its shards, so each weight gathers alike
+            if isinstance(module, FSDPModule):
+                module.reshard()
+        with torch.no_grad():
+            for n in originals:
+                for name, w in copies[n].named_parameters():
+                    p, home = homes[(n, name)]
+                    p.data = w.full_tensor().to(home)  # one weight gathered at a time
+        del root, copies
+
+
+def _blocks(module) -> list:
+    """The repeated blocks of a transformers model: the items of its outermost ModuleLists (decoder layers;
+    a T5's encoder and decoder blocks, not the sub-layers inside them)."""
+    import torch
+
+    found: list = []
+    for path, m in module.named_modules():
+        if isinstance(m, torch.nn.ModuleList) and not any(path.startswith(f"{p}.") for p, _ in found):
+            found += [(f"{path}.{i}", block) for i, block in enumerate(m)]
+    return [block for _, block in found]
+
+
+def _my_chunk(full: torch.Tensor, shape) -> torch.Tensor:
+    """This process's rows of `full` as fully_shard splits them (torch.chunk along dim 0)."""
+    import torch
+
+    chunks = torch.chunk(full, world(), dim=0)
+    mine = chunks[rank()] if rank() < len(chunks) else full[:0]
+    if tuple(mine.shape) != tuple(shape):
+        raise RuntimeError(f"fsdp: a shard of {tuple(full.shape)} is {tuple(shape)}, not {tuple(mine.shape)}")
+    return mine
+
+
+def place(model, device: torch.device):
+    """`model` on `device`; while language models are sharded (fsdp, several processes), its language model
+    stays in CPU memory, and only its shards reach the device (`sharded`)."""
+    if not sharding():
+        return model.to(device)
+    for name, child in model.named_children():
+        if name != "language_model":
+            child.to(device)
+    for p in model.parameters(recurse=False):  # BLIP-2's query tokens
+        p.data = p.data.to(device)
+    model.language_model.to("cpu")
+    return model

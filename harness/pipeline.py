@@ -151,8 +151,8 @@ def _student(out: Path, step: int | None, teacher, c: Compression):
             setattr(model, name, part)
     for part in trained_parts(model):
         part.to(dtype)
-    model.to(current().device)
-    return model.eval()
+    # under fsdp its language model waits in CPU memory, and only shards reach the device (parallel.place)
+    return parallel.place(model, current().device).eval()
 
 
 # what computes the query outputs, never pruned by a compression run (harness/evaluate.py `vision_side`)
@@ -199,10 +199,10 @@ def _record(student, step, stage, amount, removed_total, acc_pruned, acc, losses
     }
 
 
-def _importance(model, level: str, criterion: str, d_p, seed: int, block_criterion: str):
+def _importance(model, level: str, criterion: str, d_p, seed: int, block_criterion: str, c: Compression):
     if level == "block":  # Algorithm 1 drops the last blocks; Block Influence (a baseline) scores them
         return block_influence(model, d_p) if block_criterion == "block_influence" else None
-    return importance(model, level, criterion, d_p, seed)
+    return importance(model, level, criterion, d_p, seed, checkpointing=c.activation_checkpointing)
 
 
 def run_compression(
@@ -266,7 +266,8 @@ def _iterative(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, s
         if run.pruner == "torch_pruning" and level in ("ffn", "hidden"):
             torch_pruning_step(student, level, amount, example_inputs(processor, val))
         else:
-            imp = _importance(student, level, run.criterion, d_p, plan.seed * 1000 + k, run.block_criterion)
+            seed = plan.seed * 1000 + k
+            imp = _importance(student, level, run.criterion, d_p, seed, run.block_criterion, c)
             info = prune_step(student, level, amount, imp)
         acc_pruned = _perf(student, processor, val, plan.eval_batch_size, teacher)
         losses = distill(
@@ -318,7 +319,7 @@ def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, st
         if amount == 0:  # the iterative run this one-shot follows removed nothing at this stage
             continue
         seed = plan.seed * 1000 + 1
-        imp = _importance(student, level, run.criterion, d_p, seed, run.block_criterion)
+        imp = _importance(student, level, run.criterion, d_p, seed, run.block_criterion, c)
         info = prune_step(student, level, amount, imp)
         if level == "block":
             dropped = _drop(state, info["blocks"])

@@ -42,6 +42,9 @@ class Plan:
     host_cache: float  # bytes of D_d's teacher outputs (CPU memory)
     cache_form: str
     flop: dict[str, float] = field(default_factory=dict)  # compute of each kind of pass, by name
+    gpus: int = 1  # processes, one device each (harness/parallel.py)
+    parallel: str = "ddp"
+    host_models: float = 0.0  # bytes of whole language models each process keeps in CPU memory
 
     @property
     def peak(self) -> Phase:
@@ -136,14 +139,19 @@ def plan(
     checkpoint: str | Path | None = None,
     text_tokens: int = 32,
     answer_tokens: int = 4,
+    gpus: int = 1,
+    parallel: str | None = None,
 ) -> Plan:
-    """The memory of each phase of a compression run of `checkpoint` with `profile`'s compression section."""
+    """The memory of each phase of a compression run of `checkpoint` with `profile`'s compression section,
+    per device of `gpus` processes under `parallel` (default: the profile's compression.parallel)."""
     c = profile.compression
+    parallel = parallel or c.parallel
     model = meta_model(checkpoint, profile)
     counts = parameters(model)
     text = model.config.text_config
     vocab = text.vocab_size
-    trained = counts["language_projection"] + counts["language_model"]
+    lm, projection = counts["language_model"], counts["language_projection"]
+    trained = projection + lm
     frozen = counts["vision_model"] + counts["qformer"]
     wt = 2 if c.weights_dtype == "bfloat16" else 4
     compute = torch.float32 if profile.dtype == "float32" else getattr(torch, profile.dtype)
@@ -160,54 +168,97 @@ def plan(
     host_cache = positions * kept + query_cache * 4
     logits = micro * seq * vocab * cb  # the language model's output, alive until the loss is taken
     loss = micro * answer_tokens * vocab * 4 * 3  # float32 logits, log-probabilities and probabilities
-    teacher_resident = 4 * (frozen if c.offload_teacher else counts["total"])
     student = wt * trained  # its vision side is the teacher's own modules (harness/pipeline.py `_student`)
     autocast_copies = trained * cb if (wt == 4 and cb < 4) else 0  # autocast keeps low-precision weight casts
-    acts = saved_activations(model, micro, text_tokens, False, compute)
-    acts_distill = saved_activations(model, micro, text_tokens, c.activation_checkpointing, compute)
-    phases = [
-        Phase("teacher outputs", {"teacher": 4 * counts["total"], "logits": logits + loss / 3}),
-        Phase(
-            "importance (Eq. 1)",
-            {
-                "teacher": teacher_resident,
-                "student": student,
-                "gradients": wt * trained,
-                "activations": acts + autocast_copies,
-                "logits + loss": logits + loss,
-                "scoring": biggest * 4,  # one parameter's float32 |g·θ| at a time (prune/importance.py)
-            },
-        ),
-        Phase(
-            "distillation",
-            {
-                "teacher": teacher_resident,
-                "student": student,
-                "gradients": wt * trained,
-                "optimizer": optimizer_bytes(c.optimizer, model, wt),
-                "activations": acts_distill + autocast_copies,
-                "logits + loss": logits + loss,
-            },
-        ),
-        Phase(
-            "evaluation",
-            {
-                "teacher": teacher_resident,
-                "student": student,
-                "logits": logits / micro * profile.evaluation_batch_size,
-            },
-        ),
-    ]
+    acts = saved_activations(model, micro, text_tokens, c.activation_checkpointing, compute)
+    sharded = parallel == "fsdp" and gpus > 1
+    if sharded:  # harness/parallel.py: language models wait in CPU memory, devices hold shards
+        blocks = [sum(p.numel() for p in b.parameters()) for b in lm_blocks(model)]
+        # gathered at once: the root's own weights (embeddings, final norm, head; the projection when
+        # trained) for the whole phase, and two blocks (the one computed and the one prefetched)
+        root = lm - sum(blocks)
+        gathered, gathered_trained = root + 2 * max(blocks), root + projection + 2 * max(blocks)
+        teacher_resident = 4 * frozen
+        training = {  # Eq. 1 and distillation; scoring gathers one weight and its gradient, |g·θ| in float32
+            "teacher": teacher_resident,
+            "shards": wt * trained / gpus,
+            "gathered": wt * gathered_trained,
+            # the sharded gradients and one block's (and the root's) whole ones before they are split
+            "gradients": wt * trained / gpus + wt * (root + projection + max(blocks)),
+            "activations": acts + autocast_copies,
+            "logits + loss": logits + loss,
+        }
+        phases = [
+            Phase(
+                "teacher outputs",
+                {
+                    "teacher": 4 * (frozen + projection),
+                    "shards": 4 * lm / gpus,
+                    "gathered": 4 * gathered,
+                    "logits": logits + loss / 3,
+                },
+            ),
+            Phase("importance (Eq. 1)", {**training, "scoring": biggest * (4 + 2 * wt)}),
+            Phase("distillation", {**training, "optimizer": optimizer_bytes(c.optimizer, model, wt) / gpus}),
+            Phase(
+                "evaluation",
+                {
+                    "teacher": teacher_resident,
+                    "student": wt * projection,
+                    "shards": wt * lm / gpus,
+                    "gathered": wt * gathered,
+                    "logits": logits / micro * profile.evaluation_batch_size,
+                },
+            ),
+        ]
+        host_models = (4 + wt) * lm  # each process's whole teacher and student language models
+    else:
+        teacher_resident = 4 * (frozen if c.offload_teacher else counts["total"])
+        phases = [
+            Phase("teacher outputs", {"teacher": 4 * counts["total"], "logits": logits + loss / 3}),
+            Phase(
+                "importance (Eq. 1)",
+                {
+                    "teacher": teacher_resident,
+                    "student": student,
+                    "gradients": wt * trained,
+                    "activations": acts + autocast_copies,
+                    "logits + loss": logits + loss,
+                    "scoring": biggest * 4,  # one parameter's float32 |g·θ| at a time (prune/importance.py)
+                },
+            ),
+            Phase(
+                "distillation",
+                {
+                    "teacher": teacher_resident,
+                    "student": student,
+                    "gradients": wt * trained,
+                    "optimizer": optimizer_bytes(c.optimizer, model, wt),
+                    "activations": acts + autocast_copies,
+                    "logits + loss": logits + loss,
+                },
+            ),
+            Phase(
+                "evaluation",
+                {
+                    "teacher": teacher_resident,
+                    "student": student,
+                    "logits": logits / micro * profile.evaluation_batch_size,
+                },
+            ),
+        ]
+        host_models = 4 * lm if c.offload_teacher else 0.0
     # compute (2 FLOP per parameter and token forward, 4 more backward; checkpointing recomputes the forward)
     tokens = seq * profile.data.sizes.train
     vision = model.config.vision_config
     patches = (vision.image_size // vision.patch_size) ** 2 + 1
     per_image = 2 * counts["vision_model"] * patches + 2 * counts["qformer"] * model.config.num_query_tokens
     d_p = seq * (c.pruning_samples or profile.data.sizes.train)
+    backward = 8 if c.activation_checkpointing else 6
     flop = {
         "teacher outputs (once)": 2 * trained * tokens + per_image * profile.data.sizes.train,
-        "Eq. 1 over D_p (each pruning step)": 6 * trained * d_p,
-        "distillation (each epoch of D_d)": (8 if c.activation_checkpointing else 6) * trained * tokens,
+        "Eq. 1 over D_p (each pruning step)": backward * trained * d_p,
+        "distillation (each epoch of D_d)": backward * trained * tokens,
     }
     return Plan(
         source=str(checkpoint) if checkpoint else f"profile '{profile.name}' stand-in",
@@ -216,6 +267,9 @@ def plan(
         host_cache=host_cache,
         cache_form="full vocabulary" if top_k is None else f"top-{top_k}",
         flop=flop,
+        gpus=gpus,
+        parallel=parallel,
+        host_models=host_models,
     )
 
 
@@ -243,7 +297,8 @@ def render(p: Plan, profile: Profile, memory: float | None = None, tflops: float
         f"Plan for {p.source}, compression set-up of profile '{profile.name}': micro-batch {c.micro} "
         f"(logical batch {c.batch_size}), dtype {profile.dtype}, student weights {c.weights_dtype}, "
         f"optimizer {c.optimizer}, activation checkpointing {'on' if c.activation_checkpointing else 'off'}, "
-        f"teacher language model {'offloaded to CPU' if c.offload_teacher else 'on the device'}",
+        f"teacher language model {'offloaded to CPU' if c.offload_teacher else 'on the device'}"
+        + _processes(p),
         "",
         "Parameters: "
         + ", ".join(
@@ -258,8 +313,14 @@ def render(p: Plan, profile: Profile, memory: float | None = None, tflops: float
         lines.append(f"| {ph.name} | " + " | ".join(cells) + f" | **{ph.total / GiB:.2f}** |")
     lines += [
         "",
-        f"GiB on the device. Peak: {p.peak.name}, {p.peak.total / GiB:.2f} GiB. D_d's teacher outputs "
-        f"({p.cache_form}) and query outputs: {p.host_cache / GiB:.2f} GiB of CPU memory.",
+        f"GiB on {'each' if p.gpus > 1 else 'the'} device. Peak: {p.peak.name}, "
+        f"{p.peak.total / GiB:.2f} GiB. D_d's teacher outputs ({p.cache_form}) and query outputs: "
+        f"{p.host_cache / GiB:.2f} GiB of CPU memory"
+        + (
+            f"; whole language models waiting there: {p.host_models / GiB:.2f} GiB per process."
+            if p.host_models
+            else "."
+        ),
     ]
     if memory is not None:
         verdict = "fits" if p.fits(memory) else "does NOT fit"
@@ -267,16 +328,29 @@ def render(p: Plan, profile: Profile, memory: float | None = None, tflops: float
             f"{verdict} in {memory / GiB:.0f} GiB (peak ≤ {1 - HEADROOM:.0%} of it, leaving room for the "
             "allocator and the CUDA context)."
         )
-    rate = f" (at a sustained {tflops:g} TFLOP/s)" if tflops else ""
+    rate = f" (at a sustained {tflops:g} TFLOP/s per device)" if tflops else ""
+    if p.gpus > 1:
+        rate += f", shared by {p.gpus} devices"
     lines += [
         "",
         "Compute, estimated as 2 FLOP per parameter and token forward, 4 backward and 2 more recomputed "
         f"with activation checkpointing{rate}:",
     ]
     for name, f in p.flop.items():
-        time = f", {f / (tflops * 1e12) / 60:.1f} min" if tflops else ""
+        time = f", {f / (tflops * 1e12 * p.gpus) / 60:.1f} min" if tflops else ""
         lines.append(f"- {name}: {f / 1e15:.1f} PFLOP{time}")
     return "\n".join(lines)
+
+
+def _processes(p: Plan) -> str:
+    if p.gpus == 1:
+        return ""
+    if p.parallel == "fsdp":
+        return (
+            f"; {p.gpus} processes, one device each, fsdp: language models sharded across the devices, "
+            "whole ones in CPU memory"
+        )
+    return f"; {p.gpus} processes, one device each, ddp: whole models on every device"
 
 
 def _columns(p: Plan) -> list[str]:
@@ -294,6 +368,6 @@ def plan_command(args) -> int:
     if args.checkpoint is not None and not (args.checkpoint / "config.json").is_file():
         raise CheckpointError(f"{args.checkpoint}: no config.json (plan reads a checkpoint's config only)")
     prof = placed_profile(args.profile, {}, dtype=args.dtype)
-    result = plan(prof, args.checkpoint, args.text_tokens, args.answer_tokens)
+    result = plan(prof, args.checkpoint, args.text_tokens, args.answer_tokens, args.gpus, args.parallel)
     print(render(result, prof, args.memory, args.tflops))
     return 0 if args.memory is None or result.fits(args.memory) else 1

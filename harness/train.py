@@ -39,7 +39,7 @@ def train(
     after_epoch: Callable[[int], None] | None = None,
     accumulate: bool = False,
     optimizer: str = "adamw",
-    data_parallel: bool = False,
+    engine: parallel.Engine | None = None,
 ) -> list[float]:
     """Train `params` on `epochs[i]`, the batches of epoch i in the order they are used; returns the mean loss
     of each epoch. `after_epoch(n)` runs after epoch n (from 1), e.g. for a learning curve; it may leave
@@ -49,16 +49,14 @@ def train(
     (harness/device.py); in float16 a GradScaler scales the loss. With `accumulate`, each element of an
     epoch is one optimizer step's list of (micro-batch, weight): the step's loss is Σ weight × loss, its
     gradient accumulated over the micro-batches, one backward each, so that only one micro-batch's
-    activations are alive at a time. `optimizer`: see make_optimizer. `data_parallel`: under `accelerate
-    launch`, each process takes its share of every step's micro-batches and the gradients are summed
-    (harness/parallel.py); the step is then the single process's."""
+    activations are alive at a time. `optimizer`: see make_optimizer. `engine`: under `accelerate launch`
+    (harness/parallel.py `engine`), each process takes its share of every step's micro-batches through the
+    engine, which sums the gradients; the step is then the single process's."""
     opt = make_optimizer(optimizer, params, lr, weight_decay)
     clipped = [p for g in opt.param_groups for p in g["params"]]
     steps = sum(len(batches) for batches in epochs)
     sched = get_cosine_schedule_with_warmup(opt, warmup_steps, steps)
     scaler = torch.amp.GradScaler(current().device.type) if loss_scale() != 1.0 else None
-    if scaler is not None and data_parallel:  # a process with no micro-batch in a step never scales a loss
-        scaler.scale(torch.zeros((), device=current().device))
     losses = []
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
     for epoch, batches in enumerate(epochs, 1):
@@ -69,18 +67,18 @@ def train(
             parts = batch if accumulate else [(batch, None)]
             step_loss = 0.0
             opt.zero_grad()
-            for part, weight in parallel.share(parts) if data_parallel else parts:
-                with autocast():
-                    loss = loss_fn(part)
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"{desc}, epoch {epoch}: loss is {loss.item()}")
-                if weight is not None:
-                    loss = loss * weight
-                (loss if scaler is None else scaler.scale(loss)).backward()
-                step_loss += loss.item()
-            if data_parallel:  # each process took its share of the step's micro-batches
-                parallel.sum_gradients(clipped)
-                step_loss = parallel.sum_value(step_loss)
+            if engine is None:
+                for part, weight in parts:
+                    with autocast():
+                        loss = loss_fn(part)
+                    if not math.isfinite(loss.item()):
+                        raise FloatingPointError(f"{desc}, epoch {epoch}: loss is {loss.item()}")
+                    if weight is not None:
+                        loss = loss * weight
+                    (loss if scaler is None else scaler.scale(loss)).backward()
+                    step_loss += loss.item()
+            else:
+                step_loss = _engine_step(engine, parts, scaler, f"{desc}, epoch {epoch}")
             if scaler is None:
                 torch.nn.utils.clip_grad_norm_(clipped, 1.0)
                 opt.step()
@@ -99,6 +97,25 @@ def train(
     bar.close()
     model.eval()
     return losses
+
+
+def _engine_step(engine: parallel.Engine, parts: list, scaler, where: str) -> float:
+    """One optimizer step's passes of this process through `engine`: its share of the micro-batches, the
+    gradient exchange held back until its last; returns the step's loss summed over the processes."""
+    share = parallel.share(parts)
+    total = 0.0
+    for i, ((part, weight), counts) in enumerate(share):
+        with engine.syncing(i == len(share) - 1):  # around the forward and the backward pass (DDP)
+            with autocast():
+                loss = engine.forward(part)
+            if not math.isfinite(loss.item()):
+                raise FloatingPointError(f"{where}: loss is {loss.item()}")
+            if weight is not None:
+                loss = loss * weight
+            scaled = loss * (engine.scale if counts else 0.0)
+            (scaled if scaler is None else scaler.scale(scaled)).backward()
+        total += loss.item() if counts else 0.0
+    return parallel.sum_value(total)
 
 
 def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:

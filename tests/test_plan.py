@@ -148,3 +148,38 @@ def test_the_readme_shows_what_plan_prints_for_blip2_opt(capsys, monkeypatch):
     opt = "experiments/checkpoints/blip2-opt-2.7b"
     assert main(["plan", opt, "--profile", "gpu", "--memory", "24GB", "--tflops", "40"]) == 0
     assert capsys.readouterr().out.rstrip("\n") == block
+
+
+def test_fsdp_on_two_24gb_cards_fits_instructblip_vicuna_7b(capsys):
+    """The gpu profile's set-up: one 24 GB card or two under ddp hold whole models and do not fit; two under
+    fsdp hold shards of every language model and do."""
+    vicuna = str(CHECKPOINTS / "instructblip-vicuna-7b")
+    base = ["plan", vicuna, "--profile", "gpu", "--memory", "24GB"]
+    assert main(base) == 1
+    assert main([*base, "--gpus", "2", "--parallel", "ddp"]) == 1
+    capsys.readouterr()
+    assert main([*base, "--gpus", "2", "--parallel", "fsdp"]) == 0
+    out = capsys.readouterr().out
+    assert "fits in 24 GiB" in out and "2 processes, one device each, fsdp" in out
+
+
+def test_fsdp_plan_parts_follow_the_model(tmp_path):
+    """Per device under fsdp: the trained weights split N ways, plus the root's own weights (embeddings,
+    final norm, head, projection) and two blocks gathered; the teacher's language model only as shards."""
+    from harness.prune.structures import lm_blocks
+
+    model, _ = tiny()
+    model.save_pretrained(tmp_path)
+    prof = load_profile("smoke")
+    counts = parameter_counts(model)
+    trained = counts["language_projection"] + counts["language_model"]
+    block = max(sum(p.numel() for p in b.parameters()) for b in lm_blocks(model))
+    root = counts["language_model"] - sum(sum(p.numel() for p in b.parameters()) for b in lm_blocks(model))
+    for gpus in (2, 4):
+        phases = {p.name: p for p in plan(prof, tmp_path, gpus=gpus, parallel="fsdp").phases}
+        distill = phases["distillation"].parts
+        assert distill["shards"] == 4 * trained / gpus
+        assert distill["gathered"] == 4 * (root + counts["language_projection"] + 2 * block)
+        assert phases["teacher outputs"].parts["shards"] == 4 * counts["language_model"] / gpus
+    one = {p.name: p for p in plan(prof, tmp_path, gpus=2, parallel="ddp").phases}
+    assert one["distillation"].parts["student"] == 4 * trained  # ddp: whole models on every device

@@ -443,3 +443,38 @@ def test_teacher_kl_importance_is_zero_at_the_teacher_and_not_after_pruning():
     prune_step(model, "ffn", 32, structure_importance(model, "ffn", "l1"))
     accumulate_gradients(model, batches, LOSSES["teacher_kl"])
     assert structure_importance(model, "ffn", "first_order").sum().item() > 0
+
+
+def _counting(kept: dict, key):
+    """A pack hook that adds the bytes autograd keeps for backward (outside a checkpoint) to kept[key]."""
+    kept[key] = 0
+
+    def pack(t):
+        kept[key] += t.numel() * t.element_size()
+        return t
+
+    return pack
+
+
+@pytest.mark.parametrize("family, tie", [("llama", False), ("llama", True), ("opt", False)])
+def test_checkpointed_importance_scores_what_the_plain_pass_scores(family, tie):
+    """compression.activation_checkpointing recomputes each block in Eq. 1's backward (eval mode kept): the
+    same scores at every level, the blocks' own forward and the key-value cache setting restored after."""
+    from harness.prune.importance import importance
+
+    model, proc = _tiny_opt() if family == "opt" else _setup(family, tie)[:2]
+    batches = [_batch(proc, model), _batch(proc, model, n=2)]
+    levels = ["ffn"] if family == "opt" else ["ffn", "attention", "hidden"]
+    use_cache = model.language_model.config.use_cache
+    for level in levels:
+        kept = {}
+        for lean in (False, True):
+            with torch.autograd.graph.saved_tensors_hooks(_counting(kept, lean), lambda t: t):
+                kept[f"{lean} scores"] = importance(
+                    model, level, "first_order", batches, seed=0, checkpointing=lean
+                )
+        torch.testing.assert_close(kept["True scores"], kept["False scores"], rtol=1e-5, atol=1e-9)
+        assert kept[True] < kept[False] / 2  # the blocks' activations are recomputed, not kept
+        assert not model.training
+    assert model.language_model.config.use_cache == use_cache
+    assert all("forward" not in vars(b) for b in blocks(model, "language_model"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from harness import parallel
 from harness.distill.losses import distillation_loss
 from harness.models.blip2 import lm_logits, trained_parameters
 from harness.objectives import Batch, answer_positions, teacher_of
@@ -62,27 +63,30 @@ def distill(
         student_logits, _ = answer_positions(logits, b["labels"])
         return distillation_loss(student_logits, teacher_of(b), b["answer_tokens"], variant, gamma)
 
-    params = trained_parameters(student)
-    if checkpointing:
-        student.language_model.gradient_checkpointing_enable({"use_reentrant": False})
-    try:
-        return train(
-            student,
-            params,
-            [[batches[k] for k in epoch] for epoch in order],
-            loss,
-            lr=lr,
-            weight_decay=0.0,
-            warmup_steps=0,
-            desc=desc,
-            progress=progress,
-            accumulate=accumulate > 1,
-            optimizer=optimizer,
-            data_parallel=True,  # under accelerate launch (harness/parallel.py); a no-op in one process
-        )
-    finally:
+    # under accelerate launch the engine (harness/parallel.py) shares out the micro-batches and sums the
+    # gradients; under fsdp the student's trained parts are its sharded copies inside this block
+    with parallel.engine(student, loss) as engine:
+        params = trained_parameters(student)
         if checkpointing:
-            student.language_model.gradient_checkpointing_disable()
+            student.language_model.gradient_checkpointing_enable({"use_reentrant": False})
+        try:
+            return train(
+                student,
+                params,
+                [[batches[k] for k in epoch] for epoch in order],
+                loss,
+                lr=lr,
+                weight_decay=0.0,
+                warmup_steps=0,
+                desc=desc,
+                progress=progress,
+                accumulate=accumulate > 1,
+                optimizer=optimizer,
+                engine=engine,
+            )
+        finally:
+            if checkpointing:
+                student.language_model.gradient_checkpointing_disable()
 
 
 def _positions(batch: Batch) -> int:

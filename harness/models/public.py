@@ -21,6 +21,7 @@ from transformers import (
     MistralConfig,
 )
 
+from harness import parallel
 from harness.device import current
 from harness.errors import CheckpointError
 
@@ -108,7 +109,6 @@ def stock_text_config(text):
 def save_lmm(model, processor, folder: str | Path) -> None:
     """save_pretrained of the model (its language model's config as stock_text_config writes it) and, when
     given, of its processor. Under accelerate launch, only the main process writes (harness/parallel.py)."""
-    from harness import parallel
 
     if not parallel.is_main():
         return
@@ -227,7 +227,8 @@ def load_model(path: str | Path, allow_download: bool = False, device: str | Non
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             raise CheckpointError(f"{path}: the weights cannot be loaded ({e})") from None
     explicit_head_dim(model.language_model.config)  # may be its own object, not config.text_config
-    return model.to(device or current().device).eval()
+    # under fsdp the language model waits in CPU memory, and only its shards reach the device
+    return parallel.place(model, device or current().device).eval()
 
 
 def load_lmm(path: str | Path, allow_download: bool = False):

@@ -11,11 +11,15 @@ terms that cancel in the real change add up in Eq. 2–4 (README, "Deviations an
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable, Iterable
 from typing import get_args
 
 import torch
 import torch.nn.functional as F
+from torch.distributed.tensor import DTensor
+from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 from harness import parallel
@@ -31,6 +35,7 @@ from harness.prune.structures import (
     ffn_slices,
     ffn_width,
     hidden_slices,
+    lm_blocks,
     per_structure,
 )
 from harness.spec import GRADIENT_CRITERIA, Criterion, ImportanceLoss
@@ -46,35 +51,71 @@ def _answer_tokens(batch: Batch) -> int:
 
 
 def accumulate_gradients(
-    model, batches: Iterable[Batch], loss_fn: Callable = answer_cross_entropy, progress: bool = False
+    model,
+    batches: Iterable[Batch],
+    loss_fn: Callable = answer_cross_entropy,
+    progress: bool = False,
+    engine: parallel.Engine | None = None,
+    checkpointing: bool = False,
 ) -> float:
     """Leave ∂L(D_p)/∂θ in every `.grad`, where L(D_p) is the mean loss over every answer position of D_p
     (each batch's mean weighted by its share of the positions): the loss over the whole pruning set, as Eq. 1
     writes it, the same however D_p is batched (harness/recipes/common.py batches it by length). Returns
-    L(D_p)."""
+    L(D_p). `engine`: under accelerate launch (harness/parallel.py), each process takes its share of D_p
+    through it, and it sums the gradients. `checkpointing`: each block recomputes its activations in the
+    backward pass (`_recomputed`)."""
     batches = list(batches)
     model.zero_grad(set_to_none=True)
     was_training = model.training
     model.eval()  # no dropout: the score must describe the model as it is evaluated
     positions = sum(_answer_tokens(b) for b in batches)
     total, scale = 0.0, loss_scale()
-    # under accelerate launch each process takes its share of D_p, and the gradients are summed below
-    for batch in tqdm(parallel.share(batches), desc="importance", disable=not progress, leave=False):
-        with autocast():
-            loss = loss_fn(model, batch)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"importance: loss is {loss.item()}")
-        loss = loss * (_answer_tokens(batch) / positions)
-        (loss * scale if scale != 1.0 else loss).backward()
-        total += loss.item()
-    parallel.sum_gradients([p for p in model.parameters() if p.requires_grad])
-    total = parallel.sum_value(total)
+    work = [(b, True) for b in batches] if engine is None else parallel.share(batches)
+    bar = tqdm(work, desc="importance", disable=not progress, leave=False)
+    for i, (batch, counts) in enumerate(bar):
+        hold = contextlib.nullcontext() if engine is None else engine.syncing(i == len(work) - 1)
+        with hold, _recomputed(model, checkpointing):
+            with autocast():
+                loss = loss_fn(model, batch) if engine is None else engine.forward(batch)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"importance: loss is {loss.item()}")
+            loss = loss * (_answer_tokens(batch) / positions)
+            if engine is not None:  # the engine averages over the processes; padding counts nothing
+                scale_here = scale * (engine.scale if counts else 0.0)
+                (loss * scale_here).backward()
+            else:
+                (loss * scale if scale != 1.0 else loss).backward()
+        total += loss.item() if counts else 0.0
+    if engine is not None:
+        total = parallel.sum_value(total)
     if scale != 1.0:  # float16 (harness/device.py): the gradient of L(D_p) itself
         for p in model.parameters():
             if p.grad is not None:
                 p.grad.div_(scale)
     model.train(was_training)
     return total
+
+
+@contextlib.contextmanager
+def _recomputed(model, on: bool):
+    """Eq. 1's backward with activation checkpointing, in eval mode: transformers' own checkpointing acts only
+    in training mode, where dropout would be on, so each block's forward runs under torch's non-reentrant
+    checkpoint instead, with the key-value cache off (a recomputed block would append to it twice)."""
+    if not on:
+        yield
+        return
+    layers = lm_blocks(model)
+    config = model.language_model.config
+    cache = config.use_cache
+    config.use_cache = False
+    for layer in layers:
+        layer.forward = functools.partial(checkpoint, layer.forward, use_reentrant=False)
+    try:
+        yield
+    finally:
+        for layer in layers:
+            del layer.forward  # the class's own again
+        config.use_cache = cache
 
 
 def elementwise(model, criterion: str) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -87,11 +128,14 @@ def elementwise(model, criterion: str) -> Callable[[torch.Tensor], torch.Tensor]
 
     @torch.no_grad()
     def score(p: torch.Tensor) -> torch.Tensor:
+        grad = p.grad
+        if isinstance(p, DTensor):  # a shard (harness/parallel.py, fsdp): this one parameter gathered
+            p, grad = p.full_tensor(), None if grad is None else grad.full_tensor()
         if criterion in ("first_order", "first_order_joint"):
-            if p.grad is None:
+            if grad is None:
                 return torch.zeros_like(p)
             # one float32 copy of one parameter at a time, whatever the weights' dtype
-            product = p.grad.to(torch.float32, copy=True).mul_(p)
+            product = grad.to(torch.float32, copy=True).mul_(p)
             return product.abs_() if criterion == "first_order" else product
         w = p.float()
         return w.abs() if criterion == "l1" else w * w
@@ -185,14 +229,21 @@ def importance(
     module: str = "language_model",
     loss: str = "cross_entropy",
     progress: bool = False,
+    checkpointing: bool = False,
 ) -> torch.Tensor:
     """Importance of every structure of `level` over D_p = `batches`: the gradient of `loss` accumulated over
     them (not for the random criterion, which needs none), scored by `criterion`, gradients then cleared. The
-    one entry point for Algorithm 1 (harness/pipeline.py) and `python -m harness prune`."""
-    if criterion in GRADIENT_CRITERIA:
-        accumulate_gradients(model, batches, LOSSES[loss], progress=progress)
-    imp = structure_importance(model, level, criterion, module, seed=seed)
-    model.zero_grad(set_to_none=True)
+    one entry point for Algorithm 1 (harness/pipeline.py) and `python -m harness prune`. `checkpointing`:
+    the gradient pass recomputes each block's activations (the profile's compression.activation_checkpointing;
+    the same scores, less memory)."""
+    if criterion not in GRADIENT_CRITERIA:
+        return structure_importance(model, level, criterion, module, seed=seed)
+    # under accelerate launch the engine (harness/parallel.py) shares D_p out; under fsdp the scores are
+    # taken from the sharded copies, one gathered parameter at a time
+    with parallel.engine(model, lambda b: LOSSES[loss](model, b)) as engine:
+        accumulate_gradients(model, batches, LOSSES[loss], progress, engine, checkpointing)
+        imp = structure_importance(model, level, criterion, module, seed=seed)
+        model.zero_grad(set_to_none=True)
     return imp
 
 
@@ -207,7 +258,12 @@ def keep_indices(importance: torch.Tensor, remove: int) -> torch.Tensor:
 def block_influence(model, batches: Iterable[Batch]) -> torch.Tensor:
     """ShortGPT's Block Influence of every language-model block over D_p: 1 − cos(block input, block output)
     per token, averaged over the non-padding tokens. A low score: the block hardly changes the residual
-    stream, so it is the one to drop."""
+    stream, so it is the one to drop. Under fsdp, over the sharded language model (harness/parallel.py)."""
+    with parallel.sharded(model):
+        return _block_influence(model, batches)
+
+
+def _block_influence(model, batches: Iterable[Batch]) -> torch.Tensor:
     layers = blocks(model, "language_model")
     current: dict[int, torch.Tensor] = {}
 

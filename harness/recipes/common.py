@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from harness import parallel
 from harness.cache import content_hash
 from harness.data.collate import length_order
 from harness.device import placement_of, use
@@ -54,6 +55,7 @@ def set_up(profile: Profile) -> None:
     if profile.measurement.num_threads:
         torch.set_num_threads(profile.measurement.num_threads)
     use(placement_of(profile.device, profile.dtype))
+    parallel.use(profile.compression.parallel)
 
 
 def pruning_set(

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from harness import parallel
 from harness.cache import entry_lock
 from harness.compression_spec import Compression
 from harness.data.collate import BLIP2_PROMPT
@@ -60,7 +61,7 @@ def _fine_tuned(entry: PublicModel, profile: Profile, model, processor, data, pr
     tuned = copy.deepcopy(model.to("cpu"))
     for part in trained_parts(tuned):
         part.to(getattr(torch, c.weights_dtype))
-    tuned.to(home)
+    parallel.place(tuned, home)  # under fsdp its language model stays in CPU memory
     batches = teacher_batches(tuned, processor, data["train"], c.micro, progress)
     distill(
         tuned,
@@ -118,7 +119,7 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
                 _compressed(entry, profile, variants[-1][1], processor, key, data, cache_dir, progress)
             )
         for how, m in variants:
-            acc = evaluate(m.to(current().device), processor, data["test"], bs)
+            acc = evaluate(parallel.place(m, current().device), processor, data["test"], bs)
             m.to("cpu")  # waits in CPU memory (a no-op on the CPU): one model on the device at a time
             name = f"{entry.name} ({how})"
             rows.append(

@@ -1,0 +1,39 @@
+"""Run by tests/test_parallel.py under `accelerate launch` with two CPU processes: what `parallel.sharded`
+puts in each process, written as JSON to the folder in argv[1]."""
+
+import json
+import sys
+
+import torch
+
+from harness import parallel
+from harness.device import Placement, use
+from harness.models.blip2 import trained_parameters
+from tests.helpers import tiny
+
+
+def main(out: str) -> None:
+    use(Placement(torch.device("cpu"), torch.float32))
+    parallel.use("fsdp")
+    model, _ = tiny()
+    originals = trained_parameters(model)
+    before = [p.detach().clone() for p in originals]
+    with parallel.sharded(model, parallel.TRAINED, loss=lambda b: b) as root:
+        shards = sum(p.to_local().numel() * p.element_size() for p in root.parameters())
+        freed = all(p.numel() == 0 for p in originals)  # the whole weights wait, freed
+        whole = sum(p.numel() for p in trained_parameters(model))  # the sharded copies' global sizes
+    after = trained_parameters(model)
+    record = {
+        "rank": parallel.rank(),
+        "shard_bytes": shards,
+        "trained": whole,
+        "restored": all(torch.equal(a, b) for a, b in zip(before, after, strict=True)),
+        "freed": freed,
+        "same_objects": all(a is b for a, b in zip(originals, after, strict=True)),
+    }
+    with open(f"{out}/rank{parallel.rank()}.json", "w") as f:
+        json.dump(record, f)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
