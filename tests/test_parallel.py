@@ -29,8 +29,7 @@ ACCELERATE += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backe
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("engine", ["ddp", "fsdp"])
-def test_two_processes_compress_as_one_does(tmp_path, engine):
+def test_two_processes_compress_as_one_does_under_each_engine(tmp_path):
     pytest.importorskip("accelerate")
     import yaml
 
@@ -38,14 +37,15 @@ def test_two_processes_compress_as_one_does(tmp_path, engine):
     exp.write_text(EXPERIMENT)
     profile = yaml.safe_load((ROOT / "experiments" / "profiles" / "smoke.yaml").read_text())
     profile["compression"]["micro_batch_size"] = 8  # 4 micro-batches per optimizer step: 2 per process
-    profile["compression"]["parallel"] = engine
     # NCCL, one GPU per process, where there are two (scripts/gpu_check.sh); gloo on the CPU elsewhere
     profile["device"] = "auto" if torch.cuda.device_count() >= 2 else "cpu"
-    prof = tmp_path / "smoke_micro.yaml"
-    prof.write_text(yaml.safe_dump(profile))
-    args = ["-m", "harness", "run", str(exp), "--profile", str(prof), "--quiet"]
 
-    def run(launcher: list[str], name: str, cache) -> dict:
+    def run(launcher: list[str], engine: str, name: str, cache) -> dict:
+        profile["compression"]["parallel"] = engine  # no effect in one process
+        prof = tmp_path / "profiles" / "smoke_micro.yaml"
+        prof.parent.mkdir(exist_ok=True)
+        prof.write_text(yaml.safe_dump(profile))
+        args = ["-m", "harness", "run", str(exp), "--profile", str(prof), "--quiet"]
         done = subprocess.run(
             [*launcher, *args, "--cache-dir", str(cache), "--results-dir", str(tmp_path / name)],
             capture_output=True,
@@ -55,22 +55,24 @@ def test_two_processes_compress_as_one_does(tmp_path, engine):
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         return json.loads((tmp_path / name / "parallel_check" / "result.json").read_text())
 
-    one = run([sys.executable], "one", tmp_path / "cache")
-    # the second cache has the dataset and the teacher, not the run: the two processes compute it
-    shutil.copytree(tmp_path / "cache", tmp_path / "cache2", ignore=shutil.ignore_patterns("compression"))
-    # accelerate's torchrun launcher (--multi_gpu) starts the two processes; on this GPU-less machine they
-    # run on the CPU and talk over gloo (accelerate's --cpu launcher needs MPI for more than one process)
-    two = run(ACCELERATE, "two", tmp_path / "cache2")
-
-    assert two["device"]["processes"] == 2 and "processes" not in one["device"]
-    assert two["device"]["parallel"] == engine
-    (a,), (b,) = one["runs"][0]["seeds"], two["runs"][0]["seeds"]
+    one = run([sys.executable], "ddp", "one", tmp_path / "cache")
+    (a,) = one["runs"][0]["seeds"]
+    assert "processes" not in one["device"]
     shape = ("step", "stage", "amount", "params_total", "params_lm")
-    assert [[r[k] for k in shape] for r in a["trace"]] == [[r[k] for k in shape] for r in b["trace"]]
-    for ra, rb in zip(a["trace"], b["trace"], strict=True):
-        assert rb["acc_distilled"] == pytest.approx(ra["acc_distilled"], abs=0.05)
-        assert rb["loss_last_epoch"] == pytest.approx(ra["loss_last_epoch"], rel=1e-3)
-    assert b["accuracy"]["overall"] == pytest.approx(a["accuracy"]["overall"], abs=0.05)
+    for engine in ("ddp", "fsdp"):
+        # this cache has the dataset and the teacher, not the run: the two processes compute it
+        cache = tmp_path / f"cache-{engine}"
+        shutil.copytree(tmp_path / "cache", cache, ignore=shutil.ignore_patterns("compression"))
+        # accelerate's torchrun launcher (--multi_gpu) starts the two processes; on a GPU-less machine they
+        # run on the CPU and talk over gloo (accelerate's --cpu launcher needs MPI for more than one process)
+        two = run(ACCELERATE, engine, engine, cache)
+        assert two["device"]["processes"] == 2 and two["device"]["parallel"] == engine
+        (b,) = two["runs"][0]["seeds"]
+        assert [[r[k] for k in shape] for r in a["trace"]] == [[r[k] for k in shape] for r in b["trace"]]
+        for ra, rb in zip(a["trace"], b["trace"], strict=True):
+            assert rb["acc_distilled"] == pytest.approx(ra["acc_distilled"], abs=0.05)
+            assert rb["loss_last_epoch"] == pytest.approx(ra["loss_last_epoch"], rel=1e-3)
+        assert b["accuracy"]["overall"] == pytest.approx(a["accuracy"]["overall"], abs=0.05)
 
 
 def test_fsdp_shards_what_plan_says_and_restores_the_whole_model(tmp_path):
