@@ -271,7 +271,7 @@ def cmd_report(args) -> int:
 
 def publish(root: Path) -> None:
     """The claims report from whatever results exist; then the committed results (and only those) are
-    copied into the README and data cards."""
+    copied into the README, docs/ and data cards."""
     from harness.report.claims import write_claims
     from harness.report.readme import fill_tables
 

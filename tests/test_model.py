@@ -73,7 +73,7 @@ def _paper_counts(language_model: dict) -> dict[str, int]:
 
 
 def test_paper_profile_sizes_and_where_the_papers_18x_comes_from():
-    """README, Deviations: paper.yaml's model has 6.75 B parameters, not 5.4 B; at every maximum it keeps
+    """docs/deviations.md: paper.yaml's model has 6.75 B parameters, not 5.4 B; at every maximum it keeps
     1.54 B (4.4×). The paper's 5.4 B → 0.3 B (18×) matches the LM's transformer blocks alone (5.44 B →
     0.28 B)."""
     prof = load_profile("paper")

@@ -114,7 +114,7 @@ def test_the_real_checkpoints_plans(capsys):
         counts[name] = plan(load_profile("gpu"), CHECKPOINTS / name).params
     assert counts["blip2-opt-2.7b"]["total"] == pytest.approx(3.745e9, rel=1e-3)  # the Hub's 3.74B
     assert counts["instructblip-vicuna-7b"]["language_model"] == pytest.approx(6.738e9, rel=1e-3)  # Vicuna-7B
-    assert counts["blip2-flan-t5-xl"]["language_model"] == pytest.approx(2.784e9, rel=1e-3)  # tied (README)
+    assert counts["blip2-flan-t5-xl"]["language_model"] == pytest.approx(2.784e9, rel=1e-3)  # tied
     opt = str(CHECKPOINTS / "blip2-opt-2.7b")
     assert main(["plan", opt, "--profile", "gpu", "--memory", "24GB"]) == 0
     assert "fits in 24 GiB" in capsys.readouterr().out
@@ -141,9 +141,9 @@ def test_plan_counts_public_families(tmp_path):
         )
 
 
-def test_the_readme_shows_what_plan_prints_for_blip2_opt(capsys, monkeypatch):
-    monkeypatch.chdir(ROOT)  # the command as the README gives it, from the repository
-    readme = (ROOT / "README.md").read_text()
+def test_the_gpu_page_shows_what_plan_prints_for_blip2_opt(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)  # the command as docs/gpu.md gives it, from the repository
+    readme = (ROOT / "docs" / "gpu.md").read_text()
     block = readme.split("<!-- plan:blip2-opt-2.7b -->\n```text\n")[1].split("\n```\n<!-- /plan")[0]
     opt = "experiments/checkpoints/blip2-opt-2.7b"
     assert main(["plan", opt, "--profile", "gpu", "--memory", "24GB", "--tflops", "40"]) == 0

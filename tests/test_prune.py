@@ -158,7 +158,8 @@ def test_eq2_against_the_first_order_change_of_removing_each_channel():
       change (Spearman ≥ 0.9);
     - Eq. 2 as written (absolute per-parameter scores, summed) is > 10× larger, because per-parameter terms
       that cancel in the real change add up, and it ranks channels clearly less like the real change
-      (measured on this model: 24–28× and Spearman 0.63–0.65, against 0.97–0.99). The README says so."""
+      (measured on this model: 24–28× and Spearman 0.63–0.65, against 0.97–0.99). docs/deviations.md says
+      so."""
     model, proc, _ = _setup()
     model.double()
     b = _batch(proc, model)

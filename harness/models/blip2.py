@@ -90,8 +90,8 @@ def trained_parameters(model) -> list[torch.nn.Parameter]:
 
 def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     """Total parameters and the share of each BLIP-2 module (tied weights counted once), plus `lm_blocks`:
-    the language model's transformer blocks alone, which is what the paper's sizes count (README,
-    "Deviations and interpretations")."""
+    the language model's transformer blocks alone, which is what the paper's sizes count
+    (docs/deviations.md)."""
     counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in MODULES}
     counts["query_tokens"] = model.query_tokens.numel()
     counts["total"] = sum(p.numel() for p in model.parameters())

@@ -6,7 +6,7 @@ importance is the sum over the parameters it owns (harness.prune.structures). Ma
 criteria share the interface, for the baselines, and so does `first_order_joint`: |Σ ∂L/∂θ·θ| over the
 structure (signs kept inside it), the first-order change when all of the structure's parameters shrink
 together (for a gated MLP ≈ 3× the change of removing the channel). Eq. 1 sums absolute values instead, so
-terms that cancel in the real change add up in Eq. 2–4 (README, "Deviations and interpretations").
+terms that cancel in the real change add up in Eq. 2–4 (docs/deviations.md).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Training the stand-in teacher the way BLIP-2 is trained: two stages, after a text-only LM pretraining.
 
 Why two stages: trained end to end from scratch in one generative stage, the five-task mix learns the
-background colour and little else (README, "How the teacher is trained"). So stage 1 trains the vision
+background colour and little else (docs/teacher.md). So stage 1 trains the vision
 tower, query tokens and Q-Former alone, with one linear probe per task on the flattened query outputs
 (representation learning); stage 2 freezes the vision side, caches its query outputs once, and trains the
 projection and the language model generatively on the prompts. Both stages use warm-up + cosine and

@@ -1,5 +1,5 @@
-"""Copy rendered tables into the README and data cards, between markers, so prose never carries a
-hand-typed number: `<!-- table:NAME -->` ... `<!-- /table:NAME -->` is replaced by
+"""Copy rendered tables into the README, the docs/ pages and data cards, between markers, so prose never
+carries a hand-typed number: `<!-- table:NAME -->` ... `<!-- /table:NAME -->` is replaced by
 results/NAME/table.md (or results/NAME.md)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 from harness.cache import write_atomic
 from harness.spec import ROOT
 
-DOCUMENTS = (ROOT / "README.md", ROOT / "data_cards" / "synth_ads.md")
+DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "data_cards" / "synth_ads.md")
 MARKER = re.compile(r"(<!-- table:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
 
 
