@@ -25,7 +25,8 @@ from harness.cli import (
     writable_dir,
     writable_results,
 )
-from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files, load_profile, resolve
+from harness.preflight import checked, checked_profile
+from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,13 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
     try:  # validate everything before any work starts
-        load_profile(args.profile)
+        checked_profile(args.profile)
         if args.num_seeds is not None and args.num_seeds < 1:
             raise SpecError(f"--num-seeds: must be at least 1, got {args.num_seeds}")
         files = [f for f in experiment_files() if not args.only or any(fnmatch(f.stem, p) for p in args.only)]
         if not files:
             raise SpecError(f"--only {' '.join(args.only)}: matches no experiment in experiments/")
-        kinds = {f: resolve(f, args.profile, args.num_seeds, args.device, args.dtype)[0].kind for f in files}
+        kinds = {f: checked(f, args.profile, args.num_seeds, args.device, args.dtype)[0].kind for f in files}
         out_root = writable_dir(args.results_dir or results_root(args.profile), "--results-dir")
         writable_results(out_root, [f.stem for f in files])
         writable_dir(args.cache_dir, "--cache-dir")

@@ -25,18 +25,15 @@ from harness.spec import (
     DEFAULT_PROFILE,
     PROFILES_DIR,
     ROOT,
-    Criterion,
     Experiment,
-    ImportanceLoss,
     SpecError,
     experiment_files,
     load_experiment,
-    load_profile,
     replicate_problems,
     resolve,
 )
 from harness.spec_files import read_yaml
-from harness.stages import STAGE_NAMES
+from harness.stages import STAGE_NAMES, Criterion, ImportanceLoss
 
 DEFAULT_CACHE = ROOT / ".cache"
 
@@ -129,10 +126,11 @@ def run_experiment(
     """Run one experiment unless an up-to-date result exists: same spec hash (what determines the numbers,
     harness/results.py spec_hash) and at least the requested seeds. Returns (output folder, 'ran' |
     'cached'); a cached result takes on the experiment's current labels, paper rows and claims."""
+    from harness.preflight import checked
+    from harness.recipes.common import set_up
     from harness.report.render import RENDERERS
 
-    exp, prof = resolve(name, profile, num_seeds, device, dtype)
-    from harness.recipes.common import set_up
+    exp, prof = checked(name, profile, num_seeds, device, dtype)
 
     set_up(prof)  # the placement first: under accelerate launch it picks the processes' backend
     out = Path(results_dir) / exp.name
@@ -221,12 +219,14 @@ def _is_profile(path: Path) -> bool:
 
 
 def cmd_validate(args) -> int:
+    from harness.preflight import checked, checked_profile
+
     files = [Path(f) for f in args.files] or experiment_files()
     profiles = [args.profile] if args.profile else sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
     failures = 0
     for prof in profiles:
         try:
-            load_profile(prof)
+            checked_profile(prof)
         except SpecError as e:
             print(e, file=sys.stderr)
             failures += 1
@@ -234,9 +234,9 @@ def cmd_validate(args) -> int:
         for f in files:
             try:
                 if _is_profile(f):
-                    load_profile(f)
+                    checked_profile(f)
                 else:
-                    resolve(f, prof)
+                    checked(f, prof)
                 print(f"ok  {f} (profile {prof})")
             except SpecError as e:
                 print(e, file=sys.stderr)
@@ -423,7 +423,7 @@ def parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--seed", type=count(0), default=0, help="seed of the random criterion")
     pr.add_argument("--quiet", action="store_true")
-    pr.set_defaults(func=_command("harness.prune.command", "prune_command"))
+    pr.set_defaults(func=_command("harness.commands.prune", "prune_command"))
     pl = sub.add_parser(
         "plan", parents=[common], help="memory per phase of compressing a checkpoint, from its config alone"
     )
@@ -460,7 +460,7 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="sustained TFLOP/s of the device, to turn compute into time",
     )
-    pl.set_defaults(func=_command("harness.plan", "plan_command"))
+    pl.set_defaults(func=_command("harness.commands.plan", "plan_command"))
     return p
 
 

@@ -23,6 +23,7 @@ import torch
 from harness import parallel
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
 from harness.device import Placement, current
+from harness.models.blip2 import query_outputs
 
 
 def _timed_call(fn: Callable[[], object], device: torch.device | None, clock: Callable[[], float]) -> float:
@@ -178,8 +179,6 @@ def vision_side_latency(
 ) -> dict:
     """Batch-1 latency of the vision tower + Q-Former alone (the part the language-model stages never
     prune), models interleaved: it bounds the end-to-end batch-1 speed-up any LM pruning can give."""
-    from harness.models.blip2 import query_outputs
-
     device = device or current().device
     models = as_deployed(models, Placement(device, current().dtype))
     pixels = pixel_values(processor, split["image"][:1]).to(device, current().dtype)

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict
 
 from harness import parallel
 from harness.compression_spec import Compression
@@ -34,7 +33,7 @@ from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError
 from harness.prune.torch_pruning_baseline import example_inputs, torch_pruning_step
 from harness.report.traces import write_trace_csv
-from harness.spec import CompressionRun
+from harness.spec import CompressionRun, RunPlan
 from harness.stages import BY_NAME
 from harness.store import run_state, save_state, save_step, step_model
 
@@ -52,24 +51,6 @@ def _checkpoint(out: Path, model, state: dict, processor) -> None:
     save_step(out, state["step"], model, processor)
     save_state(out, state)
     write_trace_csv(out / "trace.csv", state["trace"])
-
-
-class RunPlan(BaseModel):
-    """Everything `run_compression` needs, typed: the run variant, the profile's compression section, the
-    seed, the batch size of its evaluations, each stage's maximum reduction in the paper's units (the
-    iterative run's stopping point and one-shot's target), whether α may stop a stage (not for a run pruned
-    to a target size) and one-shot's epoch budget (E × the iterative run's steps)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    run: CompressionRun
-    compression: Compression
-    seed: int
-    eval_batch_size: int
-    maxima: dict[str, int]
-    use_alpha: bool
-    epochs: float
-    total_epochs: float
 
 
 def plan_run(

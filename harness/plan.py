@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from harness.models.blip2 import trained_parameters
+from harness.models.blip2 import build_config, lm_blocks, trained_parameters
+from harness.models.public import CLASSES, read_config
 from harness.objectives import top_k_kept
 from harness.profile import Profile
-from harness.prune.structures import lm_blocks
 
 GiB = 2**30
 # allocator fragmentation and the CUDA context: a plan fits when its peak leaves this share of the device free
@@ -56,9 +56,6 @@ class Plan:
 
 def meta_model(checkpoint: str | Path | None, profile: Profile):
     """The checkpoint's model (or the profile's stand-in, `checkpoint` None) on the meta device."""
-    from harness.models.blip2 import build_config
-    from harness.models.public import CLASSES, read_config
-
     if checkpoint is None:
         vocab = profile.teacher.vocab_size
         config = build_config(profile.model.model_dump(), vocab, vocab - 1, {"bos": 0, "eos": 1, "pad": 2})
@@ -358,16 +355,3 @@ def _columns(p: Plan) -> list[str]:
     for ph in p.phases:
         seen.update(dict.fromkeys(ph.parts))
     return list(seen)
-
-
-def plan_command(args) -> int:
-    """`python -m harness plan`: print the plan; exit status 1 when it does not fit --memory."""
-    from harness.errors import CheckpointError
-    from harness.spec import placed_profile
-
-    if args.checkpoint is not None and not (args.checkpoint / "config.json").is_file():
-        raise CheckpointError(f"{args.checkpoint}: no config.json (plan reads a checkpoint's config only)")
-    prof = placed_profile(args.profile, {}, dtype=args.dtype)
-    result = plan(prof, args.checkpoint, args.text_tokens, args.answer_tokens, args.gpus, args.parallel)
-    print(render(result, prof, args.memory, args.tflops))
-    return 0 if args.memory is None or result.fits(args.memory) else 1

@@ -7,7 +7,6 @@ Loading lives in `harness.spec`, reading YAML and formatting errors in `harness.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
@@ -59,21 +58,7 @@ class Data(Strict):
     )
     seed: int = Field(0, ge=0, le=SEED_MAX)
     sizes: Sizes
-    synth_ads: SynthAdParams = SynthAdParams()
-
-    @model_validator(mode="after")
-    def _path(self) -> Data:
-        if self.source != "maad_folder":
-            return self
-        if self.path is None or not Path(self.path).is_dir():
-            raise ValueError(f"path: source 'maad_folder' needs an existing folder, got {self.path!r}")
-        from harness.data.loaders import MaadFormatError, check_maad_folder  # datasets only when needed
-
-        try:
-            check_maad_folder(Path(self.path))
-        except MaadFormatError as e:
-            raise ValueError(f"path: {e}") from None
-        return self
+    synth_ads: SynthAdParams = SynthAdParams()  # a maad_folder's files are checked by harness/preflight.py
 
 
 class Encoder(Strict):
@@ -185,14 +170,6 @@ class Teacher(Strict):
     checkpoint: PathFromYaml | None = Field(
         None, description="use this saved teacher instead of training one"
     )
-
-    @model_validator(mode="after")
-    def _checkpoint(self) -> Teacher:
-        if self.checkpoint is not None and not (Path(self.checkpoint) / "config.json").is_file():
-            raise ValueError(
-                f"checkpoint: {self.checkpoint} has no config.json (not a save_pretrained folder)"
-            )
-        return self
 
 
 class Measurement(Strict):

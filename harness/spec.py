@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
 from harness.claim_spec import Claim
 from harness.compression_spec import Compression, whole_step_problems
@@ -18,7 +18,7 @@ from harness.errors import DeviceError
 from harness.profile import Profile
 from harness.schema import Strict
 from harness.spec_files import SpecError, format_errors, merge, read_mapping
-from harness.stages import STAGE_NAMES, TASKS, StageName
+from harness.stages import STAGE_NAMES, TASKS, Criterion, StageName, Variant
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 # in a clone (or an editable install) everything lives in the checkout; an installed wheel carries the
@@ -37,13 +37,6 @@ LOSS_REVISIONS = {"released_pairwise": 2}
 
 
 STAGE_ORDER = list(STAGE_NAMES)
-# importance criteria (harness/prune/importance.py implements each)
-Criterion = Literal["first_order", "first_order_joint", "l1", "l2", "random"]
-GRADIENT_CRITERIA = ("first_order", "first_order_joint")  # Eq. 1's gradient over D_p; the others read weights
-# distillation losses (harness/distill/losses.py): Eq. 5 and its ablations
-Variant = Literal["eq5", "kl_only", "hard_label", "released_pairwise"]
-# the loss whose gradient Eq. 1 uses in `python -m harness prune` (Algorithm 1 uses cross-entropy)
-ImportanceLoss = Literal["cross_entropy", "teacher_kl"]
 
 
 def _check_stage_order(stages: list[str]) -> None:
@@ -136,6 +129,24 @@ class CompressionRun(Strict):
         return dump
 
 
+class RunPlan(BaseModel):
+    """Everything `run_compression` needs, typed: the run variant, the profile's compression section, the
+    seed, the batch size of its evaluations, each stage's maximum reduction in the paper's units (the
+    iterative run's stopping point and one-shot's target), whether α may stop a stage (not for a run pruned
+    to a target size) and one-shot's epoch budget (E × the iterative run's steps)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    run: CompressionRun
+    compression: Compression
+    seed: int
+    eval_batch_size: int
+    maxima: dict[str, int]
+    use_alpha: bool
+    epochs: float
+    total_epochs: float
+
+
 class PublicModel(Strict):
     """One row group of the public-LMM comparison: a BLIP-2-family checkpoint, optionally fine-tuned on the
     training split and compressed with Algorithm 1."""
@@ -180,25 +191,6 @@ class PublicModel(Strict):
     def _stages(self) -> PublicModel:
         if self.stages is not None:
             _check_stage_order(self.stages)
-        return self
-
-    @model_validator(mode="after")
-    def _checkpoint(self) -> PublicModel:
-        if self.checkpoint in ("teacher", "compressed") or self.allow_download:
-            return self
-        if not (Path(self.checkpoint) / "config.json").is_file():
-            raise ValueError(
-                f"checkpoint: {self.checkpoint} is not a save_pretrained folder (no config.json); use a "
-                "local folder, 'teacher', 'compressed', or a hub id with allow_download: true"
-            )
-        from harness.models.public import CheckpointError, check_config  # transformers only when needed
-
-        try:
-            from transformers import AutoConfig
-
-            check_config(AutoConfig.from_pretrained(self.checkpoint), self.checkpoint)
-        except CheckpointError as e:
-            raise ValueError(f"checkpoint: {e}") from None
         return self
 
 
@@ -373,6 +365,11 @@ def load_experiment(path: str | Path, _seen: tuple[Path, ...] = ()) -> Experimen
     return exp
 
 
+def spec_path(name_or_path: str | Path, folder: Path) -> Path:
+    """The file an experiment or profile name stands for (a path as given; a bare name in `folder`)."""
+    return Path(name_or_path) if Path(name_or_path).suffix else folder / f"{name_or_path}.yaml"
+
+
 def placed_profile(
     profile: str | Path,
     overrides: dict,
@@ -387,7 +384,7 @@ def placed_profile(
     try:
         prof.placement_key()  # torch only off the CPU's float32 default
     except DeviceError as e:
-        where = Path(profile) if Path(profile).suffix else PROFILES_DIR / f"{profile}.yaml"
+        where = spec_path(profile, PROFILES_DIR)
         field, why = str(e).split(": ", 1)
         raise SpecError(
             f"{where}{' (from --device/--dtype)' if given else ''}: field '{field}': {why}"
@@ -406,7 +403,7 @@ def resolve(
     `num_seeds` replaces the profile's seeds by 0 .. num_seeds-1; `device` and `dtype` (--device, --dtype)
     replace the profile's, and a device this machine lacks is refused here, before any work."""
     exp = load_experiment(experiment)
-    path = Path(experiment) if Path(experiment).suffix else EXPERIMENTS_DIR / f"{experiment}.yaml"
+    path = spec_path(experiment, EXPERIMENTS_DIR)
     overrides = dict(exp.overrides)
     if num_seeds is not None:
         overrides["seeds"] = list(range(num_seeds))
@@ -420,14 +417,6 @@ def resolve(
         if bad := whole_step_problems(c):
             lines = [f"  - field 'models.{i}.{b.split(': ', 1)[0]}': {b.split(': ', 1)[1]}" for b in bad]
             raise SpecError("\n".join([f"{path}: invalid compression ({len(bad)} problem(s))", *lines]))
-        if m.compress and m.checkpoint not in ("teacher", "compressed") and not m.allow_download:
-            from harness.models.public import compression_problems  # torch only for such an entry
-
-            if bad := compression_problems(m.checkpoint, c, m.stages):
-                where = [b.split(": ", 1) for b in bad]
-                lines = [f"  - field 'models.{i}.compression.{field}': {why}" for field, why in where]
-                head = f"{path}: compression impossible on {m.checkpoint} ({len(bad)} problem(s))"
-                raise SpecError("\n".join([head, *lines]))
     return exp, prof
 
 

@@ -1,4 +1,5 @@
-"""The paper's vocabulary, defined once: Algorithm 1's four pruning stages and MAAD's five tasks.
+"""The paper's vocabulary, defined once: Algorithm 1's four pruning stages, MAAD's five tasks, and the names
+of the importance criteria and distillation losses.
 
 Why one table: the schema, Algorithm 1, the CLI, the tables and the figures all name stages. Each reads its
 field here (step and maximum fields, Table 2's row, colour, surgery), so adding or renaming a stage is one
@@ -41,3 +42,11 @@ STAGES = (
 STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}
 StageName = Literal[STAGE_NAMES]  # type: ignore[valid-type]  (the pydantic field type of a stage name)
+
+# importance criteria (harness/prune/importance.py implements each)
+Criterion = Literal["first_order", "first_order_joint", "l1", "l2", "random"]
+GRADIENT_CRITERIA = ("first_order", "first_order_joint")  # Eq. 1's gradient over D_p; the others read weights
+# distillation losses (harness/distill/losses.py): Eq. 5 and its ablations
+Variant = Literal["eq5", "kl_only", "hard_label", "released_pairwise"]
+# the loss whose gradient Eq. 1 uses in `python -m harness prune` (Algorithm 1 uses cross-entropy)
+ImportanceLoss = Literal["cross_entropy", "teacher_kl"]

@@ -13,7 +13,6 @@ import json
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import datasets
 
@@ -32,12 +31,10 @@ from harness.cache import (
 )
 from harness.compression_spec import STEP_FIELDS
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
-from harness.models.public import save_lmm
+from harness.evaluate import accuracy_record, evaluate
+from harness.models.public import load_lmm, load_model, save_lmm
 from harness.profile import Profile
-from harness.spec import CompressionRun, PublicModel
-
-if TYPE_CHECKING:  # the plan's module stores its steps here
-    from harness.pipeline import RunPlan
+from harness.spec import CompressionRun, PublicModel, RunPlan
 
 _REBUILD: set[str] | None = None  # with --rebuild: the entries rebuilt so far in this process
 
@@ -137,8 +134,6 @@ def load_teacher(target: Path, stored: bool = True):
         return None
     if stored and not usable(target, verify_manifest):
         return None
-    from harness.models.public import load_lmm  # torch on demand: a cached rerun needs only the keys
-
     model, processor = load_lmm(target)
     log_path = target / "train_log.json"
     return model, processor, json.loads(log_path.read_text()) if log_path.is_file() else {}
@@ -288,8 +283,6 @@ def step_model(out: Path, step: int | None = None, device: str | None = None):
     if step is None:
         step = read_sealed_json(Path(out) / "state.json")["step"]
     verify_manifest(_step_dir(out, step))
-    from harness.models.public import load_model
-
     return load_model(_step_dir(out, step), device=device)
 
 
@@ -309,8 +302,6 @@ def test_accuracy(out: Path, step: int, processor, test, batch_size: int, vision
     model_hash = verify_manifest(_step_dir(out, step))
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
-    from harness.evaluate import accuracy_record, evaluate
-
     acc = evaluate(step_model(out, step), processor, test, batch_size, vision_of=vision_of)
     record = accuracy_record(acc)
     write_sealed_json(path, {"model": model_hash, "accuracy": record})
@@ -328,8 +319,6 @@ def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test
     model_hash = content_hash(determining)
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
-    from harness.evaluate import evaluate
-
     acc = evaluate(teacher, processor, test, batch_size, vision_of=teacher)
     write_sealed_json(path, {"model": model_hash, "accuracy": acc})
     return acc

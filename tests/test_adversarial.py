@@ -64,15 +64,19 @@ def test_prune_numbers_are_checked_by_the_parser(capsys, extra, flag):
 
 @pytest.fixture
 def no_work(monkeypatch):
-    """Any dataset or teacher work fails the test: a refusal must come first."""
+    """Any dataset or teacher work fails the test: a refusal must come first (patched where the prune
+    command and the recipes look them up)."""
+    import harness.commands.prune as prune
     import harness.recipes.teacher as teacher
     import harness.store as store
 
     def forbidden(*args, **kwargs):
         raise AssertionError("work started before the arguments were checked")
 
-    monkeypatch.setattr(store, "get_dataset", forbidden)
-    monkeypatch.setattr(teacher, "get_teacher", forbidden)
+    for module in (prune, store):
+        monkeypatch.setattr(module, "get_dataset", forbidden)
+    for module in (prune, teacher):
+        monkeypatch.setattr(module, "get_teacher", forbidden)
 
 
 def test_prune_refuses_a_used_out_folder_before_any_work(capsys, tmp_path, no_work):

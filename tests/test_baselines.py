@@ -7,10 +7,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.models.blip2 import lm_inputs_embeds, lm_logits
+from harness.models.blip2 import blocks, lm_inputs_embeds, lm_logits
 from harness.prune.importance import block_influence
 from harness.prune.step import prune_step
-from harness.prune.structures import PruningError, blocks
+from harness.prune.structures import PruningError
 from harness.prune.surgery import prune_blocks
 from harness.recipes.from_scratch import compression_compute
 from tests.helpers import tiny

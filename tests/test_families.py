@@ -15,10 +15,10 @@ import pytest
 import torch
 from transformers import LlamaConfig, Qwen2Config
 
-from harness.models.public import CLASSES, default_stages, load_model, save_lmm
+from harness.models.public import CLASSES, load_model, save_lmm
 from harness.prune.importance import importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
-from harness.prune.structures import PruningError
+from harness.prune.structures import PruningError, default_stages
 from tests.helpers import tiny
 from tests.test_public import _blip2, _logits, _special, blip2_opt, blip2_qwen2, blip2_t5, instructblip_llama
 

@@ -117,9 +117,9 @@ def test_work_of_several_processes_has_its_own_cache_key(monkeypatch, tmp_path):
 def test_fsdp_units_are_the_language_models_blocks(tmp_path, family):
     """fully_shard goes on every block harness/prune/structures.py knows (a T5's encoder and decoder blocks,
     not their sub-layers), found without importing it (harness/parallel.py stays below prune/)."""
+    from harness.models.blip2 import lm_blocks
     from harness.models.public import load_model
     from harness.parallel import _blocks
-    from harness.prune.structures import lm_blocks
     from tests.helpers import tiny
     from tests.test_public import blip2_opt, blip2_t5
 

@@ -20,12 +20,12 @@ from harness.distill.loop import distill
 from harness.evaluate import evaluate, forced_verdicts, generate_answers, max_answer_tokens, normalize
 from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
-from harness.pipeline import RunPlan, follow, run_compression, run_maxima, structure
+from harness.pipeline import follow, run_compression, run_maxima, structure
 from harness.prune.importance import importance
 from harness.prune.step import prune_step
 from harness.recipes.common import pruning_set
 from harness.recipes.teacher import get_teacher
-from harness.spec import ROOT, CompressionRun, load_profile
+from harness.spec import ROOT, CompressionRun, RunPlan, load_profile
 from harness.store import get_dataset, run_dir, step_model
 from tests.helpers import SUBPROCESS_TIMEOUT
 

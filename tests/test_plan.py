@@ -166,7 +166,7 @@ def test_fsdp_on_two_24gb_cards_fits_instructblip_vicuna_7b(capsys):
 def test_fsdp_plan_parts_follow_the_model(tmp_path):
     """Per device under fsdp: the trained weights split N ways, plus the root's own weights (embeddings,
     final norm, head, projection) and two blocks gathered; the teacher's language model only as shards."""
-    from harness.prune.structures import lm_blocks
+    from harness.models.blip2 import lm_blocks
 
     model, _ = tiny()
     model.save_pretrained(tmp_path)

@@ -9,7 +9,7 @@ from PIL import Image
 from transformers import Blip2Config, Blip2ForConditionalGeneration, OPTConfig
 
 from harness.data.collate import pixel_values, training_batch
-from harness.models.blip2 import build_model, lm_logits, parameter_counts, query_outputs
+from harness.models.blip2 import blocks, build_model, lm_logits, parameter_counts, query_outputs
 from harness.objectives import answer_cross_entropy, answer_positions, teacher_batches
 from harness.prune.importance import (
     accumulate_gradients,
@@ -20,7 +20,7 @@ from harness.prune.importance import (
     structure_importance,
 )
 from harness.prune.step import prune_step, structures_to_remove
-from harness.prune.structures import PruningError, blocks
+from harness.prune.structures import PruningError
 from harness.prune.surgery import prune_attention, prune_blocks, prune_ffn, prune_hidden
 from tests.helpers import tiny
 

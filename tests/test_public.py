@@ -24,10 +24,10 @@ from harness.evaluate import evaluate
 from harness.models.public import CheckpointError, load_lmm
 from harness.models.stand_in import new_model
 from harness.objectives import teacher_batches
-from harness.pipeline import RunPlan, run_compression, structure
+from harness.pipeline import run_compression, structure
 from harness.prune.step import prune_step, structures_to_remove
 from harness.prune.structures import PruningError
-from harness.spec import CompressionRun, load_profile
+from harness.spec import CompressionRun, RunPlan, load_profile
 from harness.store import get_dataset, step_model
 
 VISION = {
@@ -296,7 +296,9 @@ def test_public_lmms_experiment_adds_a_checkpoint_in_one_line(smoke, tmp_path):
 
 
 def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
-    from harness.spec import SpecError, resolve
+    """The schema's checks, then harness/preflight.py's (the checkpoint's config, the schedule against it)."""
+    from harness.preflight import checked
+    from harness.spec import SpecError
 
     _, _, base_processor = smoke
     ckpt = blip2_opt(base_processor, tmp_path / "blip2-opt")
@@ -322,7 +324,7 @@ def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
             f"models:\n  - {entry}\n"
         )
         with pytest.raises(SpecError, match=message):
-            resolve(exp, "smoke")
+            checked(exp, "smoke")
 
 
 def blip2_qwen2(processor, folder):

@@ -57,7 +57,12 @@ def _profile(tmp_path, text_edit=None, **changes):
         ),
         ({"model.language_model.family": "gpt"}, "model.language_model.family", "'llama' or 'qwen2'"),
         ({"teacher.checkpoint": "/nonexistent/teacher"}, "teacher.checkpoint", "has no config.json"),
-        ({"data.source": "maad_folder"}, "data.path", "needs an existing folder"),
+        # (a MAAD folder has no advertiser catalogue to pretrain on)
+        (
+            {"data.source": "maad_folder", "teacher.pretraining": None},
+            "data.path",
+            "needs an existing folder",
+        ),
         # a maximum that is not a whole number of steps: the iterative run would stop short of it
         (
             {"compression.N_ffn": 80},
@@ -74,9 +79,13 @@ def _profile(tmp_path, text_edit=None, **changes):
     ],
 )
 def test_bad_profile_is_rejected_with_file_field_and_rule(tmp_path, changes, field, allowed):
+    """The schema's checks and harness/preflight.py's (folders named by the profile), as every command runs
+    them."""
+    from harness.preflight import checked_profile
+
     path = _profile(tmp_path, **changes)
     with pytest.raises(SpecError) as e:
-        load_profile(path)
+        checked_profile(path)
     msg = str(e.value)
     assert str(path) in msg
     assert f"field '{field}" in msg

@@ -136,11 +136,14 @@ def test_maad_missing_split_is_named(tmp_path):
 
 
 def test_maad_problems_fail_profile_validation_naming_the_field(tmp_path):
-    """Found when the profile is read, before any work: not an IndexError or KeyError in teacher training."""
-    from harness.spec import SpecError, load_profile
+    """Found when the profile is checked (harness/preflight.py), before any work: not an IndexError or
+    KeyError in teacher training."""
+    from harness.preflight import checked_profile
+    from harness.spec import SpecError
 
     folder = _maad_folder(
         tmp_path / "maad" if (tmp_path / "maad").mkdir() is None else None, [_line("colour")]
     )
     with pytest.raises(SpecError, match=r"field 'data.path': .*train.jsonl:1: unknown task 'colour'"):
-        load_profile("smoke", {"data": {"source": "maad_folder", "path": str(folder)}})
+        over = {"data": {"source": "maad_folder", "path": str(folder)}, "teacher": {"pretraining": None}}
+        checked_profile("smoke", over)

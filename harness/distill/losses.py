@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from harness.objectives import TopK, kl_teacher_student
-from harness.spec import Variant
+from harness.stages import Variant
 
 # the schema's variants (spec.Variant) and plain fine-tuning on the labels (public LMMs)
 VARIANTS = (*get_args(Variant), "label_ce")

@@ -7,6 +7,7 @@ and a Llama config with an explicit `head_dim` can express every shape the pruni
 from __future__ import annotations
 
 import torch
+from torch import nn
 from transformers import (
     Blip2Config,
     Blip2ForConditionalGeneration,
@@ -16,7 +17,9 @@ from transformers import (
     Qwen2Config,
 )
 
+from harness.data.collate import IGNORE
 from harness.device import current
+from harness.errors import PruningError
 
 MODULES = ("vision_model", "qformer", "language_projection", "language_model")
 LM_CONFIGS = {"llama": LlamaConfig, "qwen2": Qwen2Config}
@@ -95,8 +98,6 @@ def parameter_counts(model: torch.nn.Module) -> dict[str, int]:
     counts = {name: sum(p.numel() for p in getattr(model, name).parameters()) for name in MODULES}
     counts["query_tokens"] = model.query_tokens.numel()
     counts["total"] = sum(p.numel() for p in model.parameters())
-    from harness.prune.structures import lm_blocks
-
     counts["lm_blocks"] = sum(p.numel() for layer in lm_blocks(model) for p in layer.parameters())
     return counts
 
@@ -179,8 +180,6 @@ def _t5_logits(model, query_output, input_ids, attention_mask, labels) -> torch.
     decoder after its start token, and the decoder's logits for the answer's j-th token land one position
     before that token, where a decoder-only model's would, so that every reader of answer positions
     (harness/objectives.py) takes both alike. Elsewhere: zeros."""
-    from harness.data.collate import IGNORE
-
     lm = model.language_model
     device = lm.device
     input_ids, attention_mask, labels = input_ids.to(device), attention_mask.to(device), labels.to(device)
@@ -204,3 +203,35 @@ def _t5_logits(model, query_output, input_ids, attention_mask, labels) -> torch.
     r, c = answer.nonzero(as_tuple=True)
     out[r, c - 1] = logits[dec_mask.bool()]
     return out
+
+
+def lm_family(model) -> str:
+    mt = model.config.text_config.model_type
+    if mt in ("llama", "mistral", "qwen2"):  # mistral: pruned Llama as harness/models/public.py saves it
+        return "llama"
+    if mt in ("opt", "t5"):
+        return mt
+    raise PruningError(
+        f"language model type '{mt}' is not supported; supported: llama, mistral, qwen2, opt, t5"
+    )
+
+
+def blocks(model, module: str) -> nn.ModuleList:
+    """The repeated blocks of a module, in order."""
+    if module == "language_model":
+        lm = model.language_model
+        if lm_family(model) == "t5":  # two stacks: harness/prune/t5.py handles every level of it
+            raise PruningError("a T5 language model has an encoder and a decoder stack (harness/prune/t5.py)")
+        return lm.model.decoder.layers if lm_family(model) == "opt" else lm.model.layers
+    if module == "vision_model":
+        return model.vision_model.encoder.layers
+    if module == "qformer":
+        return model.qformer.encoder.layer
+    raise PruningError(f"unknown module '{module}'; allowed: language_model, vision_model, qformer")
+
+
+def lm_blocks(model) -> list[nn.Module]:
+    """Every block of the language model: a T5's encoder blocks, then its decoder's."""
+    if lm_family(model) == "t5":
+        return [*model.language_model.encoder.block, *model.language_model.decoder.block]
+    return list(blocks(model, "language_model"))

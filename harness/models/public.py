@@ -204,15 +204,6 @@ def weights_problem(folder: Path, config) -> str | None:
     return None
 
 
-def default_stages(model) -> list[str]:
-    """Every stage the language model can express: OPT derives head_dim, so only blocks and FFN; T5 and
-    the Llama family, all four."""
-    from harness.prune.structures import lm_family
-    from harness.stages import STAGE_NAMES
-
-    return ["block", "ffn"] if lm_family(model) == "opt" else list(STAGE_NAMES)
-
-
 def load_model(path: str | Path, allow_download: bool = False, device: str | None = None):
     """The model saved in `path` (BLIP-2 or InstructBLIP), in eval mode, on `device` (default: the current
     placement's, harness/device.py)."""
@@ -259,18 +250,3 @@ def load_lmm(path: str | Path, allow_download: bool = False):
         )
         tok.pad_token = tok.eos_token
     return model, processor
-
-
-def compression_problems(path: str | Path, compression, stages: list[str] | None) -> list[str]:
-    """What makes a compression section impossible on the checkpoint in `path`, read from its config alone
-    (a weightless model on the meta device): each stage's step and maximum against the real widths, and
-    stages its language model cannot express. `stages` None: every stage the model supports."""
-    import torch
-
-    from harness.prune.step import schedule_problems
-
-    with heads_need_not_divide_hidden():
-        config = read_config(path)
-        with torch.device("meta"):
-            model = CLASSES[config.model_type](config)
-    return schedule_problems(model, compression, stages or default_stages(model))

@@ -25,20 +25,18 @@ from tqdm.auto import tqdm
 from harness import parallel
 from harness.data.collate import IGNORE
 from harness.device import autocast, loss_scale
-from harness.models.blip2 import lm_logits
+from harness.models.blip2 import blocks, lm_blocks, lm_logits
 from harness.objectives import Batch, answer_cross_entropy, answer_kl_to_teacher
 from harness.prune import t5
 from harness.prune.structures import (
     attention_group,
     attention_slices,
-    blocks,
     ffn_slices,
     ffn_width,
     hidden_slices,
-    lm_blocks,
     per_structure,
 )
-from harness.spec import GRADIENT_CRITERIA, Criterion, ImportanceLoss
+from harness.stages import GRADIENT_CRITERIA, Criterion, ImportanceLoss
 
 CRITERIA = get_args(Criterion)
 Scores = Callable[[torch.Tensor], torch.Tensor]  # a parameter's elementwise score (`elementwise`)

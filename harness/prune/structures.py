@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from harness.errors import PruningError
+from harness.models.blip2 import blocks, lm_family
 from harness.stages import STAGE_NAMES
 
 LEVELS = STAGE_NAMES
@@ -29,38 +30,6 @@ MODULES = ("language_model", "vision_model", "qformer")
 class Slice:
     linear_or_param: str  # attribute path relative to the block (or to the model for hidden dims)
     axis: int
-
-
-def lm_family(model) -> str:
-    mt = model.config.text_config.model_type
-    if mt in ("llama", "mistral", "qwen2"):  # mistral: pruned Llama as harness/models/public.py saves it
-        return "llama"
-    if mt in ("opt", "t5"):
-        return mt
-    raise PruningError(
-        f"language model type '{mt}' is not supported; supported: llama, mistral, qwen2, opt, t5"
-    )
-
-
-def blocks(model, module: str) -> nn.ModuleList:
-    """The repeated blocks of a module, in order."""
-    if module == "language_model":
-        lm = model.language_model
-        if lm_family(model) == "t5":  # two stacks: harness/prune/t5.py handles every level of it
-            raise PruningError("a T5 language model has an encoder and a decoder stack (harness/prune/t5.py)")
-        return lm.model.decoder.layers if lm_family(model) == "opt" else lm.model.layers
-    if module == "vision_model":
-        return model.vision_model.encoder.layers
-    if module == "qformer":
-        return model.qformer.encoder.layer
-    raise PruningError(f"unknown module '{module}'; allowed: {', '.join(MODULES)}")
-
-
-def lm_blocks(model) -> list[nn.Module]:
-    """Every block of the language model: a T5's encoder blocks, then its decoder's."""
-    if lm_family(model) == "t5":
-        return [*model.language_model.encoder.block, *model.language_model.decoder.block]
-    return list(blocks(model, "language_model"))
 
 
 def sub_config(model, module: str):
@@ -188,3 +157,9 @@ def refuse(model, module: str, level: str) -> None:
                 "subtracts the mean over the width, so removing dimensions changes every "
                 "output and cannot be compensated by rescaling"
             )
+
+
+def default_stages(model) -> list[str]:
+    """Every stage the language model can express: OPT derives head_dim, so only blocks and FFN; T5 and
+    the Llama family, all four."""
+    return ["block", "ffn"] if lm_family(model) == "opt" else list(STAGE_NAMES)

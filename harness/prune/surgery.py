@@ -14,15 +14,14 @@ import math
 import torch
 from torch import nn
 
+from harness.models.blip2 import blocks, lm_family
 from harness.prune.structures import (
     PruningError,
     attention_group,
     attention_slices,
-    blocks,
     ffn_slices,
     ffn_width,
     hidden_slices,
-    lm_family,
     refuse,
     sub_config,
 )

@@ -20,7 +20,8 @@ import math
 import torch
 from torch import nn
 
-from harness.prune.structures import PruningError, lm_blocks, per_structure
+from harness.models.blip2 import lm_blocks
+from harness.prune.structures import PruningError, per_structure
 from harness.prune.surgery import slice_parameter
 
 

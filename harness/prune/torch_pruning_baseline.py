@@ -16,7 +16,8 @@ import torch
 
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
 from harness.device import on
-from harness.prune.structures import PruningError, blocks, lm_family
+from harness.models.blip2 import blocks, lm_family
+from harness.prune.structures import PruningError
 
 
 def example_inputs(processor, split, n: int = 2) -> dict:

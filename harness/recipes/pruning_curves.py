@@ -19,11 +19,10 @@ from tqdm.auto import tqdm
 from harness.cache import entry_lock, write_sealed_json
 from harness.compression_spec import STEP_FIELDS
 from harness.evaluate import accuracy_record, evaluate
-from harness.models.blip2 import parameter_counts
+from harness.models.blip2 import blocks, parameter_counts
 from harness.profile import Profile
 from harness.prune.importance import block_influence, importance
 from harness.prune.step import level_width, prune_step
-from harness.prune.structures import blocks
 from harness.recipes.common import result_header, set_up, teacher_record
 from harness.recipes.compression import pruning_batches
 from harness.recipes.teacher import get_teacher

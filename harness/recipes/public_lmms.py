@@ -18,10 +18,11 @@ from harness.distill.loop import distill
 from harness.evaluate import accuracy_record, evaluate, max_answer_tokens
 from harness.measure import throughput
 from harness.models.blip2 import parameter_counts, trained_parts
-from harness.models.public import default_stages, load_lmm
+from harness.models.public import load_lmm
 from harness.objectives import cached_top_k, teacher_batches
 from harness.pipeline import plan_run, run_compression, structure
 from harness.profile import Profile
+from harness.prune.structures import default_stages
 from harness.recipes.common import pruning_set, result_header, set_up
 from harness.recipes.compression import FULL_RUN, compress, training_sets
 from harness.recipes.teacher import get_teacher

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.results import CompressionResult, RunRecord, SeedRecord
-from harness.spec import GRADIENT_CRITERIA
+from harness.stages import GRADIENT_CRITERIA
 
 
 @dataclass(frozen=True)

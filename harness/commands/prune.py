@@ -10,23 +10,23 @@ import time
 from pathlib import Path
 
 from harness.cache import atomic_dir, write_json
-from harness.spec import SpecError, placed_profile
+from harness.measure import device_info
+from harness.models.blip2 import parameter_counts
+from harness.models.public import load_lmm, load_model, save_lmm
+from harness.objectives import cached_top_k, teacher_batches
+from harness.plan import meta_model
+from harness.preflight import checked_profile
+from harness.prune.importance import GRADIENT_CRITERIA, importance
+from harness.prune.step import prune_step, structures_to_remove
+from harness.recipes.common import set_up
+from harness.recipes.teacher import get_teacher
+from harness.spec_files import SpecError
+from harness.store import get_dataset
 
 
 def prune_command(args) -> int:
     """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
-    from harness.measure import device_info
-    from harness.models.blip2 import parameter_counts
-    from harness.models.public import load_lmm, load_model, save_lmm
-    from harness.objectives import cached_top_k, teacher_batches
-    from harness.plan import meta_model
-    from harness.prune.importance import GRADIENT_CRITERIA, importance
-    from harness.prune.step import prune_step, structures_to_remove
-    from harness.recipes.common import set_up
-    from harness.recipes.teacher import get_teacher
-    from harness.store import get_dataset
-
-    prof = placed_profile(args.profile, {}, args.device, args.dtype)
+    prof = checked_profile(args.profile, {}, args.device, args.dtype)
     if args.loss == "teacher_kl" and args.teacher is None:
         raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
     if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
