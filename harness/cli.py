@@ -424,6 +424,24 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=count(0), default=0, help="seed of the random criterion")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=_command("harness.commands.prune", "prune_command"))
+    ev = sub.add_parser(
+        "evaluate", parents=[common], help="score a checkpoint (and compare another) on a profile's data"
+    )
+    placement_arguments(ev)
+    ev.add_argument("--checkpoint", required=True, type=Path, help="a BLIP-2-family save_pretrained folder")
+    ev.add_argument(
+        "--compare", type=Path, default=None, help="a second checkpoint: the paired Δ over the same samples"
+    )
+    ev.add_argument("--split", default="test", choices=["test", "validation"])
+    ev.add_argument(
+        "--prompt",
+        default="auto",
+        help="stand-in, blip2 ('Question: {question} Answer:'), a text with one {question}, or auto: the "
+        "stand-in's for a folder the harness wrote, BLIP-2's otherwise",
+    )
+    ev.add_argument("--out", required=True, type=Path, help="a new folder for the records and sample logs")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=_command("harness.commands.evaluate", "evaluate_command"))
     pl = sub.add_parser(
         "plan", parents=[common], help="memory per phase of compressing a checkpoint, from its config alone"
     )

@@ -28,13 +28,14 @@ import torch
 from tqdm.auto import tqdm
 from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
-from harness import parallel
+from harness import parallel, sample_log
 from harness.data.collate import (
     IGNORE,
     answer_ids,
     length_order,
     pixel_values,
     prompt_batch,
+    prompt_of,
     qformer_kwargs,
     training_batch,
 )
@@ -300,6 +301,11 @@ def _evaluate(model, processor, split, batch_size: int, progress: bool, vision_o
         correct[order[i]] = bool(verdict)
     for i, p in zip(rest, generated, strict=True):
         preds[order[i]], correct[order[i]] = p, normalize(p) == normalize(answers[i])
+    prompts, targets, by_force = [""] * len(order), [""] * len(order), [False] * len(order)
+    for i, k in enumerate(order):
+        prompts[k], targets[k] = prompt_of(processor, questions[i]), answers[i]
+        by_force[k] = forced[i] is not None
+    log = sample_log.records(prep.tasks, groups, prompts, targets, preds, correct, by_force)
     per_task: dict[str, list[bool]] = {}
     for task, hit in zip(prep.tasks, correct, strict=True):
         per_task.setdefault(task, []).append(hit)
@@ -314,6 +320,7 @@ def _evaluate(model, processor, split, batch_size: int, progress: bool, vision_o
         "knowledge": knowledge if groups else {},
         "correct": correct,
         "predictions": preds,
+        "samples": log,
     }
 
 
@@ -324,7 +331,8 @@ def accuracy_record(acc: dict) -> dict:
         "overall": acc["overall"],
         "n_test": acc["n"],
         **{("knowledge" if g == "all" else f"knowledge_{g}"): v for g, v in acc["knowledge"].items()},
-        "correct": pack(acc["correct"]),
+        # the bits from the log itself; an evaluation cached before logs existed kept its bits only
+        "correct": sample_log.correct_bits(acc["samples"]) if "samples" in acc else pack(acc["correct"]),
     }
 
 

@@ -9,6 +9,7 @@ multi-stage run through it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import sys
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import datasets
 
-from harness import parallel
+from harness import parallel, sample_log
 from harness.cache import (
     CorruptEntry,
     atomic_dir,
@@ -25,6 +26,7 @@ from harness.cache import (
     read_sealed_json,
     usable,
     verify_manifest,
+    write_atomic,
     write_json,
     write_manifest,
     write_sealed_json,
@@ -288,7 +290,7 @@ def step_model(out: Path, step: int | None = None, device: str | None = None):
 
 def _cached_eval(path: Path, model_hash: str):
     """A cached evaluation, if it is sealed and was made of the model with this manifest hash."""
-    if not path.is_file() or not usable(path, read_sealed_json):
+    if not path.is_file() or not usable(path, read_evaluation):
         return None
     record = read_sealed_json(path)
     return record["accuracy"] if record.get("model") == model_hash else None
@@ -304,7 +306,7 @@ def test_accuracy(out: Path, step: int, processor, test, batch_size: int, vision
         return cached
     acc = evaluate(step_model(out, step), processor, test, batch_size, vision_of=vision_of)
     record = accuracy_record(acc)
-    write_sealed_json(path, {"model": model_hash, "accuracy": record})
+    write_sealed_json(path, {"model": model_hash, "accuracy": record, **_logged(path, acc)})
     return record
 
 
@@ -320,8 +322,21 @@ def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test
     if (cached := _cached_eval(path, model_hash)) is not None:
         return cached
     acc = evaluate(teacher, processor, test, batch_size, vision_of=teacher)
-    write_sealed_json(path, {"model": model_hash, "accuracy": acc})
+    kept = {k: v for k, v in acc.items() if k != "samples"}  # the log has its own file
+    write_sealed_json(path, {"model": model_hash, "accuracy": kept, **_logged(path, acc)})
     return acc
+
+
+def samples_log(eval_record: Path) -> Path:
+    """The per-sample log (harness/sample_log.py) written beside a cached evaluation."""
+    return Path(eval_record).with_name(Path(eval_record).stem + ".samples.jsonl.gz")
+
+
+def _logged(path: Path, acc: dict) -> dict:
+    """Write the evaluation's sample log beside its record, which keeps the log's hash under its seal."""
+    data = sample_log.dump(acc["samples"])
+    write_atomic(samples_log(path), data)  # (the main process's, under accelerate launch)
+    return {"samples_sha256": hashlib.sha256(data).hexdigest()}
 
 
 _TEACHER_OUTPUTS: dict[tuple, list] = {}
@@ -354,10 +369,21 @@ def verify(cache_dir: Path) -> tuple[int, list[str]]:
     for d in sorted((cache_dir / "teachers").glob("[!.]*")):
         check(d, verify_manifest)
         for e in sorted((d / "eval").glob("*.json")):
-            check(e, read_sealed_json)
+            check(e, read_evaluation)
     for d in sorted((cache_dir / "compression").glob("[!.]*")):
         if (d / "state.json").is_file():  # a folder without one was interrupted before its first step
             check(d, check_run)
             for e in sorted((d / "eval").glob("*.json")):
-                check(e, read_sealed_json)
+                check(e, read_evaluation)
     return checked, problems
+
+
+def read_evaluation(path: Path) -> dict | None:
+    """A cached evaluation's sealed record, its sample log checked against the hash the record keeps
+    (CorruptEntry naming the log if it is missing or altered)."""
+    record = read_sealed_json(path)
+    if record is not None and "samples_sha256" in record:
+        log = samples_log(path)
+        if not log.is_file() or hashlib.sha256(log.read_bytes()).hexdigest() != record["samples_sha256"]:
+            raise CorruptEntry(f"{log}: the sample log is missing or does not match its evaluation's record")
+    return record

@@ -120,6 +120,56 @@ def test_cli_prunes_the_cached_teacher_into_a_standard_checkpoint(smoke, tmp_pat
     assert not (tmp_path / "x").exists()
 
 
+def test_evaluate_scores_the_teacher_and_a_pruned_checkpoint_and_compares_them(smoke, tmp_path, capsys):
+    """`python -m harness evaluate`: the teacher's accuracy as the teacher experiment recorded it, a pruned
+    checkpoint's, each with its sample log, and their paired Δ with its 95% interval."""
+    from harness import sample_log
+
+    root, _ = smoke
+    common = ["--profile", "smoke", "--cache-dir", str(root / "cache"), "--quiet"]
+    pruned = tmp_path / "pruned"
+    assert cli_main(["prune", *common, "--level", "ffn", "--amount", "96", "--out", str(pruned)]) == 0
+    from harness.spec import load_profile
+    from harness.store import teacher_dir as teacher_folder
+
+    teacher_dir = teacher_folder(load_profile("smoke"), root / "cache")
+    out = tmp_path / "eval"
+    argv = [
+        "evaluate",
+        *common,
+        "--checkpoint",
+        str(teacher_dir),
+        "--compare",
+        str(pruned),
+        "--out",
+        str(out),
+    ]
+    assert cli_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "paired over the same samples: Δ accuracy (--checkpoint − --compare)" in printed
+        and "95% CI" in printed
+    )
+    a, b = (json.loads((out / x / "evaluation.json").read_text()) for x in ("a", "b"))
+    recorded = json.loads((root / "results" / "teacher" / "result.json").read_text())["rows"][0]["accuracy"]
+    assert a["accuracy"] == recorded  # the same protocol, split and batch size as every result
+    assert a["prompt"] is None and b["prompt"] is None  # folders the harness wrote: the stand-in's prompt
+    comparison = json.loads((out / "comparison.json").read_text())
+    assert comparison["delta"] == pytest.approx(a["accuracy"]["overall"] - b["accuracy"]["overall"])
+    low, high = comparison["interval_95"]
+    assert low < comparison["delta"] < high and f"[{low:+.3f}, {high:+.3f}]" in printed
+    log = sample_log.read(out / "b" / "samples.jsonl.gz")
+    assert sample_log.correct_bits(log) == b["accuracy"]["correct"]
+    # bad input: refused in one line, nothing written
+    assert (
+        cli_main(["evaluate", *common, "--checkpoint", str(tmp_path / "none"), "--out", str(tmp_path / "x")])
+        == 2
+    )
+    assert "--checkpoint" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    assert cli_main(["evaluate", *common, "--checkpoint", str(pruned), "--out", str(out)]) == 2
+    assert "--out" in capsys.readouterr().err
+
+
 def test_every_paper_figure_is_rendered(smoke):
     root, _ = smoke
     res = root / "results"

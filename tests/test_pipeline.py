@@ -412,3 +412,66 @@ def test_distillation_and_importance_run_on_top_k_teacher_outputs(smoke):
     prune_step(student, "ffn", 32, importance(student, "ffn", "first_order", batches, 0, loss="teacher_kl"))
     losses = distill(student, batches, 2.0, 1e-3, "eq5", 1.0, seed=0)
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+def test_the_sample_log_is_what_evaluate_scored_and_the_bits_come_from_it(smoke):
+    """Each test sample's record (harness/sample_log.py): its prompt, target, knowledge class and task as
+    the split has them, the text generated where generation decided, and a verdict that the result's packed
+    bits and every accuracy agree with."""
+    from harness import sample_log
+    from harness.data.collate import prompt_of
+    from harness.evaluate import accuracy_record
+    from harness.results import pack
+
+    _, data, teacher, processor, *_ = smoke
+    pruned = copy.deepcopy(teacher)
+    prune_step(pruned, "ffn", 64, importance(pruned, "ffn", "random", [], seed=0))
+    split, hows = data["test"], set()
+    for model in (teacher, pruned):  # answers left to generation, and departures decided without it
+        acc = evaluate(model, processor, split, batch_size=50, vision_of=teacher)
+        log = acc["samples"]
+        assert [r["id"] for r in log] == list(range(len(split)))
+        assert [r["correct"] for r in log] == acc["correct"]
+        assert accuracy_record(acc)["correct"] == pack(acc["correct"]) == sample_log.correct_bits(log)
+        for task, value in acc["per_task"].items():
+            hits = [r["correct"] for r in log if r["task"] == task]
+            assert sum(hits) / len(hits) == value
+        hows |= {r["how"] for r in log}
+        for r, row in zip(log, split, strict=True):
+            assert (r["task"], r["target"]) == (row["task"], row["answer"])
+            assert r["knowledge"] == row["knowledge_group"]
+            assert r["prompt"] == prompt_of(processor, row["question"])
+            if r["how"] == "generated":
+                assert r["correct"] == (normalize(r["generated"]) == normalize(r["target"]))
+            else:
+                assert r["generated"] == (r["target"] if r["correct"] else None)
+    assert hows == {"forced pass", "generated"}
+
+
+def test_a_sample_log_is_byte_stable_and_reads_back(smoke, tmp_path):
+    from harness import sample_log
+
+    _, data, teacher, processor, *_ = smoke
+    log = evaluate(teacher, processor, data["validation"], batch_size=50)["samples"]
+    assert sample_log.dump(log) == sample_log.dump(log)  # no timestamp: the same records, the same bytes
+    (tmp_path / "v.samples.jsonl.gz").write_bytes(sample_log.dump(log))
+    assert sample_log.read(tmp_path / "v.samples.jsonl.gz") == log
+
+
+def test_a_cached_evaluation_keeps_its_log_under_its_seal(smoke):
+    """The log beside a cached evaluation is checked against the hash its sealed record keeps: `verify`
+    names a log that was altered, and the next use evaluates again and writes the same log."""
+    from harness import sample_log
+    from harness.store import samples_log, teacher_test_accuracy, verify
+
+    prof, data, teacher, processor, _, cache, tdir = smoke
+    first = teacher_test_accuracy(prof, tdir, teacher, processor, data["test"])
+    (record,) = (tdir / "eval").glob("*.json")
+    log = samples_log(record)
+    original = log.read_bytes()
+    assert [r["correct"] for r in sample_log.read(log)] == first["correct"]
+    assert verify(cache)[1] == []
+    log.write_bytes(original[:-8])  # cut short
+    assert any(str(log) in p for p in verify(cache)[1])
+    again = teacher_test_accuracy(prof, tdir, teacher, processor, data["test"])
+    assert again["correct"] == first["correct"] and log.read_bytes() == original
