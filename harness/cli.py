@@ -273,12 +273,14 @@ def publish(root: Path) -> None:
     """The claims report from whatever results exist; then the committed results (and only those) are
     copied into the README, docs/ and data cards."""
     from harness.report.claims import write_claims
+    from harness.report.constraints import write_constraints
     from harness.report.readme import fill_tables
 
     if not parallel.is_main():  # under accelerate launch the main process writes reports
         return
     if Path(root).is_dir():
         print(f"claims report: {write_claims(root)}")
+        print(f"library versions behind the results: {write_constraints(root)}")
     if Path(root).resolve() == results_root(DEFAULT_PROFILE).resolve():
         for doc in fill_tables(root):
             print(f"updated tables in {doc}")

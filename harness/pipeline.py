@@ -27,6 +27,7 @@ from harness.compression_spec import Compression
 from harness.device import current
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
+from harness.model_card import card
 from harness.models.blip2 import parameter_counts, trained_parameters, trained_parts
 from harness.prune.importance import block_influence, importance, structure_importance
 from harness.prune.step import level_width, prune_step, structures_to_remove
@@ -45,12 +46,36 @@ def _perf(model, processor, split, batch_size: int, teacher) -> dict:
     return parallel.from_main({"overall": r["overall"], **{f"task_{t}": v for t, v in r["per_task"].items()}})
 
 
-def _checkpoint(out: Path, model, state: dict, processor) -> None:
-    """The model after a completed step, with its processor (every step folder is a checkpoint that
-    harness/models/public.py `load_lmm` reads), then the state that points to it (both written atomically)."""
-    save_step(out, state["step"], model, processor)
+def _checkpoint(out: Path, model, state: dict, processor, plan: RunPlan, base: str) -> None:
+    """The model after a completed step, with its processor and model card (every step folder is a
+    checkpoint that harness/models/public.py `load_lmm` reads), then the state that points to it (both
+    written atomically)."""
+    save_step(out, state["step"], model, processor, _card(model, state, plan, base))
     save_state(out, state)
     write_trace_csv(out / "trace.csv", state["trace"])
+
+
+def _card(model, state: dict, plan: RunPlan, base: str) -> str:
+    """The step folder's model card (harness/model_card.py): every step so far, its validation accuracy."""
+    rows = [
+        {"step": r["step"], "stage": r["stage"], "removed": r["amount"], "parameters": r["params_total"]}
+        for r in state["trace"]
+    ]
+    acc = state["p_current"]
+    return card(
+        f"{plan.run.label}, seed {plan.seed}, after step {state['step']}",
+        base,
+        rows,
+        parameter_counts(model),
+        f"{acc:.3f} on the validation split after this step's distillation (seed {plan.seed}); "
+        f"the teacher's: {state['p_teacher']['overall']:.3f}. Test accuracy is in the run's results.",
+        [f"Run `{plan.run.label}` ({plan.run.mode}, stages {', '.join(plan.run.stages)})."],
+    )
+
+
+def _base(teacher) -> str:
+    """What a run compresses, as its model card names it: the folder the teacher was loaded from."""
+    return getattr(teacher, "name_or_path", "") or "the stand-in teacher"
 
 
 def plan_run(
@@ -214,7 +239,7 @@ def run_compression(
     with _offloaded(teacher.language_model, c.offload_teacher):
         student = _student(out, None if new else state["step"], teacher, c)
         if new:
-            _checkpoint(out, student, state, processor)
+            _checkpoint(out, student, state, processor, plan, _base(teacher))
         if run.mode == "one_shot":
             return _one_shot(student, teacher, processor, val, d_p, d_d, plan, out, state, progress)
         return _iterative(student, teacher, processor, val, d_p, d_d, plan, out, state, progress)
@@ -276,7 +301,7 @@ def _iterative(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, s
             p_current=acc["overall"],
             epochs_used=state["epochs_used"] + plan.epochs,
         )
-        _checkpoint(out, student, state, processor)
+        _checkpoint(out, student, state, processor, plan, _base(teacher))
         if progress:
             size = state["trace"][-1]["params_total"] / 1e6
             print(
@@ -327,7 +352,7 @@ def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, st
         row["blocks_dropped"] = dropped
     state["trace"].append(row)
     state.update(step=1, p_current=acc["overall"], epochs_used=epochs, done=True)
-    _checkpoint(out, student, state, processor)
+    _checkpoint(out, student, state, processor, plan, _base(teacher))
     return state
 
 

@@ -239,11 +239,13 @@ def _step_dir(out: Path, step: int) -> Path:
     return Path(out) / "steps" / f"step_{step:03d}"
 
 
-def save_step(out: Path, step: int, model, processor=None) -> None:
-    """The model after a completed step of a run folder (with its processor, when given), with its manifest,
-    written whole or not at all."""
+def save_step(out: Path, step: int, model, processor=None, card: str | None = None) -> None:
+    """The model after a completed step of a run folder (with its processor and model card, when given),
+    with its manifest, written whole or not at all."""
     with atomic_dir(_step_dir(out, step)) as tmp:
         save_lmm(model, processor, tmp)
+        if card is not None:
+            write_atomic(tmp / "README.md", card)
         write_manifest(tmp)
 
 

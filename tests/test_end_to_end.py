@@ -111,6 +111,9 @@ def test_cli_prunes_the_cached_teacher_into_a_standard_checkpoint(smoke, tmp_pat
     info = json.loads((tmp_path / "ffn" / "pruning.json").read_text())
     assert info["parameters_after"]["total"] < info["parameters_before"]["total"]
     assert (info["device"]["device"], info["device"]["dtype"]) == ("cpu", "float32")  # the smoke profile's
+    card = (tmp_path / "ffn" / "README.md").read_text()  # a Hugging Face model card
+    assert card.startswith("---\nlibrary_name: transformers\n") and "| 1 | ffn | 32 |" in card
+    assert "python -m harness evaluate --checkpoint" in card and "Harness commit" in card
     # an impossible request fails with a message and writes nothing
     assert (
         cli_main(["prune", *common, "--level", "attention", "--amount", "24", "--out", str(tmp_path / "x")])

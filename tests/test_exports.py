@@ -71,3 +71,22 @@ def test_an_unknown_format_is_refused(capsys, exported):
     with pytest.raises(SystemExit):
         cli.main(["report", "--results-dir", str(exported), "--format", "xlsx"])
     assert "invalid choice: 'xlsx'" in capsys.readouterr().err
+
+
+def test_constraints_pin_what_the_results_record(tmp_path):
+    """results/constraints.txt comes from the result files' provenance: each library at the version most of
+    them used (a local build tag such as +cpu dropped, so pip accepts any build), a disagreement said."""
+    import json
+
+    from harness.report.constraints import constraints
+
+    for name, tf in (("a", "5.24.0"), ("b", "5.24.0"), ("c", "5.25.0")):
+        (tmp_path / name).mkdir()
+        versions = {"python": "3.11.7", "torch": "2.13.0+cpu", "transformers": tf, "bitsandbytes": None}
+        (tmp_path / name / "result.json").write_text(json.dumps({"provenance": {"versions": versions}}))
+    lines = constraints(tmp_path).splitlines()
+    assert "torch==2.13.0" in lines and "transformers==5.24.0" in lines
+    assert "# transformers: 2 results used 5.24.0; also 5.25.0 (1)" in lines
+    assert not any(line.startswith(("python", "bitsandbytes")) for line in lines)
+    committed = (ROOT / "results" / "constraints.txt").read_text()
+    assert committed == constraints(ROOT / "results")

@@ -97,6 +97,12 @@ def test_iterative_run_records_every_step(smoke, tmp_path):
         "num_key_value_heads": 1,
         "hidden_size": 32,
     }
+    # every step folder carries a Hugging Face model card: each step so far, the size, the accuracy and split
+    card = (tmp_path / "steps" / "step_006" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\n") and "| 6 | hidden |" in card
+    assert f"{state['trace'][-1]['params_total']:,} in all" in card
+    assert f"{state['p_current']:.3f} on the validation split" in card and f"seed {plan.seed}" in card
+    assert "| 0 | (none yet" in (tmp_path / "steps" / "step_000" / "README.md").read_text()
 
 
 def test_single_level_changes_only_its_level(smoke, tmp_path):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from harness.cache import atomic_dir, write_json
 from harness.measure import device_info
+from harness.model_card import card, write_card
 from harness.models.blip2 import parameter_counts
 from harness.models.public import load_lmm, load_model, save_lmm
 from harness.objectives import cached_top_k, teacher_batches
@@ -43,7 +44,7 @@ def prune_command(args) -> int:
         structures_to_remove(meta_model(None, prof), args.level, args.amount, args.module)
     data = get_dataset(prof, args.cache_dir, not args.quiet)
     if model is None:
-        model, processor, _, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
+        model, processor, tdir, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)
     structures_to_remove(model, args.level, args.amount, args.module)  # fails here, before any work
     teacher = load_model(args.teacher) if args.teacher else None
     split = data["train"].select(range(min(args.samples or len(data["train"]), len(data["train"]))))
@@ -69,8 +70,22 @@ def prune_command(args) -> int:
     seconds = time.perf_counter() - t0
     info = prune_step(model, args.level, args.amount, imp, args.module)
     after = parameter_counts(model)
+    base = str(args.checkpoint) if args.checkpoint else f"{tdir} (the '{prof.name}' profile's teacher)"
+    text = card(
+        f"{Path(args.out).name}: {args.level} pruned by {args.amount}",
+        base,
+        [{"step": 1, "stage": args.level, "removed": args.amount, "parameters": after["total"]}],
+        after,
+        "not measured by `prune` (no distillation follows); `python -m harness evaluate --checkpoint "
+        f"{args.out}` scores it on the profile's test split",
+        [
+            f"Criterion {args.criterion} with the {args.loss} loss over {len(split)} training samples "
+            f"(module {args.module}); parameters before: {before['total']:,}."
+        ],
+    )
     with atomic_dir(Path(args.out)) as tmp:
         save_lmm(model, processor, tmp)
+        write_card(tmp, text)
         write_json(
             tmp / "pruning.json",
             {
