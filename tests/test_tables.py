@@ -62,3 +62,18 @@ def test_latency_spread_is_the_interquartile_range_over_the_median_and_flags_noi
     assert spread_note(Holder(rows=[steady], other=steady)).endswith("within 10% in all 2 measurements.")
     assert "above 10% in 1 of 2 measurements (largest 33%)" in spread_note(Holder(rows=[steady], other=noisy))
     assert spread_note(Holder(rows=[])) == ""
+
+
+def test_every_method_and_criterion_keeps_one_colour_in_every_figure():
+    """harness/report/colors.py: the baselines' methods get distinct colours, named by what each run does,
+    and a criterion's colour is the same in the pruning curves and the baselines figure."""
+    from harness.report.colors import color, method
+    from harness.spec import load_experiment
+
+    runs = load_experiment("baselines").runs
+    keys = [method(r) for r in runs]
+    assert len(set(keys)) == len(keys)  # one colour per method
+    assert len({color(k) for k in keys}) == len(keys)
+    by_key = dict(zip(keys, runs, strict=True))
+    assert by_key["first_order"].label == "All stages" and by_key["scratch"].mode == "scratch"
+    assert color("random") == color(method(by_key["random"]))  # the curves' random is the baselines' Random

@@ -15,11 +15,18 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from matplotlib.ticker import ScalarFormatter
 
+from harness.report.colors import color
 from harness.report.figures import footer, save_figure
 from harness.report.frame import mean_std, pick, summary
 from harness.report.vectors import compare, stats
 from harness.results import CompressionResult, RunRecord
 
+COLOR_KEYS = {  # harness/report/colors.py: the same colour as these methods in every other figure
+    ("iterative", "iterative_total"): "first_order",
+    ("one_shot", "per_step"): "one_shot",
+    ("one_shot", "iterative_total"): "one_shot_fair",
+    ("scratch", "iterative_total"): "scratch",
+}
 SERIES = {
     ("iterative", "iterative_total"): "iterative (Algorithm 1)",
     ("one_shot", "per_step"): "one-shot, E once (Algorithm 1 as written)",
@@ -65,7 +72,7 @@ def budget_figure(res: CompressionResult, frame, out_dir: Path) -> list[Path]:
         xs = [b for b, _ in pts]
         ys = [acc.loc[label, "mean"] for _, label in pts]
         sd = [float(acc.loc[label, "std"] or 0) for _, label in pts]
-        ax.errorbar(xs, ys, yerr=sd, marker="o", ms=4, capsize=3, label=name)
+        ax.errorbar(xs, ys, yerr=sd, marker="o", ms=4, capsize=3, label=name, color=color(COLOR_KEYS[key]))
     paper = PAPER_STEPS
     ax.axvline(paper, color="0.5", ls="--", lw=1)
     ax.text(paper, 1.0, " paper", transform=ax.get_xaxis_transform(), fontsize=8, color="0.4", va="bottom")

@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from harness.report.colors import color
 from harness.report.figures import footer, save_figure
 from harness.report.frame import mean_std, pick, result_frame, summary, value
 from harness.report.tables import make_table
@@ -41,10 +42,11 @@ def curves_figure(res: CurvesResult, out_dir: Path) -> list[Path]:
         for criterion in dict.fromkeys(at["label"]):
             acc = summary(pick(at, label=criterion), "overall", by=("position",))
             share = summary(pick(at, label=criterion), "share", by=("position",))["mean"]
-            (line,) = ax.plot(share, acc["mean"], marker="o", ms=3, label=CRITERION_NAMES[criterion])
-            if acc["std"].notna().any():
-                sd = acc["std"].fillna(0).astype(float)
-                ax.fill_between(share, acc["mean"] - sd, acc["mean"] + sd, color=line.get_color(), alpha=0.15)
+            c = color(criterion)
+            ax.plot(share, acc["mean"], marker="o", ms=3, color=c, label=CRITERION_NAMES[criterion])
+            if acc["std"].notna().any():  # the seeds' range: a band that stays within what accuracy can be
+                low, high = ([f(v) for v in acc["values"]] for f in (min, max))
+                ax.fill_between(share, low, high, color=c, alpha=0.15)
         ax.axhline(teacher, color="0.3", ls=":", lw=1, label="teacher")
         what = "blocks" if level == "block" else f"{BY_NAME[level].figure_label} width"
         ax.set(title=BY_NAME[level].figure_label, xlabel=f"share of the {what} removed")
@@ -54,7 +56,8 @@ def curves_figure(res: CurvesResult, out_dir: Path) -> list[Path]:
         "Importance criteria on their own: the teacher pruned step by step, no distillation", fontsize=10
     )
     seeds = len(res.seeds)
-    spread = f"random: ± std over {seeds} seeds (band), other criteria: one curve" if seeds > 1 else "1 seed"
+    spread = f"random: mean of {seeds} seeds, band from the lowest to the highest, other criteria: one curve"
+    spread = spread if seeds > 1 else "1 seed"
     return save_figure(fig, out_dir, "figure_pruning_curves", footer(res, f"{spread}, test split"))
 
 

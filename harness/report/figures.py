@@ -4,18 +4,19 @@ result's records, everything over seeds from its tidy frame (harness/report/fram
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker as ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from harness.report.colors import color, method  # noqa: E402
 from harness.report.frame import pick, summary, value  # noqa: E402
-from harness.results import CompressionResult, CurvesResult  # noqa: E402
+from harness.results import CompressionResult, CurvesResult, PublicResult  # noqa: E402
 from harness.stages import STAGES  # noqa: E402
 
 STAGE_COLORS = {s.name: s.color for s in STAGES}
@@ -54,7 +55,7 @@ def _shade_stages(ax, stages: list[str], x_of) -> None:
             start = i
 
 
-def footer(res: CompressionResult | CurvesResult, what: str) -> str:
+def footer(res: CompressionResult | CurvesResult | PublicResult, what: str) -> str:
     return (
         f"profile '{res.profile.name}', {what}; device: {res.device.name}; "
         f"git {str(res.provenance.git.commit)[:8]}"
@@ -70,7 +71,7 @@ def trace_figures(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) ->
     trace = s.trace
     stages = [t.stage for t in trace]
     p0 = s.p_teacher_validation.overall
-    note = footer(res, f"seed {s.seed} (other seeds: thin lines), validation split")
+    thin = " (other seeds: thin lines)" if others else ""
     paths = []
 
     # Figure 6: the saw-tooth
@@ -114,7 +115,9 @@ def trace_figures(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) ->
     )
     # below the axes: inside, it hid the deepest dips
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, fontsize=8, frameon=False)
-    paths += save_figure(fig, out_dir, "figure_6_sawtooth", note)
+    paths += save_figure(
+        fig, out_dir, "figure_6_sawtooth", footer(res, f"seed {s.seed}{thin}, validation split")
+    )
 
     # Figure 10: size vs step
     fig, ax = plt.subplots(figsize=(7.5, 3.6))
@@ -127,22 +130,27 @@ def trace_figures(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) ->
     ax.set(xlabel="pruning step", ylabel="parameters (millions)", xticks=steps, ylim=(0, None))
     ax.set_title("Reproduces Figure 10: model size after each pruning step", fontsize=10, pad=16)
     ax.legend(fontsize=8)
-    paths += save_figure(fig, out_dir, "figure_10_size", note)
+    paths += save_figure(fig, out_dir, "figure_10_size", footer(res, f"seed {s.seed}"))
 
-    # Figure 11: log2 size vs accuracy
+    # Figure 11: size (on a log2 axis, labelled in parameters) vs accuracy
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    ax.plot([math.log2(x * 1e6) for x in total], [p0] + [t.acc_distilled for t in trace], color="0.6", lw=1)
-    ax.scatter(math.log2(total[0] * 1e6), p0, color="black", marker="*", s=80, label="teacher", zorder=3)
+    ax.plot(total, [p0] + [t.acc_distilled for t in trace], color="0.6", lw=1)
+    ax.scatter(total[0], p0, color="black", marker="*", s=80, label="teacher", zorder=3)
     for stage in STAGE_COLORS:
-        pts = [(math.log2(t.params_total), t.acc_distilled) for t in trace if t.stage == stage]
+        pts = [(t.params_total / 1e6, t.acc_distilled) for t in trace if t.stage == stage]
         if pts:
             ax.scatter(
                 *zip(*pts, strict=True), color=STAGE_COLORS[stage], s=25, label=STAGE_NAMES[stage], zorder=3
             )
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=2, subs=(1.0, 1.5)))
+    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}M"))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.invert_xaxis()
-    ax.set(xlabel="log2(parameters), whole model", ylabel="accuracy after distillation (validation)")
+    ax.set(xlabel="parameters, whole model (log2 scale)", ylabel="accuracy after distillation (validation)")
     ax.set_title("Reproduces Figure 11: size vs performance", fontsize=10)
     ax.legend(fontsize=8)
+    note = footer(res, f"seed {s.seed}, validation split")
     paths += save_figure(fig, out_dir, "figure_11_log2size", note)
     return paths
 
@@ -225,29 +233,61 @@ def sample_size_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Pat
 
 
 def tradeoff_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) -> list[Path]:
-    """Every method at its final size: accuracy vs parameters and batch-1 throughput vs parameters (teacher as
-    a star); error bars are the std over seeds."""
+    """Every method at its final size, as dots by method: accuracy (mean ± std over seeds) and batch-1
+    throughput (first seed), the teacher as a dashed line, each method's true size in its label. Why dots
+    and not a size axis: the baselines end at (nearly) one structure, so their sizes tie."""
     sns.set_theme(style="whitegrid", context="paper")
-    fig, (ax_acc, ax_speed) = plt.subplots(1, 2, figsize=(10, 4.2))
-    palette = sns.color_palette("deep", len(res.runs))
+    k = len(res.runs)
+    fig, (ax_acc, ax_speed) = plt.subplots(1, 2, figsize=(10, 1.2 + 0.42 * k), sharey=True)
     teacher, runs = pick(frame, role="teacher"), pick(frame, role="run")
-    t_params = value(teacher, "params_total") / 1e6
-    ax_acc.scatter(t_params, value(teacher, "overall"), marker="*", s=120, color="black", label="teacher")
-    if (t1 := value(teacher, "samples_per_s", 1)) is not None:
-        ax_speed.scatter(t_params, t1, marker="*", s=120, color="black")
     accs = _accuracy_over_seeds(frame)
     params = summary(runs.assign(value=runs["value"] / 1e6), "params_total")
-    k = len(res.runs)
-    for i, (color, label) in enumerate(zip(palette, accs["label"], strict=True)):
-        p, a, err = params["mean"][i], accs["mean"][i], accs["std"][i] or 0
-        dodge = (i - (k - 1) / 2) * 0.012 * t_params  # runs at one size would hide each other's error bars
-        ax_acc.errorbar(p + dodge, a, yerr=err, fmt="o", color=color, capsize=3, label=label)
+    y = list(range(k))[::-1]  # the experiment's order, top down
+    for i, run in enumerate(res.runs):
+        c = color(method(run.spec))
+        ax_acc.errorbar(accs["mean"][i], y[i], xerr=accs["std"][i] or 0, fmt="o", color=c, capsize=3)
         if (s1 := value(pick(runs, position=i), "samples_per_s", 1)) is not None:
-            ax_speed.scatter(p, s1, color=color, s=30)
-    ax_acc.set(xlabel="parameters (millions, whole model)", ylabel="overall accuracy (test)")
-    ax_speed.set(xlabel="parameters (millions, whole model)", ylabel="samples/s at batch 1 (first seed)")
+            ax_speed.scatter(s1, y[i], color=c, s=30)
+    ax_acc.set_yticks(
+        y, [f"{label} ({p:.2f}M)" for label, p in zip(accs["label"], params["mean"], strict=True)]
+    )
+    t_params = value(teacher, "params_total") / 1e6
+    ax_acc.axvline(value(teacher, "overall"), color="0.3", ls="--", lw=1, label=f"teacher ({t_params:.2f}M)")
+    if (t1 := value(teacher, "samples_per_s", 1)) is not None:
+        ax_speed.axvline(t1, color="0.3", ls="--", lw=1, label=f"teacher ({t_params:.2f}M)")
+        ax_speed.legend(fontsize=7, loc="lower right")
+    ax_acc.set(xlabel="overall accuracy (test)", ylim=(-0.7, k - 0.3))
+    ax_speed.set(xlabel="samples/s at batch 1 (first seed)")
     ax_acc.legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{res.experiment.reproduces}: accuracy and speed against size", fontsize=10)
+    fig.suptitle(
+        f"{res.experiment.reproduces}: accuracy and speed of each method (size in brackets)", fontsize=10
+    )
     n = len(res.runs[0].seeds)
-    what = f"{n} seed(s), test split; runs of one size spread sideways on the left"
+    what = f"{n} seed(s), test split, accuracy as mean ± std over the seeds"
     return save_figure(fig, out_dir, "figure_baselines_tradeoff", footer(res, what))
+
+
+def public_figure(res: PublicResult, frame: pd.DataFrame, out_dir: Path) -> list[Path]:
+    """Every model of a public-LMM comparison as dots: overall test accuracy, and batch-1 speed-up over the
+    first row (measured interleaved), each model's size in its label."""
+    sns.set_theme(style="whitegrid", context="paper")
+    k = len(res.rows)
+    fig, (ax_acc, ax_speed) = plt.subplots(1, 2, figsize=(9, 1.4 + 0.45 * k), sharey=True)
+    y = list(range(k))[::-1]
+    base = value(pick(frame, position=0), "samples_per_s", 1)
+    labels = []
+    for i, r in enumerate(res.rows):
+        ours = pick(frame, position=i)
+        ax_acc.scatter(value(ours, "overall"), y[i], color="#4C72B0", s=30)
+        if base and (s1 := value(ours, "samples_per_s", 1)) is not None:
+            ax_speed.scatter(s1 / base, y[i], color="#4C72B0", s=30)
+        labels.append(f"{r.row} ({value(ours, 'params_total') / 1e6:,.2f}M)")
+    ax_acc.set_yticks(y, labels)
+    ax_acc.set(xlabel="overall accuracy (test)", ylim=(-0.7, k - 0.3))
+    ax_speed.axvline(1.0, color="0.3", ls="--", lw=1)
+    ax_speed.set(xlabel="speed-up at batch 1 over the first model")
+    fig.suptitle(
+        f"{res.experiment.reproduces}: accuracy and speed of each model (size in brackets)", fontsize=10
+    )
+    note = "test split; speed measured interleaved" if res.measured else "test split; speed not measured"
+    return save_figure(fig, out_dir, "figure_public_lmms", footer(res, note))

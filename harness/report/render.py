@@ -15,7 +15,13 @@ from pydantic import BaseModel
 
 from harness.report.budget import budget_figure, budget_table
 from harness.report.curves import render_curves
-from harness.report.figures import bars_figure, sample_size_figure, trace_figures, tradeoff_figure
+from harness.report.figures import (
+    bars_figure,
+    public_figure,
+    sample_size_figure,
+    trace_figures,
+    tradeoff_figure,
+)
 from harness.report.frame import mean_std, pick, result_frame, summary, value, values
 from harness.report.tables import make_table
 from harness.report.traces import write_trace_csv
@@ -343,6 +349,7 @@ def render_public(out_dir: Path) -> str:
         "answer length); prefill = generating one token, decode = the further tokens' mean."
         f"{spread_note(res)}"
     )
+    public_figure(res, frame, Path(out_dir))
     return make_table(headers, rows, caption, out_dir)
 
 

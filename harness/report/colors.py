@@ -1,0 +1,40 @@
+"""One colour per importance criterion or compression method, the same in every panel and every figure.
+
+Why fixed: seaborn's palette hands colours out in drawing order, so the same colour meant random in one panel
+and L2 in the next. A method is named by what it does (harness/spec.py CompressionRun), not by its label.
+"""
+
+from __future__ import annotations
+
+# seaborn's "deep" palette, each colour given once
+COLORS = {
+    "first_order": "#4C72B0",  # Eq. 1, the paper's criterion; Algorithm 1's last blocks at the block level
+    "last": "#4C72B0",
+    "l1": "#DD8452",
+    "l2": "#55A868",
+    "random": "#C44E52",
+    "first_order_joint": "#8172B3",
+    "block_influence": "#937860",
+    "scratch": "#DA8BC3",
+    "torch_pruning": "#8C8C8C",
+    # Algorithm 1's own variants in the budget map: one-shot as written and compute-fair
+    "one_shot": "#CCB974",
+    "one_shot_fair": "#64B5CD",
+}
+OTHER = "#4D4D4D"
+
+
+def method(run) -> str:
+    """The key of a compression run's method in COLORS: trained from scratch, Torch-Pruning, Block Influence
+    at the block level, or its importance criterion."""
+    if run.mode == "scratch":
+        return "scratch"
+    if run.pruner == "torch_pruning":
+        return "torch_pruning"
+    if run.block_criterion == "block_influence":
+        return "block_influence"
+    return run.criterion
+
+
+def color(key: str) -> str:
+    return COLORS.get(key, OTHER)
