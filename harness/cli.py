@@ -259,6 +259,10 @@ def cmd_report(args) -> int:
             RENDERERS[exp.kind](root / exp.name)
             print(f"rendered {root / exp.name}")
     publish(root)
+    if args.html:
+        from harness.report.html import write_html
+
+        print(f"page: {write_html(root)}")
     for fmt in args.format or []:
         from harness.report.frame import export_frame
 
@@ -281,6 +285,10 @@ def publish(root: Path) -> None:
     if Path(root).is_dir():
         print(f"claims report: {write_claims(root)}")
         print(f"library versions behind the results: {write_constraints(root)}")
+        if (Path(root) / "index.html").is_file():  # once written (report --html), kept in step with the rest
+            from harness.report.html import write_html
+
+            print(f"page: {write_html(root)}")
     if Path(root).resolve() == results_root(DEFAULT_PROFILE).resolve():
         for doc in fill_tables(root):
             print(f"updated tables in {doc}")
@@ -389,6 +397,11 @@ def parser() -> argparse.ArgumentParser:
         choices=["csv", "json", "parquet"],
         help="also write every result as one tidy table, results/results.FORMAT (repeatable; parquet needs "
         "pyarrow)",
+    )
+    rp.add_argument(
+        "--html",
+        action="store_true",
+        help="also write results/index.html: claims, tables and figures on one page",
     )
     rp.set_defaults(func=cmd_report)
     sub.add_parser(

@@ -38,3 +38,9 @@ def test_an_installed_wheel_validates_every_experiment_from_elsewhere(tmp_path):
     # the plan's checkpoint configs ship too
     assert (target / "harness" / "experiments" / "checkpoints" / "blip2-opt-2.7b" / "config.json").is_file()
     assert not (elsewhere / "results").exists()  # validating writes nothing
+    # every module of the tree ships (a package missing from pyproject's list would lose its commands)
+    shipped = {p.relative_to(target).as_posix() for p in (target / "harness").rglob("*.py")}
+    tree = {p.relative_to(ROOT).as_posix() for p in (ROOT / "harness").rglob("*.py")}
+    assert tree - shipped == set()
+    planned = harness_cli("plan", "--profile", "smoke", cwd=elsewhere, env=env)  # a command of commands/
+    assert planned.returncode == 0 and "Peak:" in planned.stdout, planned.stderr
