@@ -20,13 +20,19 @@ COLORS = {
     # Algorithm 1's own variants in the budget map: one-shot as written and compute-fair
     "one_shot": "#CCB974",
     "one_shot_fair": "#64B5CD",
+    # the distillation losses beside Eq. 5 (Table 4, Figure 8); Eq. 5 itself is the method's own blue
+    "hard_label": "#1B9E77",
+    "kl_only": "#E7298A",
+    "released_pairwise": "#7570B3",
 }
 OTHER = "#4D4D4D"
 
 
 def method(run) -> str:
     """The key of a compression run's method in COLORS: trained from scratch, Torch-Pruning, Block Influence
-    at the block level, or its importance criterion."""
+    at the block level, a distillation loss other than Eq. 5, or its importance criterion."""
+    if run.variant != "eq5":
+        return run.variant
     if run.mode == "scratch":
         return "scratch"
     if run.pruner == "torch_pruning":

@@ -168,7 +168,7 @@ def bars_figure(res: CompressionResult, frame: pd.DataFrame, out_dir: Path) -> l
     runs = _accuracy_over_seeds(frame)
     labels, accs = list(runs["label"]), list(runs["values"])
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(labels), 3.8))
-    palette = sns.color_palette("deep", len(labels))
+    palette = [color(method(r.spec)) for r in res.runs]
     for i, (a, mean) in enumerate(zip(accs, runs["mean"], strict=True)):
         ax.scatter(
             [i] * len(a), a, color=palette[i], s=22, zorder=3, label="ours, one seed" if i == 0 else None
