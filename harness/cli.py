@@ -457,6 +457,10 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", required=True, type=Path, help="a new folder for the records and sample logs")
     ev.add_argument("--quiet", action="store_true")
     ev.set_defaults(func=_command("harness.commands.evaluate", "evaluate_command"))
+    pb = sub.add_parser(
+        "publish", parents=[common], help="put the profile's trained teacher into the repository (published/)"
+    )
+    pb.set_defaults(func=_command("harness.commands.publish", "publish_command"))
     pl = sub.add_parser(
         "plan", parents=[common], help="memory per phase of compressing a checkpoint, from its config alone"
     )

@@ -36,7 +36,7 @@ from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, s
 from harness.evaluate import accuracy_record, evaluate
 from harness.models.public import load_lmm, load_model, save_lmm
 from harness.profile import Profile
-from harness.spec import CompressionRun, PublicModel, RunPlan
+from harness.spec import ROOT, CompressionRun, PublicModel, RunPlan
 
 _REBUILD: set[str] | None = None  # with --rebuild: the entries rebuilt so far in this process
 
@@ -118,6 +118,17 @@ def teacher_dir(profile: Profile, cache_dir: Path) -> Path:
     return Path(cache_dir) / "teachers" / f"teacher-{content_hash(teacher_key(profile))}"
 
 
+def publish_teacher(target: Path) -> Path:
+    """Copy the store's teacher `target` into the repository (PUBLISHED), whole and checked, without the
+    evaluations cached beside it."""
+    verify_manifest(target)
+    dest = PUBLISHED / Path(target).name
+    with atomic_dir(dest) as tmp:
+        shutil.copytree(target, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns("eval", ".*"))
+    verify_manifest(dest)
+    return dest
+
+
 def save_teacher(target: Path, model, processor, log: dict) -> None:
     """The trained teacher, its processor and its training log, with their manifest, all or nothing."""
     with atomic_dir(target) as tmp:
@@ -126,18 +137,44 @@ def save_teacher(target: Path, model, processor, log: dict) -> None:
         write_manifest(tmp)
 
 
+# teachers shipped with the repository, by store name: every clone compresses the one teacher that results/
+# came from, whatever its CPU would train (`python -m harness publish` puts one here)
+PUBLISHED = ROOT / "published" / "teachers"
+
+
+def published_teacher(target: Path) -> Path | None:
+    """The repository's copy of the store's teacher `target` (the same name: the same teacher key), if there
+    is one and every file matches its manifest; a copy that does not is reported and not used."""
+    folder = PUBLISHED / Path(target).name
+    if not (folder / "config.json").is_file():
+        return None
+    try:
+        verify_manifest(folder)
+    except CorruptEntry as e:
+        print(f"published teacher not used: {e}", file=sys.stderr, flush=True)
+        return None
+    return folder
+
+
 def load_teacher(target: Path, stored: bool = True):
     """(model, processor, training log) of a saved teacher, or None if there is none yet. A teacher of the
     store (`stored`; a profile's own checkpoint is the user's) whose files do not match its manifest is
-    reported, removed and reported as absent, so that it is retrained."""
+    reported, removed and reported as absent, so that it is retrained. A store without it takes the
+    published copy of the same teacher key, unless --rebuild asks for it to be trained."""
     if stored and _rebuilding(target):
         return None
-    if not (target / "config.json").is_file():
+    folder = target
+    if stored and not (target / "config.json").is_file() and (src := published_teacher(target)) is not None:
+        with atomic_dir(target) as tmp:  # (the main process's copy, under accelerate launch)
+            shutil.copytree(src, tmp, dirs_exist_ok=True)
+        print(f"teacher: the published one, {src}", file=sys.stderr, flush=True)
+        folder = src  # every process reads the checked original
+    if not (folder / "config.json").is_file():
         return None
-    if stored and not usable(target, verify_manifest):
+    if stored and folder == target and not usable(target, verify_manifest):
         return None
-    model, processor = load_lmm(target)
-    log_path = target / "train_log.json"
+    model, processor = load_lmm(folder)
+    log_path = folder / "train_log.json"
     return model, processor, json.loads(log_path.read_text()) if log_path.is_file() else {}
 
 
