@@ -30,7 +30,6 @@ from harness.spec import (
     experiment_files,
     load_experiment,
     replicate_problems,
-    resolve,
 )
 from harness.spec_files import read_yaml
 from harness.stages import STAGE_NAMES, Criterion, ImportanceLoss
@@ -163,8 +162,10 @@ def restate(out: Path, exp: Experiment) -> None:
 
 
 def cmd_run(args) -> int:
-    names = [  # every spec and the device checked before any folder is made
-        resolve(name, args.profile, args.num_seeds, args.device, args.dtype)[0].name
+    from harness.preflight import checked
+
+    names = [  # every spec, the files it names and the device checked before any folder is made
+        checked(name, args.profile, args.num_seeds, args.device, args.dtype)[0].name
         for name in args.experiments
     ]
     writable_dir(args.results_dir or results_root(args.profile), "--results-dir")

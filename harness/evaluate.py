@@ -255,8 +255,9 @@ def evaluate(model, processor, split, batch_size: int, progress: bool = False, v
     a model whose vision side `model` shares unchanged (the teacher, for every model of a compression run);
     its query outputs for the split are then reused (a vision side that differs is refused). Under fsdp, the
     language model runs sharded across the devices (harness/parallel.py)."""
-    with parallel.sharded(model):
-        return _evaluate(model, processor, split, batch_size, progress, vision_of)
+    return parallel.sharded_call(
+        model, lambda: _evaluate(model, processor, split, batch_size, progress, vision_of)
+    )
 
 
 def _evaluate(model, processor, split, batch_size: int, progress: bool, vision_of) -> dict:

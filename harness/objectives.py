@@ -167,8 +167,13 @@ def teacher_batches(
     for m in (student, teacher):
         if m is not None:
             m.eval()
-    with parallel.sharded(teacher):  # under fsdp, the teacher's language model split across the devices
-        return _teacher_batches(teacher, processor, split, batch_size, progress, student, with_pixels, top_k)
+    # under fsdp, the teacher's language model split across the devices
+    return parallel.sharded_call(
+        teacher,
+        lambda: _teacher_batches(
+            teacher, processor, split, batch_size, progress, student, with_pixels, top_k
+        ),
+    )
 
 
 def _teacher_batches(teacher, processor, split, batch_size, progress, student, with_pixels, top_k) -> list:

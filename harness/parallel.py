@@ -117,6 +117,14 @@ def from_main(obj):
     return box[0]
 
 
+def stop_if_any(bad: float | None, where: str) -> None:
+    """Raise FloatingPointError in every process if a loss was not finite (`bad`) in any: a process that
+    raised alone would leave the others waiting in a collective."""
+    if sum_value(0.0 if bad is None else 1.0) > 0:
+        why = f"loss is {bad}" if bad is not None else "a loss in another process is not finite"
+        raise FloatingPointError(f"{where}: {why}")
+
+
 def sum_value(value: float) -> float:
     """`value` summed over the processes (a step's loss, for the log)."""
     if world() == 1:
@@ -159,14 +167,10 @@ def engine(model, loss: Callable) -> Iterator[Engine | None]:
         yield None
         return
     if sharding():
+        # every micro-batch's gradient is reduce-scattered at once and the shards accumulate: holding the
+        # exchange back would keep every whole gradient alive until the step's last micro-batch
         with sharded(model, TRAINED, loss) as root:
-
-            @contextlib.contextmanager
-            def syncing(last: bool):
-                root.set_requires_gradient_sync(last)
-                yield
-
-            yield Engine(root, syncing, world())
+            yield Engine(root, lambda last: contextlib.nullcontext(), world())
         return
     acc = _accelerator()
     wrapped = acc.prepare_model(_objective()({n: getattr(model, n) for n in TRAINED}, loss))
@@ -192,9 +196,17 @@ def _objective() -> type:
             self.loss = loss
 
         def forward(self, batch):
-            return self.loss(batch)
+            # a gradient phase's loss of one batch, or (forward-only, no loss) a whole phase as a callable
+            return batch() if self.loss is None else self.loss(batch)
 
     return Objective
+
+
+def sharded_call(model, fn: Callable):
+    """`fn()` with `model`'s language model sharded (fsdp, several processes; else as it is), run inside the
+    sharded root's forward: a forward-only phase (teacher outputs, evaluation, Block Influence)."""
+    with sharded(model) as root:
+        return fn() if root is None else root(fn)
 
 
 @contextlib.contextmanager
@@ -202,9 +214,10 @@ def sharded(model, names: tuple[str, ...] = ("language_model",), loss: Callable 
     """`model`'s parts `names` replaced, for the duration, by copies sharded across the processes (torch's
     fully_shard on every language-model block and on the whole); yields the root (an Objective whose
     forward is `loss`), or None where nothing is sharded (fsdp off, or one process). The parts' whole weights
-    are freed meanwhile and written back, gathered, at the end: gradients are not kept. Without `loss` (a
-    forward-only phase) the root's own weights (embeddings, final norm, head) stay gathered throughout, since
-    they are used outside a forward pass of the root (harness/models/blip2.py lm_inputs_embeds)."""
+    are freed meanwhile and written back, gathered, at the end: gradients are not kept. Every pass must run
+    inside the root's forward (a gradient phase's loss; `sharded_call` for a forward-only phase), so that
+    each block gathers its weights for its own forward alone and the root's (embeddings, final norm, head)
+    stay gathered for the whole pass (harness/models/blip2.py lm_inputs_embeds reads them)."""
     if not sharding() or model is None:
         yield None
         return
@@ -242,9 +255,6 @@ def sharded(model, names: tuple[str, ...] = ("language_model",), loss: Callable 
                 wb.copy_(b)
     for n, work in copies.items():
         setattr(model, n, work)
-    if loss is None:
-        root.unshard()
-        root.set_reshard_after_forward(False, recurse=False)
     try:
         yield root
     finally:

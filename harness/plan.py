@@ -327,14 +327,15 @@ def render(p: Plan, profile: Profile, memory: float | None = None, tflops: float
         )
     rate = f" (at a sustained {tflops:g} TFLOP/s per device)" if tflops else ""
     if p.gpus > 1:
-        rate += f", shared by {p.gpus} devices"
+        rate += f", Eq. 1 and distillation shared by {p.gpus} devices"
     lines += [
         "",
         "Compute, estimated as 2 FLOP per parameter and token forward, 4 backward and 2 more recomputed "
         f"with activation checkpointing{rate}:",
     ]
     for name, f in p.flop.items():
-        time = f", {f / (tflops * 1e12 * p.gpus) / 60:.1f} min" if tflops else ""
+        shared = 1 if name.startswith("teacher outputs") else p.gpus  # every process computes them all
+        time = f", {f / (tflops * 1e12 * shared) / 60:.1f} min" if tflops else ""
         lines.append(f"- {name}: {f / 1e15:.1f} PFLOP{time}")
     return "\n".join(lines)
 

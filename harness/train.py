@@ -103,18 +103,19 @@ def _engine_step(engine: parallel.Engine, parts: list, scaler, where: str) -> fl
     """One optimizer step's passes of this process through `engine`: its share of the micro-batches, the
     gradient exchange held back until its last; returns the step's loss summed over the processes."""
     share = parallel.share(parts)
-    total = 0.0
+    total, bad = 0.0, None
     for i, ((part, weight), counts) in enumerate(share):
         with engine.syncing(i == len(share) - 1):  # around the forward and the backward pass (DDP)
             with autocast():
                 loss = engine.forward(part)
             if not math.isfinite(loss.item()):
-                raise FloatingPointError(f"{where}: loss is {loss.item()}")
+                bad = bad or loss.item()  # every process finishes its passes first: its peers wait in them
             if weight is not None:
                 loss = loss * weight
             scaled = loss * (engine.scale if counts else 0.0)
             (scaled if scaler is None else scaler.scale(scaled)).backward()
         total += loss.item() if counts else 0.0
+    parallel.stop_if_any(bad, where)
     return parallel.sum_value(total)
 
 

@@ -12,6 +12,18 @@ from harness.models.blip2 import trained_parameters
 from tests.helpers import tiny
 
 
+def _forward_then_check(model) -> bool:
+    """A forward-only pass of the sharded language model (inside the root's forward, as `sharded_call` runs
+    it): afterwards every block holds its shards again, not its whole weights."""
+    from torch.distributed.tensor import DTensor
+
+    from harness.parallel import _blocks
+
+    with torch.no_grad():
+        model.language_model(inputs_embeds=torch.randn(2, 5, model.config.text_config.hidden_size))
+    return all(isinstance(p, DTensor) for b in _blocks(model.language_model) for p in b.parameters())
+
+
 def main(out: str) -> None:
     use(Placement(torch.device("cpu"), torch.float32))
     parallel.use("fsdp")
@@ -23,6 +35,7 @@ def main(out: str) -> None:
         freed = all(p.numel() == 0 for p in originals)  # the whole weights wait, freed
         whole = sum(p.numel() for p in trained_parameters(model))  # the sharded copies' global sizes
     after = trained_parameters(model)
+    blocks_resharded = parallel.sharded_call(model, lambda: _forward_then_check(model))
     record = {
         "rank": parallel.rank(),
         "shard_bytes": shards,
@@ -30,6 +43,7 @@ def main(out: str) -> None:
         "restored": all(torch.equal(a, b) for a, b in zip(before, after, strict=True)),
         "freed": freed,
         "same_objects": all(a is b for a, b in zip(originals, after, strict=True)),
+        "blocks_resharded": blocks_resharded,
     }
     with open(f"{out}/rank{parallel.rank()}.json", "w") as f:
         json.dump(record, f)

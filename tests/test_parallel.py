@@ -78,7 +78,8 @@ def test_two_processes_compress_as_one_does_under_each_engine(tmp_path):
 def test_fsdp_shards_what_plan_says_and_restores_the_whole_model(tmp_path):
     """Two CPU processes: `parallel.sharded` leaves each process half the trained weights (plan's `shards`
     per device, within the rows torch.chunk rounds), frees the whole ones meanwhile, and gives back
-    bit-identical weights in the same parameter objects."""
+    bit-identical weights in the same parameter objects; a forward-only pass run as `sharded_call` runs it
+    leaves every block sharded again."""
     pytest.importorskip("accelerate")
     from harness.plan import plan
     from harness.spec import load_profile
@@ -89,6 +90,7 @@ def test_fsdp_shards_what_plan_says_and_restores_the_whole_model(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert all(r["restored"] and r["freed"] and r["same_objects"] for r in ranks)
+    assert all(r["blocks_resharded"] for r in ranks)  # a forward-only pass leaves no block gathered
     assert sum(r["shard_bytes"] for r in ranks) == 4 * ranks[0]["trained"]  # float32, each weight once
     model, _ = tiny()
     model.save_pretrained(tmp_path / "tiny")

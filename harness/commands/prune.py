@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from harness import parallel
 from harness.cache import atomic_dir, write_json
 from harness.measure import device_info
 from harness.model_card import card, write_card
@@ -28,6 +29,11 @@ from harness.store import get_dataset
 def prune_command(args) -> int:
     """Prune one step of one level from a checkpoint (default: the profile's teacher) and save the result."""
     prof = checked_profile(args.profile, {}, args.device, args.dtype)
+    if args.module != "language_model" and parallel.world() > 1:
+        raise SpecError(
+            f"--module {args.module}: pruning the vision side runs in one process only (not under accelerate "
+            "launch with several: only the language model's gradients are exchanged)"
+        )
     if args.loss == "teacher_kl" and args.teacher is None:
         raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
     if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):

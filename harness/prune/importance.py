@@ -67,7 +67,7 @@ def accumulate_gradients(
     was_training = model.training
     model.eval()  # no dropout: the score must describe the model as it is evaluated
     positions = sum(_answer_tokens(b) for b in batches)
-    total, scale = 0.0, loss_scale()
+    total, scale, bad = 0.0, loss_scale(), None
     work = [(b, True) for b in batches] if engine is None else parallel.share(batches)
     bar = tqdm(work, desc="importance", disable=not progress, leave=False)
     for i, (batch, counts) in enumerate(bar):
@@ -76,7 +76,9 @@ def accumulate_gradients(
             with autocast():
                 loss = loss_fn(model, batch) if engine is None else engine.forward(batch)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"importance: loss is {loss.item()}")
+                if engine is None:
+                    raise FloatingPointError(f"importance: loss is {loss.item()}")
+                bad = bad or loss.item()  # every process finishes its passes first: its peers wait in them
             loss = loss * (_answer_tokens(batch) / positions)
             if engine is not None:  # the engine averages over the processes; padding counts nothing
                 scale_here = scale * (engine.scale if counts else 0.0)
@@ -85,6 +87,7 @@ def accumulate_gradients(
                 (loss * scale if scale != 1.0 else loss).backward()
         total += loss.item() if counts else 0.0
     if engine is not None:
+        parallel.stop_if_any(bad, "importance")
         total = parallel.sum_value(total)
     if scale != 1.0:  # float16 (harness/device.py): the gradient of L(D_p) itself
         for p in model.parameters():
@@ -257,8 +260,7 @@ def block_influence(model, batches: Iterable[Batch]) -> torch.Tensor:
     """ShortGPT's Block Influence of every language-model block over D_p: 1 − cos(block input, block output)
     per token, averaged over the non-padding tokens. A low score: the block hardly changes the residual
     stream, so it is the one to drop. Under fsdp, over the sharded language model (harness/parallel.py)."""
-    with parallel.sharded(model):
-        return _block_influence(model, batches)
+    return parallel.sharded_call(model, lambda: _block_influence(model, batches))
 
 
 def _block_influence(model, batches: Iterable[Batch]) -> torch.Tensor:
