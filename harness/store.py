@@ -163,6 +163,8 @@ def load_teacher(target: Path, stored: bool = True):
     published copy of the same teacher key, unless --rebuild asks for it to be trained."""
     if stored and _rebuilding(target):
         return None
+    if stored and (target / "config.json").is_file() and not usable(target, verify_manifest):
+        pass  # reported and removed: the published copy, if any, replaces it below, else training does
     folder = target
     if stored and not (target / "config.json").is_file() and (src := published_teacher(target)) is not None:
         with atomic_dir(target) as tmp:  # (the main process's copy, under accelerate launch)
@@ -170,8 +172,6 @@ def load_teacher(target: Path, stored: bool = True):
         print(f"teacher: the published one, {src}", file=sys.stderr, flush=True)
         folder = src  # every process reads the checked original
     if not (folder / "config.json").is_file():
-        return None
-    if stored and folder == target and not usable(target, verify_manifest):
         return None
     model, processor = load_lmm(folder)
     log_path = folder / "train_log.json"

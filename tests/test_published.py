@@ -35,6 +35,10 @@ def test_a_fresh_store_compresses_the_published_teacher(tmp_path, monkeypatch):
     a, b = first.state_dict(), again.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
+    (tdir_b / "model.safetensors").write_bytes(b"cut short")  # a corrupt store copy: copied again
+    get_teacher(prof, tmp_path / "b", data, False)
+    assert trained == [] and verify_manifest(tdir_b)
+
     store.rebuild_entries()  # --rebuild: trained anew, not copied
     get_teacher(prof, tmp_path / "b", data, False)
     assert trained == [1]
