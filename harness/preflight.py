@@ -28,7 +28,7 @@ from harness.spec import (
     resolve,
     spec_path,
 )
-from harness.spec_files import SpecError
+from harness.spec_files import problems_error
 
 
 def checked_profile(
@@ -117,8 +117,5 @@ def compression_problems(path: str | Path, compression: Compression, stages: lis
 
 
 def _raise(where: Path, title: str, problems: list[str]) -> None:
-    """A SpecError in the schemas' form: the file and what is wrong, then one line per 'field: why'."""
-    if not problems:
-        return
-    lines = [f"  - field '{field}': {why}" for field, why in (p.split(": ", 1) for p in problems)]
-    raise SpecError("\n".join([f"{where}: {title} ({len(problems)} problem(s))", *lines]))
+    if problems:
+        raise problems_error(where, title, problems)

@@ -17,7 +17,7 @@ from harness.curve_spec import Curve
 from harness.errors import DeviceError
 from harness.profile import Profile
 from harness.schema import Strict
-from harness.spec_files import SpecError, format_errors, merge, read_mapping
+from harness.spec_files import SpecError, format_errors, merge, problems_error, read_mapping
 from harness.stages import STAGE_NAMES, TASKS, Criterion, StageName, Variant
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -415,8 +415,7 @@ def resolve(
             msg = format_errors(e, Compression, path).replace("field '", f"field 'models.{i}.compression.")
             raise SpecError(msg) from None
         if bad := whole_step_problems(c):
-            lines = [f"  - field 'models.{i}.{b.split(': ', 1)[0]}': {b.split(': ', 1)[1]}" for b in bad]
-            raise SpecError("\n".join([f"{path}: invalid compression ({len(bad)} problem(s))", *lines]))
+            raise problems_error(path, "invalid compression", [f"models.{i}.{b}" for b in bad])
     return exp, prof
 
 

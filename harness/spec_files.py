@@ -113,6 +113,20 @@ def read_mapping(path: Path) -> dict:
     return data
 
 
+def problems_error(where: Path | str, title: str, problems: list[str]) -> SpecError:
+    """Checks outside a schema reported as a schema's are: the file and what is wrong, then one line per
+    'field: why'."""
+    lines = [f"  - field '{field}': {why}" for field, why in (p.split(": ", 1) for p in problems)]
+    return SpecError("\n".join([f"{where}: {title} ({len(problems)} problem(s))", *lines]))
+
+
+def new_folder(path: Path | str, flag: str) -> None:
+    """Refuse an output folder that holds anything already: nothing a user wrote is overwritten."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise SpecError(f"{flag}: {path} exists and is not an empty folder; name a new folder")
+
+
 def merge(base: dict, over: dict) -> dict:
     """`base` with `over` laid on it, mapping by mapping."""
     out = copy.deepcopy(base)

@@ -147,6 +147,7 @@ def _compress(work: Path, rehearsal: bool) -> dict:
     from harness.cli import main as cli
     from harness.plan import GiB, plan
     from harness.spec import load_profile
+    from harness.spec_files import merge
     from harness.store import get_dataset
 
     schedule = REHEARSAL_SCHEDULE if rehearsal else SCHEDULE
@@ -158,8 +159,7 @@ def _compress(work: Path, rehearsal: bool) -> dict:
         "measurement": {"batch_sizes": [1, 4], "warmup": 1, "min_iterations": 3, "min_duration_s": 0.0},
         "compression": {"batch_size": 8, "micro_batch_size": 4, "pruning_samples": 8, "epochs": 1},
     }
-    profile = yaml.safe_load((ROOT / "experiments" / "profiles" / "gpu.yaml").read_text())
-    _merge(profile, overrides)
+    profile = merge(yaml.safe_load((ROOT / "experiments" / "profiles" / "gpu.yaml").read_text()), overrides)
     (work / "profiles").mkdir(exist_ok=True)
     profile_file = work / "profiles" / "gpu_check.yaml"
     profile_file.write_text(yaml.safe_dump(profile))
@@ -246,14 +246,6 @@ def _recording(fn, phase: str, peaks: dict):
             peaks[phase] = max(peaks.get(phase, 0.0), float(torch.cuda.max_memory_allocated()))
 
     return wrapped
-
-
-def _merge(into: dict, changes: dict) -> None:
-    for k, v in changes.items():
-        if isinstance(v, dict) and isinstance(into.get(k), dict):
-            _merge(into[k], v)
-        else:
-            into[k] = v
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ per-sample vectors with the claims' paired interval (harness/report/paired.py).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from harness import sample_log
@@ -26,7 +25,7 @@ from harness.provenance import provenance
 from harness.recipes.common import set_up, test_split_record
 from harness.report.paired import paired_test
 from harness.results import Accuracy, TestSplit, unpack
-from harness.spec_files import SpecError
+from harness.spec_files import SpecError, new_folder
 from harness.store import get_dataset
 
 # files the harness writes into the folders it saves: such a checkpoint was trained on the stand-in's prompt
@@ -43,25 +42,24 @@ def evaluate_command(args) -> int:
             f"--prompt: '{args.prompt}' must be auto, stand-in, blip2 or a text with one {{question}}"
         )
     out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise SpecError(f"--out: {out} exists and is not an empty folder; name a new folder")
+    new_folder(out, "--out")
     prof = checked_profile(args.profile, {}, args.device, args.dtype)
     set_up(prof)
     data = get_dataset(prof, args.cache_dir, not args.quiet)
     split = data[args.split]
-    scored = {}
+    scored, c = {}, None
     with atomic_dir(out) as tmp:
         for name, folder in (("a", args.checkpoint), ("b", args.compare)):
             if folder is not None:
                 scored[name] = _score(Path(folder), args.prompt, prof, split, tmp / name, args.quiet)
         if "b" in scored:
-            write_json(tmp / "comparison.json", _compare(scored["a"], scored["b"]))
+            c = _compare(scored["a"], scored["b"])
+            write_json(tmp / "comparison.json", c)
     for record in scored.values():
         acc = record["accuracy"]
         n = acc["n_test"]
         print(f"{record['checkpoint']}: accuracy {acc['overall']:.3f} on {n} {args.split} samples")
-    if "b" in scored:
-        c = json.loads((out / "comparison.json").read_text())
+    if c is not None:
         low, high = c["interval_95"]
         print(
             f"paired over the same samples: Δ accuracy (--checkpoint − --compare) {c['delta']:+.3f}, 95% CI "

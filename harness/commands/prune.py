@@ -22,7 +22,7 @@ from harness.prune.importance import GRADIENT_CRITERIA, importance
 from harness.prune.step import prune_step, structures_to_remove
 from harness.recipes.common import set_up
 from harness.recipes.teacher import get_teacher
-from harness.spec_files import SpecError
+from harness.spec_files import SpecError, new_folder
 from harness.store import get_dataset
 
 
@@ -36,8 +36,7 @@ def prune_command(args) -> int:
         )
     if args.loss == "teacher_kl" and args.teacher is None:
         raise SpecError("--loss teacher_kl needs --teacher DIR (the model the KL is measured against)")
-    if Path(args.out).exists() and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
-        raise SpecError(f"--out: {args.out} exists and is not an empty folder; name a new folder")
+    new_folder(args.out, "--out")
     for flag, folder in (("--checkpoint", args.checkpoint), ("--teacher", args.teacher)):
         if folder is not None and not (Path(folder) / "config.json").is_file():
             raise SpecError(f"{flag}: {folder} is not a checkpoint folder (no config.json in it)")
