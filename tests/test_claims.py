@@ -59,7 +59,8 @@ def _rows(text: str, prefix: str) -> dict[str, str]:
 
 
 def _cells(row: str) -> list[str]:
-    """A claims.md row's cells: claim, paper, ours, verdict, Holm-adjusted verdict, across teachers."""
+    """A claims.md row's cells: claim, paper, ours, by knowledge, verdict, Holm-adjusted verdict, across
+    teachers."""
     return [c.strip() for c in row.replace("\\|", "").strip("| ").split(" | ")]
 
 
@@ -99,7 +100,7 @@ def test_baseline_rows_say_whether_our_method_beats_each_peer(tmp_path):
     assert set(rows) == {"B1", "B2", "B3", "B7"}  # peers not run get no row
     assert "Rows B1–B7 and B1c–B4c are not the paper's" in text
     # B7's claim has '|' in it (|∂L/∂θ·θ|): escaped, so the row still has exactly four cells
-    assert rows["B7"].replace("\\|", "").count("|") == 7
+    assert rows["B7"].replace("\\|", "").count("|") == 8
     assert _cells(rows["B3"])[-3:] == ["**holds**", "holds", "—"]
     assert _cells(rows["B1"])[-3] == "**does not hold (peer better)**"
     assert _cells(rows["B2"])[-3:-1] == ["**inconclusive**", "inconclusive"]
@@ -161,3 +162,34 @@ def test_no_verdict_depends_on_a_random_generator(monkeypatch):
     monkeypatch.setattr(np.random, "random", no_draws)
     assert claim_rows(results, experiments) == runs[0]
     assert {r["id"] for r in runs[0]} >= {"P1", "P2", "P3", "C1", "B1", "B1c"}
+
+
+def test_every_paired_row_splits_its_delta_by_what_d_d_can_teach(tmp_path):
+    """The 'By knowledge' numbers are the paired test run again on each part of the test split alone."""
+    from harness.report.paired import paired_test
+    from harness.results import unpack
+
+    knowledge = "".join("su-"[i % 3] for i in range(N))  # a third knowledge questions of each group
+    template = copy.deepcopy(TEMPLATE)
+    template["test_split"]["knowledge"] = knowledge
+    runs = _accs(All_stages=[0.90, 0.91, 0.92], Random=[0.80, 0.82, 0.81])
+    res = copy.deepcopy(template)
+    res["experiment"] = load_experiment("baselines").model_dump(mode="json")
+    res["teacher"]["accuracy"] = _seed(0, 0.95, "teacher")["accuracy"]
+    res["runs"] = [{"label": k, "spec": {"label": k}, "seeds": v} for k, v in runs.items()]
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "result.json").write_text(json.dumps(res))
+    seal_result(tmp_path / "baselines" / "result.json")
+    write_claims(tmp_path)
+    row = next(r for r in json.loads((tmp_path / "claims.json").read_text())["claims"] if r["id"] == "B3")
+    mask = np.array([c in "su" for c in knowledge])
+    bits = {k: [unpack(s["accuracy"]["correct"], N) for s in v] for k, v in runs.items()}
+    for part, keep in (("no_knowledge", ~mask), ("knowledge", mask)):
+        p = paired_test([b[keep] for b in bits["All stages"]], [b[keep] for b in bits["Random"]])
+        got = row["by_knowledge"][0][part]
+        assert got["n_samples"] == keep.sum()
+        assert got["delta"] == pytest.approx(p.delta, abs=1e-6)
+        assert (got["low"], got["high"]) == pytest.approx(p.interval(), abs=1e-6)
+    cells = _cells(_rows((tmp_path / "claims.md").read_text(), "B")["B3"])
+    assert cells[3].startswith("All stages vs Random: no-knowledge ")
+    assert ", knowledge " in cells[3]

@@ -33,10 +33,12 @@ from harness.report.paired import (
 )
 from harness.report.passes import sample_passes
 from harness.report.vectors import (
+    KNOWLEDGE_SPLIT,
     area,
-    compare,
+    by_knowledge,
     curve_scores,
     knowledge_mask,
+    paired_vectors,
     run_vectors,
     seed_free,
     stats,
@@ -78,6 +80,8 @@ class Found:
     decide: Callable[[list[str]], str] = combine
     verdict: str | None = None  # premises and rows without records: decided without comparisons
     readings: list[str] = field(default_factory=list)  # per comparison with the paper's Δ: how ours reads it
+    # per comparison: its name and the two sides' per-sample vectors, which claim_rows splits by knowledge
+    parts: list[tuple[str, list, list]] = field(default_factory=list)
 
     def raw(self) -> str:
         return self.verdict or self.decide([p.verdict(t) for p, t in self.comparisons])
@@ -122,14 +126,16 @@ def pairwise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.Da
     gives both); None when no pair's runs are."""
     accs, paper = _accuracies(frame), {r.label: r.paper.overall if r.paper else None for r in exp.runs}
     runs = {r.label: r for r in res.runs}
-    lines, comparisons, readings = [], [], []
+    lines, comparisons, readings, parts = [], [], [], []
     for pair in (p for p in claim.pairs if p.better in accs and p.worse in accs):
-        p = compare(res, pair.better, pair.worse)
-        if p is None:
+        found = paired_vectors(res, pair.better, pair.worse)
+        if found is None:
             return Found(
                 f"{pair.better} vs {pair.worse}: no per-sample records (result older than the paired test)",
                 verdict="not run",
             )
+        p = paired_test(*found)
+        parts.append((f"{pair.better} vs {pair.worse}", *found))
         p_better, p_worse = paper.get(pair.better), paper.get(pair.worse)
         known = p_better is not None and p_worse is not None
         cited = f"; paper {p_better:.3f} vs {p_worse:.3f}" if known else ""
@@ -146,8 +152,8 @@ def pairwise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.Da
     missing = [f"{p.better} vs {p.worse}" for p in claim.pairs if p.better not in accs or p.worse not in accs]
     if missing:  # a claim over several comparisons is not reproduced on part of them
         lines.append(f"not run: {', '.join(missing)}")
-        return Found("; ".join(lines), comparisons, partial, readings=readings)
-    return Found("; ".join(lines), comparisons, readings=readings)
+        return Found("; ".join(lines), comparisons, partial, readings=readings, parts=parts)
+    return Found("; ".join(lines), comparisons, readings=readings, parts=parts)
 
 
 def partial(verdicts: list[str]) -> str:
@@ -172,7 +178,11 @@ def kept_quality(claim: Claim, exp: Experiment, res: CompressionResult, frame: p
     ends = pick(stages, seed=run.seeds[0].seed)
     if ends.empty:  # a teacher-variance replicate: the accuracy margin alone (size and speed: the main run)
         accuracy = f"accuracy {t_acc:.3f} → {mean_std(final)} ({stats(p)} vs the teacher"
-        return Found(f"{accuracy}; size and speed not measured)", [(p, -KEPT)])
+        return Found(
+            f"{accuracy}; size and speed not measured)",
+            [(p, -KEPT)],
+            parts=[("vs the teacher", mine, theirs)],
+        )
     sizes = [value(teacher, "params_total"), *values(ends, "params_total")]
     last = pick(ends, stage=ends["stage"].iloc[-1], metric="samples_per_s")
     ups = {
@@ -202,7 +212,7 @@ def kept_quality(claim: Claim, exp: Experiment, res: CompressionResult, frame: p
         decide = lambda vs: "inconclusive" if vs[0] == "reproduced" else vs[0]  # noqa: E731
     else:
         decide = lambda vs: vs[0]  # noqa: E731
-    return Found(ours, [(p, -KEPT)], decide, readings=read)
+    return Found(ours, [(p, -KEPT)], decide, readings=read, parts=[("vs the teacher", mine, theirs)])
 
 
 def trend(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
@@ -216,12 +226,14 @@ def trend(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataF
         f"{int(values(pick(runs, label=label), 'd_d_samples')[0])}: {mean_std(accs[label])}"
         for label in claim.runs
     )
-    p = compare(res, claim.runs[-1], claim.runs[0])
-    if p is None:
+    found = paired_vectors(res, claim.runs[-1], claim.runs[0])
+    if found is None:
         return Found(
             f"{points}; no per-sample records (result older than the paired test)", verdict="not run"
         )
-    return Found(f"{points} (largest vs smallest: {stats(p)})", [(p, 0.0)])
+    p = paired_test(*found)
+    parts = [("largest vs smallest", *found)]
+    return Found(f"{points} (largest vs smallest: {stats(p)})", [(p, 0.0)], parts=parts)
 
 
 def premise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
@@ -273,7 +285,7 @@ def curve_area(claim: Claim, exp: Experiment, res: CurvesResult, frame: pd.DataF
     random numbers gives one curve for every seed (harness/recipes/pruning_curves.py): its seeds are one,
     and its interval covers test samples only, conditional on the one D_p."""
     levels = [claim.level] if claim.level else list(dict.fromkeys(c.level for c in res.curves))
-    lines, comparisons = [], []
+    lines, comparisons, parts = [], [], []
     for pair in claim.pairs:
         for level in levels:
             a, b = curve_scores(res, level, pair.better), curve_scores(res, level, pair.worse)
@@ -282,7 +294,8 @@ def curve_area(claim: Claim, exp: Experiment, res: CurvesResult, frame: pd.DataF
             p = paired_test(*seed_free(a, b))
             lines.append(f"{level}: {pair.better} area {area(a)} vs {pair.worse} {area(b)} ({stats(p)})")
             comparisons.append((p, 0.0))
-    return Found("; ".join(lines), comparisons) if lines else None
+            parts.append((f"{level}: {pair.better} vs {pair.worse}", *seed_free(a, b)))
+    return Found("; ".join(lines), comparisons, parts=parts) if lines else None
 
 
 def _worded(claim: Claim, verdict: str) -> str:
@@ -339,6 +352,36 @@ def fixed(x: float) -> float:
 def sig(x: float | None) -> float | None:
     """6 significant digits (p-values span many decades)."""
     return float(f"{x:.6g}") if x is not None else None
+
+
+def _interval(p: Paired) -> dict:
+    low, high = p.interval()
+    return {"delta": fixed(p.delta), "low": fixed(low), "high": fixed(high), "n_samples": p.n_samples}
+
+
+def _split(f: Found, res: Result | None) -> list[dict]:
+    """Each comparison of a claim again on the no-knowledge samples and on the knowledge questions
+    (harness/report/vectors.py `by_knowledge`); comparisons without knowledge groups are left out."""
+    out = []
+    for name, a, b in f.parts:
+        found = by_knowledge(res, a, b) if res is not None else None
+        if found:
+            out.append({"comparison": name, **{k: _interval(p) for k, p in found.items()}})
+    return out
+
+
+def _split_cell(r: dict) -> str:
+    """The 'By knowledge' cell: Δ and its 95% interval on each part, per comparison."""
+    if not r["by_knowledge"]:
+        return "—"
+    return "; ".join(
+        f"{c['comparison']}: "
+        + ", ".join(
+            f"{KNOWLEDGE_SPLIT[k]} {c[k]['delta']:+.3f} [{c[k]['low']:+.3f}, {c[k]['high']:+.3f}]"
+            for k in KNOWLEDGE_SPLIT
+        )
+        for c in r["by_knowledge"]
+    )
 
 
 def _numbers(f: Found, holm_ps: list[float] | None) -> list[dict]:
@@ -415,6 +458,7 @@ def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> lis
         n: frame_of({n: r}) for n, r in results.items() if isinstance(r, CompressionResult | CurvesResult)
     }
     found: dict[str, Found] = {}
+    home = {c.id: e for e, c in declared(experiments)}
     for exp, claim in declared(experiments):
         res, frame = results.get(exp.name), frames.get(exp.name)
         got = TESTS[claim.test](claim, exp, res, frame) if frame is not None else None
@@ -443,6 +487,7 @@ def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> lis
                 "comparisons": len(f.comparisons),
                 "tests": _numbers(f, holm_ps.get(i)),
                 "readings": f.readings,
+                "by_knowledge": _split(f, results.get(home[i].name)),
             }
         )
     across = replications(results, experiments, frames)
@@ -601,18 +646,22 @@ def write_claims(root: Path, experiments: list[Experiment] | None = None) -> Pat
         f"comparison again within its family ({families}) with Holm's step-down adjustment, which keeps the "
         "chance of any false verdict in a family at 5%."
         + (TEACHERS if any(r["teachers"] for r in rows) else "")
+        + " The 'By knowledge' column repeats each comparison on the test samples that need no advertiser "
+        "knowledge (what D_d can teach) and on the knowledge questions (what only the teacher's pretraining "
+        "taught), since a compressed model can keep the first and lose the second."
         + " Rows P1–P3 come first: they check that the stand-in "
         "keeps the paper's premise, each on its own; if one fails, every claim below it is untestable on "
         "this stand-in, and the verdict cell says so before what the runs alone show." + hypotheses,
         "",
-        "| Claim | Paper | Ours | Verdict | Holm (family) | Across teachers |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| Claim | Paper | Ours | By knowledge (Δ, 95% CI) | Verdict | Holm (family) | Across teachers |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     cell = lambda text: text.replace("|", "\\|")  # noqa: E731 (a '|' inside a cell would split it)
     for r in rows:
         verdict, adjusted = _verdict_cells(r)
         lines.append(
-            f"| {cell(r['claim'])} | {cell(r['paper'])} | {cell(r['ours'])} | {verdict} | {adjusted} | "
+            f"| {cell(r['claim'])} | {cell(r['paper'])} | {cell(r['ours'])} | {cell(_split_cell(r))} | "
+            f"{verdict} | {adjusted} | "
             f"{cell(_teachers_cell(r))} |"
         )
     for note in (alpha_note(results), budget_note(results)):

@@ -44,7 +44,7 @@ def teacher_vectors(
     return found * k if found else None
 
 
-def knowledge_mask(res: CompressionResult) -> np.ndarray | None:
+def knowledge_mask(res: CompressionResult | CurvesResult) -> np.ndarray | None:
     """Which test samples are knowledge questions (TestSplit.knowledge 's' or 'u')."""
     if res.test_split is None:
         return None
@@ -56,13 +56,40 @@ def stats(p: Paired) -> str:
     return f"Δ {p.delta:+.3f}, 95% CI [{p.low:+.3f}, {p.high:+.3f}], MDE {p.mde:.3f}"
 
 
-def compare(res: CompressionResult, better: str, worse: str) -> Paired | None:
-    """The paired test of 'run `better` beats run `worse`' (harness/report/paired.py), seeds paired by
-    seed; None where a run has no per-sample records."""
+def paired_vectors(res: CompressionResult, better: str, worse: str) -> tuple[list, list] | None:
+    """Both runs' per-sample correctness, seeds paired by seed; None where a run has no per-sample
+    records."""
     a, b = run_vectors(res, better), run_vectors(res, worse)
     if a is None or b is None or len(a) != len(b):
         return None
-    return paired_test(a, b)
+    return a, b
+
+
+def compare(res: CompressionResult, better: str, worse: str) -> Paired | None:
+    """The paired test of 'run `better` beats run `worse`' (harness/report/paired.py); None where a run has
+    no per-sample records."""
+    found = paired_vectors(res, better, worse)
+    return paired_test(*found) if found else None
+
+
+KNOWLEDGE_SPLIT = {"no_knowledge": "no-knowledge", "knowledge": "knowledge"}
+
+
+def by_knowledge(
+    res: CompressionResult | CurvesResult, better: list[np.ndarray], worse: list[np.ndarray]
+) -> dict[str, Paired] | None:
+    """The paired test again on the samples that need no advertiser knowledge (what D_d can teach) and on
+    the knowledge questions (what only the teacher's pretraining taught): a compressed model can keep the
+    first and lose the second, and one Δ over both hides which. None without knowledge groups."""
+    if res.test_split is None:
+        return None
+    mask = knowledge_mask(res)
+    if mask.sum() < 2 or (~mask).sum() < 2:
+        return None
+    return {
+        "no_knowledge": paired_test([x[~mask] for x in better], [y[~mask] for y in worse]),
+        "knowledge": paired_test([x[mask] for x in better], [y[mask] for y in worse]),
+    }
 
 
 def curve_scores(res: CurvesResult, level: str, criterion: str) -> list[np.ndarray] | None:
