@@ -14,6 +14,18 @@ from pydantic import Field, model_validator
 from harness.schema import Strict
 from harness.stages import StageName
 
+# what each premise check measures (Claim.check)
+CHECKS = (
+    "premise: scratch_gap: the teacher's knowledge accuracy minus `run`'s (trained from scratch on D_d) "
+    "is at least `threshold`; unseen_knowledge: the teacher's accuracy on knowledge questions about "
+    "advertisers D_d never names is at least `threshold`; budget_ratio: `run`'s gradient sample passes "
+    "(distillation and Eq. 1) over the teacher's training sample passes are at most `threshold`; "
+    "redundancy: `run` (the final structure with the teacher's whole recipe) reaches the teacher within "
+    "`threshold`, overall and on knowledge questions (both paired intervals above −threshold); "
+    "teacher_best: on the samples that need no knowledge, none of `runs` beats the teacher on any task "
+    "(no paired interval above 0), and the teacher is within `threshold` of the oracle ceiling"
+)
+
 
 class Pair(Strict):
     """One comparison: the run the claim says is better, and the run it says is worse."""
@@ -49,13 +61,16 @@ class Claim(Strict):
     run: str | None = Field(
         None, description="kept_quality: the multi-stage run whose stage ends are followed"
     )
-    runs: list[str] = Field(default=[], description="trend: the runs, fewest distillation samples first")
-    check: Literal["scratch_gap", "unseen_knowledge", "budget_ratio"] | None = Field(
-        None,
-        description="premise: scratch_gap: the teacher's knowledge accuracy minus `run`'s (trained from "
-        "scratch on D_d) is at least `threshold`; unseen_knowledge: the teacher's accuracy on knowledge "
-        "questions about advertisers D_d never names is at least `threshold`; budget_ratio: `run`'s "
-        "distillation sample passes over the teacher's training sample passes are at most `threshold`",
+    runs: list[str] = Field(
+        default=[],
+        description="trend: the runs, fewest distillation samples first; premise teacher_best: the models "
+        "trained on D_d alone",
+    )
+    check: Literal["scratch_gap", "unseen_knowledge", "budget_ratio", "redundancy", "teacher_best"] | None = (
+        Field(
+            None,
+            description=CHECKS,
+        )
     )
     threshold: float | None = Field(None, ge=0, description="premise: the bound its check compares against")
     level: StageName | None = Field(
@@ -75,10 +90,15 @@ class Claim(Strict):
             "pairwise": ["pairs"],
             "kept_quality": ["run"],
             "trend": ["runs"],
-            "premise": ["check", "threshold"] + (["run"] if self.check != "unseen_knowledge" else []),
+            "premise": ["check", "threshold"]
+            + {"unseen_knowledge": [], "teacher_best": ["runs"]}.get(self.check or "", ["run"]),
             "curve_area": ["pairs"],
         }[self.test]
-        owners = {"pairs": ("pairwise", "curve_area"), "run": ("kept_quality", "premise"), "runs": ("trend",)}
+        owners = {
+            "pairs": ("pairwise", "curve_area"),
+            "run": ("kept_quality", "premise"),
+            "runs": ("trend", "premise"),
+        }
         owners |= {"check": ("premise",), "threshold": ("premise",), "level": ("curve_area",)}
         problems = [
             f"{field}: only for test {' or '.join(map(repr, tests))}, this claim's test is '{self.test}'"
@@ -88,6 +108,8 @@ class Claim(Strict):
         problems += [
             f"{field}: test '{self.test}' needs it" for field in needs if getattr(self, field) in (None, [])
         ]
+        if self.test == "premise" and self.runs and self.check != "teacher_best":
+            problems.append(f"runs: only for check 'teacher_best', this premise's check is '{self.check}'")
         if self.test == "trend" and 0 < len(self.runs) < 2:
             problems.append(f"runs: a trend needs at least two runs, got {self.runs}")
         if (self.test == "premise") != (self.family == "premises"):

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import math
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -98,17 +99,26 @@ def _recipe(kind: str):
     return run_public_lmms
 
 
-def publish_result(out_dir: Path, result: dict, render) -> None:
-    """The result folder (result.json, tables, figures, traces) is built in a temporary folder and replaces
-    the old one only once rendering has succeeded: a render that fails leaves the previous folder as it was,
-    never a new result.json beside stale tables."""
+def publish_result(out_dir: Path, result: dict, render, logs: dict[str, Path] | None = None) -> None:
+    """The result folder (result.json, tables, figures, traces, sample logs) is built in a temporary folder
+    and replaces the old one only once rendering has succeeded: a render that fails leaves the previous
+    folder as it was, never a new result.json beside stale tables. `logs`: the per-sample logs to keep in
+    `samples/` (harness/store.py result_sample_logs); None keeps the folder's own."""
+    from harness.report.render import slug
+
     with entry_lock(Path(out_dir)):
         if not parallel.is_main():  # under accelerate launch the main process writes results
             return
+        kept = Path(out_dir) / "samples"
         with atomic_dir(Path(out_dir)) as tmp:
             write_json(tmp / "result.json", result)
             seal_result(tmp / "result.json")
             render(tmp)
+            if logs is None and kept.is_dir():
+                shutil.copytree(kept, tmp / "samples")
+            for name, path in (logs or {}).items():
+                (tmp / "samples").mkdir(exist_ok=True)
+                shutil.copyfile(path, tmp / "samples" / f"{slug(name)}.jsonl.gz")
 
 
 def run_experiment(
@@ -146,7 +156,11 @@ def run_experiment(
         else:
             print(f"[{exp.name}] spec changed since {existing} was written: running again", file=sys.stderr)
     result = _recipe(exp.kind)(exp, prof, Path(cache_dir), progress)
-    publish_result(out, result, RENDERERS[exp.kind])
+    from harness.store import result_sample_logs, teacher_dir
+
+    own_teacher = exp.kind == "original" or "teacher" in exp.overrides
+    logs = result_sample_logs(result, prof, teacher_dir(prof, Path(cache_dir)), own_teacher)
+    publish_result(out, result, RENDERERS[exp.kind], logs)
     return out, "ran"
 
 

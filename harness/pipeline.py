@@ -312,13 +312,10 @@ def _iterative(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, s
     return state
 
 
-def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, state, progress) -> dict:
-    """Prune every named stage straight to the iterative run's maximum, then distil for the whole epoch
-    budget."""
-    if state["done"]:
-        return state
+def prune_one_shot(student, plan: RunPlan, d_p, state: dict) -> list[int]:
+    """One-shot's pruning: every named stage straight to the iterative run's maximum, each by importance on
+    D_p; returns the blocks dropped (their original indices, tracked in `state`)."""
     c, run = plan.compression, plan.run
-    t0 = time.perf_counter()
     dropped = []
     for level in run.stages:
         amount = plan.maxima[level]
@@ -329,6 +326,17 @@ def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, st
         info = prune_step(student, level, amount, imp)
         if level == "block":
             dropped = _drop(state, info["blocks"])
+    return dropped
+
+
+def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, state, progress) -> dict:
+    """Prune every named stage straight to the iterative run's maximum, then distil for the whole epoch
+    budget."""
+    if state["done"]:
+        return state
+    c, run = plan.compression, plan.run
+    t0 = time.perf_counter()
+    dropped = prune_one_shot(student, plan, d_p, state)
     acc_pruned = _perf(student, processor, val, plan.eval_batch_size, teacher)
     epochs = plan.total_epochs
     losses = distill(

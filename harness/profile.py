@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
 from harness.compression_spec import Compression, whole_step_problems
 from harness.schema import SEED_MAX, SIZE_MAX, PathFromYaml, Strict
@@ -159,6 +159,34 @@ class LanguageStage(TrainStage):
     )
 
 
+class Adaptation(LanguageStage):
+    """Task adaptation after both BLIP-2 stages: projection and language model tuned on D_d until validation
+    accuracy stops rising, as AntGMM was adapted to MAAD before it was compressed. Why: the language stage
+    mixes replay into every batch and stops at a fixed epoch count, so without it a model trained on D_d
+    alone beats the teacher on the samples that need no knowledge (premise P5, results/claims.md)."""
+
+    replay: float = Field(
+        0.0,
+        ge=0,
+        le=4,
+        description="pretraining texts in every batch, as a share of its size (Pretraining); none without "
+        "teacher.pretraining, which is what it replays",
+    )
+    image_replay: float = Field(
+        0.0,
+        ge=0,
+        le=4,
+        description="catalogue questions with a generic image, as a share (Pretraining); none without "
+        "teacher.pretraining",
+    )
+    patience: int = Field(
+        2,
+        ge=1,
+        description="stop after this many epochs without a better validation accuracy (teacher-forced, all "
+        "tasks); the best epoch's weights are kept. `epochs` is the most it may run",
+    )
+
+
 class Teacher(Strict):
     seed: int = Field(0, ge=0, le=SEED_MAX)
     vocab_size: int = Field(512, ge=300, le=200_000)
@@ -167,9 +195,21 @@ class Teacher(Strict):
     )
     vision_stage: TrainStage
     language_stage: LanguageStage
+    adaptation: Adaptation | None = Field(
+        None, description="task adaptation on D_d after both stages, to convergence on validation; None: none"
+    )
     checkpoint: PathFromYaml | None = Field(
         None, description="use this saved teacher instead of training one"
     )
+
+    @model_serializer(mode="wrap")
+    def _without_unset_adaptation(self, handler) -> dict:
+        """A teacher without task adaptation dumps, and so hashes into every key, as before the field
+        existed: its stored teacher and runs stay valid."""
+        data = handler(self)
+        if self.adaptation is None:
+            data.pop("adaptation", None)
+        return data
 
 
 class Measurement(Strict):
@@ -225,10 +265,13 @@ class Profile(Strict):
                 "teacher.pretraining: pretrains on the SynthAd advertiser catalogue, so it needs data.source "
                 "'synth_ads' with data.synth_ads.catalogue_size > 0 (else set teacher.pretraining to null)"
             )
-        if self.teacher.pretraining is not None and self.teacher.pretraining.image_replay > 0:
-            if self.data.synth_ads.knowledge_prob == 0:
+        for where, section in (
+            ("pretraining", self.teacher.pretraining),
+            ("adaptation", self.teacher.adaptation),
+        ):
+            if section is not None and section.image_replay > 0 and self.data.synth_ads.knowledge_prob == 0:
                 raise ValueError(
-                    "teacher.pretraining.image_replay: asks catalogue questions with the images of D_d's "
+                    f"teacher.{where}.image_replay: asks catalogue questions with the images of D_d's "
                     "knowledge questions, so it needs data.synth_ads.knowledge_prob > 0 (else set it to 0)"
                 )
         return self

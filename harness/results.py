@@ -325,6 +325,9 @@ class TestSplit(Record):
     ids_hash: str
     tasks: str
     knowledge: str
+    ceiling: float | None = Field(
+        None, description="an oracle's overall accuracy on these samples (SynthAd only; premise P5)"
+    )
 
 
 class Header(Record):

@@ -57,6 +57,9 @@ PaperRow = create_model(
 )
 
 
+SCRATCH_FIELDS = ("scratch_structure", "scratch_recipe")
+
+
 class CompressionRun(Strict):
     """One variant of Algorithm 1, computed once per seed and shared by every experiment that names it."""
 
@@ -101,11 +104,26 @@ class CompressionRun(Strict):
         description="one-shot's distillation: iterative_total: as many epochs as the iterative run it "
         "follows used in all (compute-fair); per_step: E once, as Algorithm 1 reads for one pruning step",
     )
+    scratch_structure: Literal["final", "teacher"] = Field(
+        "final",
+        description="mode scratch: the structure trained, the matching iterative run's final one or the "
+        "teacher's own (premise P5: does the teacher's architecture learn more from D_d alone?)",
+    )
+    scratch_recipe: Literal["d_d", "teacher"] = Field(
+        "d_d",
+        description="mode scratch: d_d: the teacher's recipe on D_d alone (no pretraining, no replay) with "
+        "at least the compression run's compute; teacher: the teacher's whole recipe, pretraining and "
+        "replay included, at its own epochs (premise P4: can the final structure hold what the teacher "
+        "knows?)",
+    )
     paper: PaperRow | None = Field(None, description="the paper's values for this row, if it has one")
 
     @model_validator(mode="after")
     def _order(self) -> CompressionRun:
         _check_stage_order(self.stages)
+        for name in SCRATCH_FIELDS:
+            if getattr(self, name) != type(self).model_fields[name].default and self.mode != "scratch":
+                raise ValueError(f"{name}: only for mode 'scratch', this run's mode is '{self.mode}'")
         if self.one_shot_budget != "iterative_total" and self.mode != "one_shot":
             raise ValueError(f"one_shot_budget: only for mode 'one_shot', this run's mode is '{self.mode}'")
         if self.target_share is not None and len(self.stages) != 1:
@@ -124,6 +142,9 @@ class CompressionRun(Strict):
         loss's revision (LOSS_REVISIONS), so that results and runs made with the old formula are redone. Both
         the spec hash (harness/results.py) and the run's cache key (harness/store.py) are built from it."""
         dump = self.model_dump(mode="json", exclude={"label", "paper"})
+        for name in SCRATCH_FIELDS:  # at their defaults, the key of every run made before they existed
+            if dump[name] == type(self).model_fields[name].default:
+                del dump[name]
         if self.variant in LOSS_REVISIONS:
             dump["loss_revision"] = LOSS_REVISIONS[self.variant]
         return dump
@@ -281,7 +302,7 @@ class Experiment(Strict):
                     f"claims.{i}.run: kept_quality follows the stage ends of the first run, measured only "
                     "with table: stages"
                 )
-            fractions = [runs[label].data_fraction for label in claim.runs if label in runs]
+            fractions = [runs[lb].data_fraction for lb in claim.runs if lb in runs and claim.test == "trend"]
             if any(a >= b for a, b in zip(fractions, fractions[1:], strict=False)):
                 problems.append(f"claims.{i}.runs: list the runs by growing data_fraction, got {fractions}")
         if problems:

@@ -354,8 +354,7 @@ def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test
     content of the teacher's files, to the dataset (a user's checkpoint serves several datasets) and to a
     placement other than the CPU's float32 (`Profile.placement_key`)."""
     batch_size, placement = profile.evaluation_batch_size, profile.placement_key()
-    where = "" if placement is None else f"_{placement['device']}_{placement['dtype']}"
-    path = Path(tdir) / "eval" / f"test_bs{batch_size}{where}.json"
+    path = teacher_eval_path(profile, tdir)
     determining = [checkpoint_hash(tdir), dataset_key(profile), *([placement] if placement else [])]
     model_hash = content_hash(determining)
     if (cached := _cached_eval(path, model_hash)) is not None:
@@ -364,6 +363,29 @@ def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test
     kept = {k: v for k, v in acc.items() if k != "samples"}  # the log has its own file
     write_sealed_json(path, {"model": model_hash, "accuracy": kept, **_logged(path, acc)})
     return acc
+
+
+def teacher_eval_path(profile: Profile, tdir: Path) -> Path:
+    """Where the teacher's cached test evaluation lives (beside the teacher, per batch size and placement)."""
+    placement = profile.placement_key()
+    where = "" if placement is None else f"_{placement['device']}_{placement['dtype']}"
+    return Path(tdir) / "eval" / f"test_bs{profile.evaluation_batch_size}{where}.json"
+
+
+def result_sample_logs(result: dict, profile: Profile, tdir: Path, own_teacher: bool) -> dict[str, Path]:
+    """The per-sample logs a result folder keeps, by name: the teacher's (`own_teacher`: the teacher
+    experiment, and experiments that train a teacher of their own) and the final model of each run's first
+    seed. Bounded: one log per run, about 40 kB each at 2,500 test samples; every other model's log stays in
+    the cache beside its evaluation."""
+    logs = {"teacher": samples_log(teacher_eval_path(profile, tdir))} if own_teacher else {}
+    runs = result.get("runs")  # a compression result's runs (other kinds keep input hashes there)
+    for run in runs if isinstance(runs, list) else []:
+        first = min(run["seeds"], key=lambda s: s["seed"]) if run.get("seeds") else None
+        if first is not None and first.get("trace"):
+            step = first["trace"][-1]["step"]
+            eval_record = Path(first["run_dir"]) / "eval" / f"test_step_{step:03d}.json"
+            logs[f"{run['label']}_seed{first['seed']}"] = samples_log(eval_record)
+    return {name: path for name, path in logs.items() if path.is_file()}
 
 
 def samples_log(eval_record: Path) -> Path:

@@ -36,14 +36,17 @@ def train(
     warmup_steps: int,
     desc: str,
     progress: bool = False,
-    after_epoch: Callable[[int], None] | None = None,
+    after_epoch: Callable[[int], bool | None] | None = None,
+    after_step: Callable[[int, float], None] | None = None,
     accumulate: bool = False,
     optimizer: str = "adamw",
     engine: parallel.Engine | None = None,
 ) -> list[float]:
     """Train `params` on `epochs[i]`, the batches of epoch i in the order they are used; returns the mean loss
     of each epoch. `after_epoch(n)` runs after epoch n (from 1), e.g. for a learning curve; it may leave
-    `model` in eval mode, as every epoch starts in train mode. A non-finite loss stops the run, naming `desc`
+    `model` in eval mode, as every epoch starts in train mode; when it returns True, training stops there
+    (early stopping). `after_step(k, loss)` runs after optimizer step k (from 1), e.g. for a per-step
+    learning curve; the model is back in train mode after it. A non-finite loss stops the run, naming `desc`
     and the epoch. Leaves `model` in eval mode. `params` may be AdamW parameter groups, each with its own lr
     (the schedule scales every group alike). Forward and loss run under the current placement's autocast
     (harness/device.py); in float16 a GradScaler scales the loss. With `accumulate`, each element of an
@@ -57,7 +60,7 @@ def train(
     steps = sum(len(batches) for batches in epochs)
     sched = get_cosine_schedule_with_warmup(opt, warmup_steps, steps)
     scaler = torch.amp.GradScaler(current().device.type) if loss_scale() != 1.0 else None
-    losses = []
+    losses, done = [], 0
     bar = tqdm(total=steps, desc=desc, disable=not progress, leave=False)
     for epoch, batches in enumerate(epochs, 1):
         model.train()
@@ -91,9 +94,13 @@ def train(
             total += step_loss
             bar.update()
             bar.set_postfix(loss=f"{step_loss:.3f}")
+            done += 1
+            if after_step is not None:
+                after_step(done, step_loss)
+                model.train()
         losses.append(total / len(batches))
-        if after_epoch is not None:
-            after_epoch(epoch)
+        if after_epoch is not None and after_epoch(epoch):
+            break
     bar.close()
     model.eval()
     return losses

@@ -169,10 +169,11 @@ def _compression(
     teacher: dict | None = None,
     specs: dict[str, dict] | None = None,
     knowledge: str = "-" * N,
+    **split_fields,
 ) -> None:
     """results/<name>/result.json: the experiment's own record and run specs (less `specs`' changes), and
-    these seeds (label: seed records)."""
-    split = {"n": N, "ids_hash": "0" * 16, "tasks": "0" * N, "knowledge": knowledge}
+    these seeds (label: seed records); `split_fields` change the test split's record (tasks, ceiling)."""
+    split = {"n": N, "ids_hash": "0" * 16, "tasks": "0" * N, "knowledge": knowledge, **split_fields}
     res, exp = _header(tmp_path, name, split)
     declared = {r.label: r.model_dump(mode="json") for r in exp.runs}
     res["runs"] = [
@@ -392,6 +393,69 @@ def test_scratch_gap_fails_when_its_interval_reaches_below_the_bound(tmp_path):
     row = _scratch_gap(tmp_path, gap=36, seeds=1)
     assert "gap Δ +0.120, 95% CI [+0.08" in row["ours"]
     assert row["verdict"] == "fails"
+
+
+# P4 and P5: a test split of 300 knowledge questions, then 700 others of five tasks in turn
+TASK_CODES = "0" * KNOWLEDGE_QS + "01234" * ((N - KNOWLEDGE_QS) // 5)
+SPLIT_KNOWLEDGE = ("su" * (KNOWLEDGE_QS // 2)) + "-" * (N - KNOWLEDGE_QS)
+P4_RUN, P5_RUNS = (
+    "Final structure with the teacher's recipe",
+    ("Trained from scratch", "Teacher's structure on D_d alone"),
+)
+
+
+@pytest.mark.parametrize(
+    "lost, verdict",
+    [(0, "holds"), (1, "holds"), (60, "fails")],
+)
+def test_redundancy_needs_the_final_structure_within_the_margin_on_knowledge_too(tmp_path, lost, verdict):
+    """P4: the final structure with the teacher's recipe answers as the teacher does, but for `lost` of the
+    knowledge questions the teacher gets right: 60 of 300 (0.2 there, 0.06 overall) fails on knowledge."""
+    teacher = _bits(0.9, "p4-teacher")
+    mine = teacher.copy()
+    mine[np.flatnonzero(teacher[:KNOWLEDGE_QS])[:lost]] = False
+    _compression(
+        tmp_path,
+        "premises",
+        {P4_RUN: _seeds([mine])},
+        teacher=_teacher(teacher, unseen=None),
+        knowledge=SPLIT_KNOWLEDGE,
+        tasks=TASK_CODES,
+        ceiling=0.93,
+    )
+    row = _rows(tmp_path, "premises")["P4"]
+    assert row["verdict"] == verdict and row["premise"]
+    assert "needs both intervals above −0.02" in row["ours"]
+
+
+@pytest.mark.parametrize(
+    "gain, ceiling, verdict",
+    [(0, 0.86, "holds"), (0, 0.95, "fails"), (40, 0.86, "fails"), (1, 0.86, "holds")],
+)
+def test_teacher_best_fails_when_a_d_d_model_beats_it_on_one_task(tmp_path, gain, ceiling, verdict):
+    """P5: the models trained on D_d alone answer as the teacher does, but the second gets `gain` more
+    no-knowledge 'logo' samples right (40 of 140: beats it; 1: within noise); a teacher far under the
+    ceiling fails the 0.05 bound on its own."""
+    teacher = _bits(0.9, "p5-teacher")
+    teacher[KNOWLEDGE_QS + 3 :: 10] = False  # half the no-knowledge logo samples wrong
+    logo = np.flatnonzero(~teacher & (np.array(list(TASK_CODES)) == "3") & (np.arange(N) >= KNOWLEDGE_QS))
+    better = teacher.copy()
+    better[logo[:gain]] = True
+    assert len(logo) >= gain
+    _compression(
+        tmp_path,
+        "premises",
+        {P5_RUNS[0]: _seeds([teacher]), P5_RUNS[1]: _seeds([better])},
+        teacher=_teacher(teacher, unseen=None),
+        knowledge=SPLIT_KNOWLEDGE,
+        tasks=TASK_CODES,
+        ceiling=ceiling,
+    )
+    row = _rows(tmp_path, "premises")["P5"]
+    assert row["verdict"] == verdict
+    beaten = f"beats the teacher: {P5_RUNS[1]} on logo" if gain == 40 else "beats the teacher: none"
+    assert beaten in row["ours"]
+    assert f"vs oracle ceiling {ceiling:.3f}" in row["ours"]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ explicitly, so a resumed run repeats it exactly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from harness import parallel
@@ -35,6 +37,7 @@ def distill(
     accumulate: int = 1,
     checkpointing: bool = False,
     optimizer: str = "adamw",
+    after_step: Callable[[int, float], None] | None = None,
 ) -> list[float]:
     """Train the student's projection and language model for `epochs` over `batches` (reshuffled every
     epoch; cosine decay without warm-up); returns the mean loss of each epoch. A fractional budget takes
@@ -44,7 +47,7 @@ def distill(
     logical batches are those of batching at `accumulate` × their size), each weighted by its share of the
     step's answer positions: the step's loss is the mean over the logical batch, as without accumulation.
     `checkpointing`: the language model's blocks recompute their activations in the backward pass.
-    `optimizer`: harness/train.py make_optimizer."""
+    `optimizer`: harness/train.py make_optimizer. `after_step`: harness/train.py `train`."""
     if accumulate > 1:
         groups = [batches[i : i + accumulate] for i in range(0, len(batches), accumulate)]
         batches = [[(b, _positions(b) / sum(map(_positions, g))) for b in g] for g in groups]
@@ -83,6 +86,7 @@ def distill(
                 accumulate=accumulate > 1,
                 optimizer=optimizer,
                 engine=engine,
+                after_step=after_step,
             )
         finally:
             if checkpointing:

@@ -21,8 +21,9 @@ def teacher_corpus(profile: Profile) -> list[str]:
 
 def teacher_catalogue_questions(profile: Profile) -> list[tuple[str, str]]:
     """Every knowledge question of the catalogue the teacher replays with images (empty without it)."""
-    pre, d = profile.teacher.pretraining, profile.data
-    return [] if pre is None or not pre.image_replay else catalogue_questions(d.seed, d.synth_ads)
+    pre, adapt, d = profile.teacher.pretraining, profile.teacher.adaptation, profile.data
+    asked = pre is not None and (pre.image_replay or (adapt is not None and adapt.image_replay))
+    return catalogue_questions(d.seed, d.synth_ads) if asked else []
 
 
 def new_model(

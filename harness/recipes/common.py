@@ -10,7 +10,7 @@ from harness import parallel
 from harness.cache import content_hash
 from harness.data.collate import length_order
 from harness.device import placement_of, use
-from harness.evaluate import accuracy_record
+from harness.evaluate import accuracy_record, oracle_ceiling
 from harness.measure import device_info
 from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
@@ -28,12 +28,15 @@ KNOWLEDGE_CODES = {"seen": "s", "unseen": "u", "": "-"}
 def test_split_record(test) -> dict:
     """What per-sample records are aligned with (harness/results.py TestSplit)."""
     groups = test["knowledge_group"] if "knowledge_group" in test.column_names else [""] * len(test)
-    return {
+    record = {
         "n": len(test),
         "ids_hash": content_hash(list(test["id"])),
         "tasks": "".join(str(TASKS.index(t)) for t in test["task"]),
         "knowledge": "".join(KNOWLEDGE_CODES[g] for g in groups),
     }
+    if "clean_answer" in test.column_names:  # SynthAd knows each image's true attributes
+        record["ceiling"] = round(oracle_ceiling(test)["overall"], 6)
+    return record
 
 
 def result_header(exp: Experiment, profile: Profile, test) -> dict:

@@ -54,7 +54,14 @@ def _compress_locked(profile, run, seed, teacher, processor, data, sets, cache_d
             plan = follow(plan, ref_state["trace"])
         state = run_compression(teacher, processor, data["validation"], d_p, d_d, plan, out, progress)
         return state, out
-    ref = run.model_copy(update={"mode": "iterative", "one_shot_budget": "iterative_total"})
+    ref = run.model_copy(
+        update={
+            "mode": "iterative",
+            "one_shot_budget": "iterative_total",
+            "scratch_structure": "final",
+            "scratch_recipe": "d_d",
+        }
+    )
     ref_state, ref_dir = compress(profile, ref, seed, teacher, processor, data, sets, cache_dir, progress)
     n_dd, n_dp = (sum(len(b["input_ids"]) for b in x) for x in (d_d, d_p))
     lm_before = parameter_counts(teacher)["language_model"]
@@ -65,7 +72,7 @@ def _compress_locked(profile, run, seed, teacher, processor, data, sets, cache_d
         ),
         "p_teacher": ref_state["p_teacher"],
     }
-    return train_from_scratch(profile, data, reference, seed, out, progress), out
+    return train_from_scratch(profile, data, run, reference, seed, out, progress), out
 
 
 def training_sets(profile, run, teacher, processor, data, tdir, progress) -> tuple[list, list]:

@@ -5,7 +5,9 @@ scratch model gets the final structure of the matching Algorithm 1 run (same see
 two-stage recipe (its vision side trained from scratch too, which the compressed model inherited for free),
 and as many language-stage epochs as it takes to match the compression run's compute, counted as
 parameter × sample passes: every distillation epoch and every importance pass over D_p at the size the
-language model had at that step.
+language model had at that step. The same training serves two premises (results/claims.md): the teacher's
+whole recipe on the final structure (P4, redundancy: the small model can hold what the teacher knows), and
+the teacher's own structure on D_d alone (P5: no model trained on D_d alone beats the teacher).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 
 from harness.evaluate import evaluate
 from harness.models.blip2 import parameter_counts
-from harness.models.stand_in import new_model
+from harness.models.stand_in import new_model, teacher_catalogue_questions, teacher_corpus
 from harness.recipes.teacher import train_teacher
 from harness.store import run_state, save_state, save_step
 
@@ -41,23 +43,32 @@ def compression_compute(trace: list[dict], lm_before: int, d_d: int, d_p: int, e
     return total
 
 
-def train_from_scratch(profile, data, reference: dict, seed: int, out: Path, progress: bool = True) -> dict:
-    """Train the reference run's final structure from scratch into `out` (a run folder `step_model` reads)."""
+def train_from_scratch(
+    profile, data, run, reference: dict, seed: int, out: Path, progress: bool = True
+) -> dict:
+    """Train `run`'s structure (the reference run's final one, or the teacher's) from scratch with `run`'s
+    recipe (harness/spec.py `CompressionRun.scratch_recipe`) into `out` (a run folder `step_model` reads)."""
     out = Path(out)
     if (state := run_state(out)) is not None:
         return state
-    lm = {STRUCTURE_TO_PROFILE[k]: v for k, v in reference["structure"].items()}
+    lm = None  # the teacher's own structure
+    if run.scratch_structure == "final":
+        lm = {STRUCTURE_TO_PROFILE[k]: v for k, v in reference["structure"].items()}
     model, processor = new_model(profile, data, lm, seed=seed)
     n_train = len(data["train"])
     lm_params = parameter_counts(model)["language_model"]
-    epochs = max(
-        profile.teacher.language_stage.epochs, math.ceil(reference["compute"] / (lm_params * n_train))
-    )
     cfg = profile.teacher.model_dump()
-    cfg["language_stage"] = {**cfg["language_stage"], "epochs": epochs}
-    cfg["pretraining"] = None  # D_d only: what the catalogue taught the teacher is exactly what this lacks
+    corpus, catalogue, epochs = teacher_corpus(profile), teacher_catalogue_questions(profile), None
+    if run.scratch_recipe == "d_d":
+        epochs = max(
+            profile.teacher.language_stage.epochs, math.ceil(reference["compute"] / (lm_params * n_train))
+        )
+        cfg["language_stage"] = {**cfg["language_stage"], "epochs": epochs}
+        cfg["pretraining"] = None  # D_d only: what the catalogue taught the teacher is what this lacks
+        corpus, catalogue = [], []  # nothing to replay: adaptation (if any) tunes on D_d alone
     t0 = time.perf_counter()
-    log = train_teacher(model, processor, data, cfg, seed, [], [], progress)
+    log = train_teacher(model, processor, data, cfg, seed, corpus, catalogue, progress)
+    epochs = epochs or cfg["language_stage"]["epochs"]
     acc = evaluate(model, processor, data["validation"], profile.evaluation_batch_size)
     counts = parameter_counts(model)
     state = {

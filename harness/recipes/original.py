@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.evaluate import accuracy_record, evaluate, max_answer_tokens, oracle_ceiling
+from harness.evaluate import accuracy_record, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, throughput
 from harness.models.blip2 import parameter_counts
 from harness.profile import Profile
@@ -12,14 +12,15 @@ from harness.recipes.common import result_header, set_up
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
 from harness.spec import Experiment
-from harness.store import get_dataset
+from harness.store import get_dataset, teacher_test_accuracy
 
 
 def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
     set_up(profile)
     data = get_dataset(profile, cache_dir, progress)
     model, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
-    acc = evaluate(model, processor, data["test"], profile.evaluation_batch_size, progress)
+    # cached beside the teacher with its sample log, the same evaluation every compression result shows
+    acc = teacher_test_accuracy(profile, tdir, model, processor, data["test"])
     counts = parameter_counts(model)
     new_tokens = max_answer_tokens(processor, data["test"]["answer"])
     speed = throughput(

@@ -164,7 +164,7 @@ def _answer_loss(model, processor, queries, questions, answers) -> torch.Tensor:
 
 
 def train_language_stage(
-    model, processor, queries, questions, answers, val, cfg, generator, progress, replay: dict
+    model, processor, queries, questions, answers, val, cfg, generator, progress, replay: dict, stage: int = 2
 ) -> tuple[list[dict], int]:
     """Stage 2: projection + language model, generatively, on cached query outputs; returns the learning
     curve and how many replayed samples were mixed in. Into every batch go `cfg["replay"]` × its size of
@@ -172,7 +172,9 @@ def train_language_stage(
     as LLM instruction tuning mixes in pretraining data; and `cfg["image_replay"]` × its size of the
     catalogue's knowledge questions (`replay["questions"]`), each asked with the query outputs of a D_d
     knowledge question (`replay["generic"]`: their indices, a generic box), so the teacher knows the whole
-    catalogue in the multimodal form (harness/profile.py `Pretraining`)."""
+    catalogue in the multimodal form (harness/profile.py `Pretraining`). With `cfg["patience"]` (task
+    adaptation, `stage` 3) it stops once validation accuracy has not risen for that many epochs and keeps the
+    best epoch's weights; the replayed count is then that of the epochs it ran."""
     lm = list(model.language_model.parameters())
     params = [{"params": list(model.language_projection.parameters())}, {"params": lm}]
     if cfg.get("lm_lr") is not None:
@@ -194,16 +196,29 @@ def train_language_stage(
         used[0] += len(t) + len(qa)
         return total
 
-    log = []
+    log, best = [], {"score": -1.0, "epoch": 0, "weights": None}
+    tuned = [*model.language_projection.parameters(), *lm]
 
-    def curve(epoch: int) -> None:
+    def curve(epoch: int) -> bool:
         acc = answer_accuracy(
             model, processor, val["queries"], val["questions"], val["answers"], val["tasks"]
         )
-        log.append({"stage": 2, "epoch": epoch, "answer_accuracy": acc})
+        log.append({"stage": stage, "epoch": epoch, "answer_accuracy": acc})
+        if cfg.get("patience") is None:
+            return False
+        counts = {t: val["tasks"].count(t) for t in acc}
+        score = sum(acc[t] * counts[t] for t in acc) / sum(counts.values())
+        if score > best["score"]:
+            best.update(score=score, epoch=epoch, weights=[p.detach().clone() for p in tuned])
+        return epoch - best["epoch"] >= cfg["patience"]
 
-    desc = "teacher stage 2 (language model)"
+    desc = "teacher stage 2 (language model)" if stage == 2 else "teacher task adaptation (D_d)"
     _stage(model, params, len(queries), loss, cfg, generator, desc, curve, progress)
+    if best["weights"] is not None:
+        with torch.no_grad():
+            for p, w in zip(tuned, best["weights"], strict=True):
+                p.copy_(w)
+        log.append({"stage": stage, "best_epoch": best["epoch"], "epochs_run": log[-1]["epoch"]})
     return log, used[0]
 
 
@@ -295,19 +310,42 @@ def train_teacher(
         "vision_stage": n_train * cfg["vision_stage"]["epochs"],
         "language_stage": n_train * cfg["language_stage"]["epochs"] + replayed,
     }
+    t2 = time.perf_counter()
+    seconds = {
+        "pretraining": round(t0 - t_pre, 1),
+        "vision_stage": round(t1 - t0, 1),
+        "language_stage": round(t2 - t1, 1),
+    }
+    if adapt := cfg.get("adaptation"):
+        # without pretraining (a teacher trained on D_d alone) there is nothing to replay
+        adapt = {
+            **adapt,
+            "replay": adapt["replay"] * bool(corpus),
+            "image_replay": adapt["image_replay"] * bool(catalogue),
+        }
+        curve, replayed = train_language_stage(
+            model,
+            processor,
+            queries,
+            rows["question"],
+            rows["answer"],
+            v,
+            adapt,
+            generator,
+            progress,
+            {"corpus": corpus, "questions": catalogue, "generic": generic},
+            stage=3,
+        )
+        log += curve
+        passes["adaptation"] = n_train * curve[-1]["epochs_run"] + replayed
+        seconds["adaptation"] = round(time.perf_counter() - t2, 1)
     for p in model.parameters():
         p.requires_grad_(True)
     model.eval()
-    t2 = time.perf_counter()
     return {
         "curves": log,
         "sample_passes": {**passes, "total": sum(passes.values())},
-        "seconds": {
-            "pretraining": round(t0 - t_pre, 1),
-            "vision_stage": round(t1 - t0, 1),
-            "language_stage": round(t2 - t1, 1),
-            "total": round(t2 - t_pre, 1),
-        },
+        "seconds": {**seconds, "total": round(time.perf_counter() - t_pre, 1)},
     }
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness.cache import write_atomic
@@ -46,6 +47,7 @@ from harness.report.vectors import (
 )
 from harness.results import CompressionResult, CurvesResult, Result, RunRecord
 from harness.spec import Experiment, experiment_files, load_experiment, replicate_problems
+from harness.stages import TASKS
 
 KEPT = 0.02  # kept_quality: "quality kept" = the final model within 2 points of the teacher
 
@@ -247,8 +249,12 @@ def premise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.Dat
             return None
         text = f"teacher {acc:.3f} on knowledge questions about advertisers D_d never names (needs ≥ {bound})"
         return Found(text, verdict=_held(acc >= bound))
+    if claim.check == "teacher_best":
+        return _teacher_best(claim, res, teacher)
     if run is None:
         return None
+    if claim.check == "redundancy":
+        return _redundancy(claim, res, frame)
     if claim.check == "scratch_gap":
         mask = knowledge_mask(res)
         if mask is None or mask.sum() < 2:
@@ -277,6 +283,60 @@ def premise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.Dat
         "(validation checks, teacher outputs over D_d, Block Influence)",
         verdict=_held(ratio <= bound),
     )
+
+
+def _redundancy(claim: Claim, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
+    """P4: the final structure, given the teacher's whole recipe, reaches the teacher within the margin
+    overall and on knowledge questions (Δ = run − teacher, both intervals above −threshold)."""
+    mine = run_vectors(res, claim.run)
+    theirs = teacher_vectors(res, len(mine)) if mine else None
+    mask = knowledge_mask(res)
+    if not mine or not theirs or mask is None or mask.sum() < 2:
+        return None
+    overall = paired_test(mine, theirs)
+    knows = paired_test([v[mask] for v in mine], [v[mask] for v in theirs])
+    bound = claim.threshold
+    acc = _accuracies(frame)[claim.run]
+    text = (
+        f"{claim.run} {mean_std(acc)} vs teacher {float(theirs[0].mean()):.3f}: overall {stats(overall)}; "
+        f"knowledge questions {float(np.mean([v[mask].mean() for v in mine])):.3f} vs "
+        f"{float(theirs[0][mask].mean()):.3f}, {stats(knows)} (needs both intervals above −{bound})"
+    )
+    return Found(text, verdict=_held(overall.low >= -bound and knows.low >= -bound))
+
+
+def _teacher_best(claim: Claim, res: CompressionResult, teacher: pd.DataFrame) -> Found | None:
+    """P5: on the samples that need no knowledge, no model trained on D_d alone beats the teacher on any
+    task (Δ = model − teacher per task, no interval above 0), and the teacher is within the threshold of the
+    oracle ceiling."""
+    mask, split = knowledge_mask(res), res.test_split
+    ceiling, t_acc = (split.ceiling if split else None), value(teacher, "overall")
+    if mask is None or ceiling is None or t_acc is None:
+        return None
+    tasks = np.array([TASKS[int(c)] for c in split.tasks])
+    parts, beaten = [], []
+    for label in claim.runs:
+        mine = run_vectors(res, label)
+        if not mine:
+            return None
+        theirs = teacher_vectors(res, len(mine))
+        cells = []
+        for task in TASKS:
+            keep = ~mask & (tasks == task)
+            if keep.sum() < 2:
+                continue
+            p = paired_test([v[keep] for v in mine], [v[keep] for v in theirs])
+            cells.append(f"{task} {p.delta:+.3f} [{p.low:+.3f}, {p.high:+.3f}]")
+            if p.low > 0:
+                beaten.append(f"{label} on {task}")
+        parts.append(f"{label}: {', '.join(cells)}")
+    gap = ceiling - t_acc
+    text = (
+        f"no-knowledge samples, Δ = model − teacher per task (95% CI): {'; '.join(parts)}; beats the "
+        f"teacher: {', '.join(beaten) or 'none'}. Teacher {t_acc:.3f} vs oracle ceiling {ceiling:.3f} (gap "
+        f"{gap:.3f}, needs ≤ {claim.threshold})"
+    )
+    return Found(text, verdict=_held(not beaten and gap <= claim.threshold))
 
 
 def curve_area(claim: Claim, exp: Experiment, res: CurvesResult, frame: pd.DataFrame) -> Found | None:
@@ -324,7 +384,8 @@ def declared(experiments: list[Experiment]) -> list[tuple[Experiment, Claim]]:
     ids = [c.id for _, c in claims]
     if len(set(ids)) != len(ids):
         raise ValueError(f"claims: ids must be unique across experiments, got {ids}")
-    return sorted(claims, key=lambda ec: (ec[1].test != "premise", ec[1].paper is None))
+    premise_id = lambda c: c.id if c.test == "premise" else ""  # noqa: E731 (premises in their own order)
+    return sorted(claims, key=lambda ec: (ec[1].test != "premise", ec[1].paper is None, premise_id(ec[1])))
 
 
 def _adjust(found: dict[str, Found], family_of: dict[str, str]) -> tuple[dict[str, str], dict[str, list]]:
@@ -546,6 +607,11 @@ def _ids(rows: list[dict], key: str) -> str:
     return "; ".join(f"{v}: {', '.join(ids)}" for v, ids in by.items())
 
 
+def _span(ids: list[str]) -> str:
+    """'P1–P5' for the premise rows (in order), 'P1' for one."""
+    return f"{ids[0]}–{ids[-1]}" if len(ids) > 1 else "".join(ids) or "(none)"
+
+
 def _and(ids: list[str]) -> str:
     return ids[0] if len(ids) == 1 else f"{', '.join(ids[:-1])} and {ids[-1]}"
 
@@ -649,7 +715,7 @@ def write_claims(root: Path, experiments: list[Experiment] | None = None) -> Pat
         + " The 'By knowledge' column repeats each comparison on the test samples that need no advertiser "
         "knowledge (what D_d can teach) and on the knowledge questions (what only the teacher's pretraining "
         "taught), since a compressed model can keep the first and lose the second."
-        + " Rows P1–P3 come first: they check that the stand-in "
+        + f" Rows {_span([r['id'] for r in rows if r['premise']])} come first: they check that the stand-in "
         "keeps the paper's premise, each on its own; if one fails, every claim below it is untestable on "
         "this stand-in, and the verdict cell says so before what the runs alone show." + hypotheses,
         "",

@@ -284,7 +284,8 @@ def _prefill_decode(res: CompressionResult) -> str:
     )
 
 
-def _slug(text: str) -> str:
+def slug(text: str) -> str:
+    """A label as a file name: letters, digits and '-_.' kept, anything else '_'."""
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text).strip("_")
 
 
@@ -299,7 +300,7 @@ def render_compression(out_dir: Path) -> str:
     for run in res.runs:
         for s in run.seeds:
             stem = f"trace_{run.label}_seed{s.seed}" if len(res.runs) > 1 else f"trace_seed{s.seed}"
-            write_trace_csv(out_dir / f"{_slug(stem)}.csv", [row.model_dump() for row in s.trace])
+            write_trace_csv(out_dir / f"{slug(stem)}.csv", [row.model_dump() for row in s.trace])
     for name in exp.figures:
         FIGURES[name](res, frame, out_dir)
     speed = (
