@@ -14,11 +14,9 @@ import time
 from fnmatch import fnmatch
 from pathlib import Path
 
-from harness.cli import (
-    DEFAULT_CACHE,
-    guarded,
-    placement_arguments,
-    publish,
+from harness.cli import DEFAULT_CACHE, guarded, placement_arguments
+from harness.commands.report import publish
+from harness.commands.run import (
     quiet_libraries,
     results_root,
     run_experiment,

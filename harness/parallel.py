@@ -67,7 +67,7 @@ def _accelerator():
     from harness.device import current
 
     # gloo between CPU processes, NCCL between GPUs: the placement the profile chose (harness/device.py),
-    # set before anything here runs (harness/cli.py run_experiment). Unused parameters are found, not
+    # set before anything here runs (harness/commands/run.py run_experiment). Unused parameters are found, not
     # refused: a tied or skipped weight gets a zero gradient, as summing would give it.
     ddp = DistributedDataParallelKwargs(
         gradient_as_bucket_view=True, broadcast_buffers=False, find_unused_parameters=True

@@ -4,7 +4,7 @@ schedule against a checkpoint's real widths (a weightless model on the meta devi
 
 Why apart from the schemas: a validator sees values and never touches the disk or torch (harness/spec.py,
 harness/profile.py), so a spec can be read anywhere, and everything that needs more lives here, above the
-modules it reads with, called by the commands (harness/cli.py, run_all.py, harness/commands/prune.py).
+modules it reads with, called by the commands (harness/commands/, run_all.py).
 Problems are reported as a schema's are: the file, then one line per field and what is allowed.
 """
 

@@ -63,9 +63,8 @@ def unpack(text: str, n: int) -> np.ndarray:
     return bits[:n].astype(bool)
 
 
-SEAL = (
-    ".sha256"  # beside result.json: the sha256 of its bytes, written with it (harness/cli.py publish_result)
-)
+# beside result.json: the sha256 of its bytes, written with it (harness/commands/run.py publish_result)
+SEAL = ".sha256"
 
 
 def seal_result(path: Path) -> None:
@@ -468,9 +467,9 @@ def spec_hash(exp: Experiment, profile: Profile, inputs: dict[str, str]) -> str:
     """The hash of what determines an experiment's numbers: its kind, what determines each run
     (CompressionRun.determining, in order), the public models, the table (Table 2 also evaluates stage
     ends), whether throughput is measured, and the resolved profile less its seeds (a result computed for
-    more seeds answers a request for fewer, see harness/cli.py run_experiment). Left out as presentation:
-    name, description, reproduces, figures, paper rows, run labels, claims and include (what it brings is
-    in the runs); changing them reruns nothing (harness/cli.py rewrites a cached result's records).
+    more seeds answers a request for fewer, see harness/commands/run.py run_experiment). Left out as
+    presentation: name, description, reproduces, figures, paper rows, run labels, claims and include (what it
+    brings is in the runs); changing them reruns nothing (harness/commands/run.py restates a cached result).
     `inputs`: the content hashes of the dataset and the teacher (harness/store.py `input_hashes`), so that
     rewritten MAAD files or a replaced teacher checkpoint under the same path rerun the experiment."""
     hashed = {

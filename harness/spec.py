@@ -16,6 +16,7 @@ from harness.compression_spec import Compression, whole_step_problems
 from harness.curve_spec import Curve
 from harness.errors import DeviceError
 from harness.profile import Profile
+from harness.registry import KINDS
 from harness.schema import Strict
 from harness.spec_files import SpecError, format_errors, merge, problems_error, read_mapping
 from harness.stages import STAGE_NAMES, TASKS, Criterion, StageName, Variant
@@ -218,7 +219,7 @@ class PublicModel(Strict):
 class Experiment(Strict):
     name: str = Field(pattern=r"^[a-z0-9_]+$")
     reproduces: str = Field(min_length=3, description="the paper table or figure this experiment regenerates")
-    kind: Literal["original", "compression", "public_lmms", "pruning_curves"]
+    kind: Literal[tuple(KINDS)]  # harness/registry.py
     description: str
     include: list[Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]] = Field(
         default=[],

@@ -12,6 +12,8 @@ import textwrap
 import pytest
 
 from harness import cache, cli
+from harness.commands import run
+from harness.commands.run import results_root
 from harness.spec import ROOT
 
 
@@ -120,7 +122,7 @@ def test_ctrl_c_ends_with_one_line_on_resuming(capsys, monkeypatch, tmp_path):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cli, "cmd_ls", interrupted)  # parser() binds the command when main runs
+    monkeypatch.setattr(run, "cmd_ls", interrupted)  # the command is looked up when it runs
     assert cli.main(["ls", "--cache-dir", str(tmp_path)]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("interrupted:") and str(tmp_path) in err[0]
@@ -139,9 +141,9 @@ def test_a_closed_pipe_ends_quietly():
 
 
 def test_a_profile_given_as_a_path_names_its_results_folder_by_its_stem():
-    assert cli.results_root("/a/b/mine.yaml") == ROOT / "results-mine"
-    assert cli.results_root("smoke") == ROOT / "results-smoke"
-    assert cli.results_root("cpu") == ROOT / "results"
+    assert results_root("/a/b/mine.yaml") == ROOT / "results-mine"
+    assert results_root("smoke") == ROOT / "results-smoke"
+    assert results_root("cpu") == ROOT / "results"
 
 
 def test_waiting_on_a_lock_says_who_holds_it(tmp_path, monkeypatch, capsys):

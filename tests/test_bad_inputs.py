@@ -100,7 +100,7 @@ def test_cache_folder_that_is_a_file_is_refused_by_the_cli(tmp_path, capsys):
 def test_a_render_that_fails_leaves_the_previous_result_folder_as_it_was(tmp_path):
     """result.json is published with its tables and figures, or not at all: a crash while rendering must not
     leave a new result.json beside stale tables (the next run would take it for up to date)."""
-    from harness.cli import publish_result
+    from harness.commands.run import publish_result
 
     out = tmp_path / "rq1_stagewise"
     out.mkdir()

@@ -35,3 +35,17 @@ def test_every_image_a_page_shows_exists():
     for page in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
         for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", page.read_text()):
             assert (page.parent / target).resolve().is_file(), (page.name, target)
+
+
+def test_every_registered_kind_has_its_code_and_result_model():
+    """Each kind in harness/registry.py names a recipe and a renderer that exist, the schema accepts exactly
+    those kinds, and results.py has the typed model of each kind's result file."""
+    from typing import get_args
+
+    from harness import registry
+    from harness.results import MODELS
+    from harness.spec import Experiment
+
+    assert set(get_args(Experiment.model_fields["kind"].annotation)) == set(registry.KINDS) == set(MODELS)
+    for kind in registry.KINDS:
+        assert callable(registry.recipe(kind)) and callable(registry.renderer(kind))

@@ -264,7 +264,7 @@ def test_refused_checkpoints_name_the_folder_and_what_is_supported(smoke, tmp_pa
 
 
 def test_public_lmms_experiment_adds_a_checkpoint_in_one_line(smoke, tmp_path):
-    from harness.cli import run_experiment
+    from harness.commands.run import run_experiment
 
     _, _, base_processor = smoke
     ckpt = blip2_opt(base_processor, tmp_path / "blip2-opt")
@@ -420,7 +420,7 @@ def test_prune_command_reports_a_refused_checkpoint_in_one_line(smoke, tmp_path,
 
 
 def test_public_lmms_of_public_checkpoints_alone_trains_no_stand_in(smoke, tmp_path):
-    from harness.cli import run_experiment
+    from harness.commands.run import run_experiment
 
     _, _, base_processor = smoke
     ckpt = blip2_opt(base_processor, tmp_path / "blip2-opt")

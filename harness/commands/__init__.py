@@ -1,1 +1,2 @@
-"""The CLI commands whose work is long enough to keep their heavy imports out of harness/cli.py."""
+"""The work of every CLI command, one module each, imported only when its command runs (harness/cli.py
+holds the arguments)."""

@@ -1,6 +1,6 @@
 """`python -m harness prune`: one pruning step of one level on a checkpoint, saved as a standard one.
 
-Why apart from harness/cli.py: it is a small recipe of its own (data, importance, surgery, save); the
+Why a command module of its own: it is a small recipe of its own (data, importance, surgery, save); the
 heavy imports stay inside it, so the CLI's other commands (`report`) run without torch.
 """
 

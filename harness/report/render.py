@@ -14,7 +14,6 @@ import pandas as pd
 from pydantic import BaseModel
 
 from harness.report.budget import budget_figure, budget_table
-from harness.report.curves import render_curves
 from harness.report.figures import (
     bars_figure,
     public_figure,
@@ -352,11 +351,3 @@ def render_public(out_dir: Path) -> str:
     )
     public_figure(res, frame, Path(out_dir))
     return make_table(headers, rows, caption, out_dir)
-
-
-RENDERERS = {
-    "original": render_original,
-    "compression": render_compression,
-    "public_lmms": render_public,
-    "pruning_curves": render_curves,
-}
