@@ -159,7 +159,8 @@ def teacher_batches(
     """D_d or D_p as batches, with everything that does not change while the student is trained or pruned:
     token ids, the query outputs of the student's frozen vision side (`student` defaults to the teacher;
     `with_pixels` keeps the pixels instead, for when the vision tower or Q-Former is pruned), and the
-    teacher's logits at the answer positions (none when `teacher` is None, float32 under any autocast).
+    teacher's logits at the answer positions (float32 under any autocast; with `teacher` None, only the
+    answer tokens, and no language model runs).
     Computed on the current device (harness/device.py) and kept in CPU memory: a real model's full-vocabulary
     logits for 12k samples are gigabytes, so each batch goes to the device only when used. `top_k`: keep
     only the k largest logits and the log-sum-exp (`TopK`) instead of the whole vocabulary."""
@@ -167,6 +168,8 @@ def teacher_batches(
     for m in (student, teacher):
         if m is not None:
             m.eval()
+    if teacher is None:  # no language model runs: the student's vision side and the answer tokens only
+        return _teacher_batches(teacher, processor, split, batch_size, progress, student, with_pixels, top_k)
     # under fsdp, the teacher's language model split across the devices
     return parallel.sharded_call(
         teacher,
@@ -189,7 +192,10 @@ def _teacher_batches(teacher, processor, split, batch_size, progress, student, w
                 b["pixel_values"] = pixels
             else:
                 b["query_output"] = query_outputs(student, pixels, **qformer_kwargs(b))
-            if teacher is not None:
+            if teacher is None:  # the answer tokens alone, for a loss on the labels (label_ce)
+                targets = b["labels"][:, 1:]
+                b["answer_tokens"] = targets[targets != IGNORE]
+            else:
                 own = teacher is student and not with_pixels
                 queries = b["query_output"] if own else query_outputs(teacher, pixels, **qformer_kwargs(b))
                 logits = lm_logits(teacher, queries, b["input_ids"], b["attention_mask"], b["labels"])

@@ -2,6 +2,7 @@
 compress, save_pretrained, from_pretrained; and clear refusals."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -20,6 +21,7 @@ from transformers import (
 )
 
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
+from harness.distill.loop import distill
 from harness.evaluate import evaluate
 from harness.models.public import CheckpointError, load_lmm
 from harness.models.stand_in import new_model
@@ -433,3 +435,19 @@ def test_public_lmms_of_public_checkpoints_alone_trains_no_stand_in(smoke, tmp_p
     rows = json.loads((out / "result.json").read_text())["rows"]
     assert [r["row"] for r in rows] == ["Tiny BLIP-2 OPT (zero-shot)"]
     assert not (tmp_path / "cache" / "teachers").exists()
+
+
+def test_fine_tuning_batches_carry_the_answers_and_no_teacher_logits(smoke):
+    """Fine-tuning a public model (label_ce) reads the answer tokens alone: its batches are built without
+    running a language model, hold the same answer tokens as distillation's, and no teacher logits."""
+    prof, data, _ = smoke
+    model, processor = new_model(prof, data)
+    rows = data["train"].select(range(40))
+    plain = teacher_batches(None, processor, rows, 16, student=model)
+    full = teacher_batches(model, processor, rows, 16)
+    assert [len(b["answer_tokens"]) for b in plain] == [len(b["answer_tokens"]) for b in full]
+    assert all(torch.equal(a["answer_tokens"], b["answer_tokens"]) for a, b in zip(plain, full, strict=True))
+    assert all(torch.equal(a["query_output"], b["query_output"]) for a, b in zip(plain, full, strict=True))
+    assert not any(k.startswith("teacher") for b in plain for k in b)
+    loss = distill(model, plain, 1, 1e-4, "label_ce", 0.0, 0)
+    assert len(loss) == 1 and math.isfinite(loss[0])

@@ -64,7 +64,8 @@ def distill(
     def loss(b: Batch) -> torch.Tensor:
         logits = lm_logits(student, b["query_output"], b["input_ids"], b["attention_mask"], b["labels"])
         student_logits, _ = answer_positions(logits, b["labels"])
-        return distillation_loss(student_logits, teacher_of(b), b["answer_tokens"], variant, gamma)
+        teacher = None if variant == "label_ce" else teacher_of(b)  # fine-tuning reads the labels alone
+        return distillation_loss(student_logits, teacher, b["answer_tokens"], variant, gamma)
 
     # under accelerate launch the engine (harness/parallel.py) shares out the micro-batches and sums the
     # gradients; under fsdp the student's trained parts are its sharded copies inside this block

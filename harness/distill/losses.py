@@ -50,7 +50,7 @@ def pairwise_released(student: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 
 def distillation_loss(
     student: torch.Tensor,
-    teacher: torch.Tensor | TopK,
+    teacher: torch.Tensor | TopK | None,
     labels: torch.Tensor,
     variant: str,
     gamma: float,

@@ -63,7 +63,9 @@ def _fine_tuned(entry: PublicModel, profile: Profile, model, processor, data, pr
     for part in trained_parts(tuned):
         part.to(getattr(torch, c.weights_dtype))
     parallel.place(tuned, home)  # under fsdp its language model stays in CPU memory
-    batches = teacher_batches(tuned, processor, data["train"], c.micro, progress)
+    # the answers alone: fine-tuning needs no teacher logits (a 2.7B model's full-vocabulary logits over
+    # the training split would be gigabytes)
+    batches = teacher_batches(None, processor, data["train"], c.micro, progress, student=tuned)
     distill(
         tuned,
         batches,
