@@ -31,6 +31,7 @@ from harness.data.synth_ads import catalogue_questions, generate_sample
 from harness.evaluate import evaluate
 from harness.models.public import load_lmm
 from harness.models.stand_in import new_model, teacher_catalogue_questions, teacher_corpus
+from harness.profile import Adaptation, Teacher
 from harness.recipes.common import set_up
 from harness.recipes.teacher import (
     cache_query_outputs,
@@ -84,28 +85,32 @@ def merged(base: dict, change: dict) -> dict:
     return out
 
 
-def d_d_alone(cfg: dict) -> dict:
-    """The recipe without anything D_d lacks: no pretraining, no replay (as the from-scratch baseline)."""
-    cfg = {**cfg, "pretraining": None}
-    if cfg.get("adaptation"):
-        cfg["adaptation"] = {**cfg["adaptation"], "replay": 0.0, "image_replay": 0.0}
-    return cfg
+def d_d_alone(cfg: Teacher) -> Teacher:
+    """The recipe without anything D_d lacks: no pretraining, so nothing to replay (as the from-scratch
+    baseline)."""
+    return cfg.model_copy(update={"pretraining": None})
 
 
-def stage_two(profile, data, recipe: dict) -> tuple:
+def stage_two(profile, data, recipe: Teacher) -> tuple:
     """The recipe's stages 0–2 (no adaptation) trained once: (model, processor, log, seconds)."""
     model, processor = new_model(profile, data)
-    pre = recipe.get("pretraining") is not None
+    pre = recipe.pretraining is not None
     corpus = teacher_corpus(profile) if pre else []
     catalogue = teacher_catalogue_questions(profile) if pre else []
     t0 = time.perf_counter()
     log = train_teacher(
-        model, processor, data, {**recipe, "adaptation": None}, profile.teacher.seed, corpus, catalogue
+        model,
+        processor,
+        data,
+        recipe.model_copy(update={"adaptation": None}),
+        profile.teacher.seed,
+        corpus,
+        catalogue,
     )
     return model, processor, log, time.perf_counter() - t0
 
 
-def adapted(profile, data, model, processor, cfg: dict) -> tuple:
+def adapted(profile, data, model, processor, cfg: Adaptation) -> tuple:
     """A copy of `model` after task adaptation `cfg` (harness/profile.py `Adaptation`), as train_teacher runs
     it, with a generator of its own: (model, log, sample passes, seconds)."""
     model = copy.deepcopy(model)
@@ -126,8 +131,9 @@ def adapted(profile, data, model, processor, cfg: dict) -> tuple:
         p.requires_grad_(False)
     gen = torch.Generator().manual_seed(profile.teacher.seed + 3)
     t0 = time.perf_counter()
+    shares = {"replay": cfg.replay, "image_replay": cfg.image_replay}
     log, replayed = train_language_stage(
-        model, processor, queries, rows["question"], rows["answer"], v, cfg, gen, True, replay, stage=3
+        model, processor, queries, rows["question"], rows["answer"], v, cfg, shares, gen, True, replay, 3
     )
     return model, log, len(rows["question"]) * log[-1]["epochs_run"] + replayed, time.perf_counter() - t0
 
@@ -162,7 +168,7 @@ def main() -> None:
         model, processor = load_lmm(args.score)
         record("scored", folder=str(args.score), **scores(model, processor, probe, bs))
         return
-    cfg = merged(profile.teacher.model_dump(), json.loads(args.teacher))
+    cfg = Teacher.model_validate(merged(profile.teacher.model_dump(), json.loads(args.teacher)))
     variants = json.loads(args.adaptations)
     trials = [("teacher", cfg)] + ([("d_d_alone", d_d_alone(cfg))] if args.d_d_alone else [])
     for name, recipe in trials:
@@ -173,14 +179,15 @@ def main() -> None:
         for vname, v in variants.items():
             if name == "d_d_alone":
                 v = {**v, "replay": 0.0, "image_replay": 0.0}
-            full = merged(profile.teacher.model_dump()["language_stage"], {"patience": 2, **v})
+            base = profile.teacher.language_stage.model_dump()
+            full = Adaptation.model_validate(merged(base, {"patience": 2, **v}))
             if full in tried:  # on D_d alone, variants that differ only in replay are one
                 continue
             tried.append(full)
             m, curve, extra, secs = adapted(profile, data, model, processor, full)
             record(
                 f"{name}+{vname}",
-                adaptation=full,
+                adaptation=full.model_dump(),
                 seconds=round(seconds + secs, 1),
                 passes=passes + extra,
                 curve=curve,

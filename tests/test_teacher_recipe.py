@@ -48,7 +48,8 @@ def test_adaptation_keeps_the_best_epochs_weights(tmp_path, monkeypatch, scores,
         return dict.fromkeys(set(tasks), next(it))
 
     monkeypatch.setattr(recipe, "answer_accuracy", scripted)
-    cfg = Adaptation(epochs=len(scores), lr=1e-3, batch_size=64, patience=2).model_dump()
+    cfg = Adaptation(epochs=len(scores), lr=1e-3, batch_size=64, patience=2)
+    shares = {"replay": 0.0, "image_replay": 0.0}
     n = 128
     rows = recipe.columns(data["train"].select(range(n)))
     queries = torch.randn(n, model.config.num_query_tokens, model.config.qformer_config.hidden_size)
@@ -63,6 +64,7 @@ def test_adaptation_keeps_the_best_epochs_weights(tmp_path, monkeypatch, scores,
         rows["answer"],
         val,
         cfg,
+        shares,
         torch.Generator(),
         False,
         replay,
@@ -89,7 +91,7 @@ def test_adaptation_passes_count_only_the_epochs_it_ran(tmp_path):
         model,
         processor,
         data,
-        prof.teacher.model_dump(),
+        prof.teacher,
         0,
         teacher_corpus(prof),
         teacher_catalogue_questions(prof),

@@ -57,18 +57,20 @@ def train_from_scratch(
     model, processor = new_model(profile, data, lm, seed=seed)
     n_train = len(data["train"])
     lm_params = parameter_counts(model)["language_model"]
-    cfg = profile.teacher.model_dump()
-    corpus, catalogue, epochs = teacher_corpus(profile), teacher_catalogue_questions(profile), None
+    cfg = profile.teacher
+    corpus, catalogue = teacher_corpus(profile), teacher_catalogue_questions(profile)
     if run.scratch_recipe == "d_d":
-        epochs = max(
-            profile.teacher.language_stage.epochs, math.ceil(reference["compute"] / (lm_params * n_train))
+        epochs = max(cfg.language_stage.epochs, math.ceil(reference["compute"] / (lm_params * n_train)))
+        cfg = cfg.model_copy(  # D_d only: what the catalogue taught the teacher is what this lacks
+            update={
+                "pretraining": None,
+                "language_stage": cfg.language_stage.model_copy(update={"epochs": epochs}),
+            }
         )
-        cfg["language_stage"] = {**cfg["language_stage"], "epochs": epochs}
-        cfg["pretraining"] = None  # D_d only: what the catalogue taught the teacher is what this lacks
         corpus, catalogue = [], []  # nothing to replay: adaptation (if any) tunes on D_d alone
     t0 = time.perf_counter()
     log = train_teacher(model, processor, data, cfg, seed, corpus, catalogue, progress)
-    epochs = epochs or cfg["language_stage"]["epochs"]
+    epochs = cfg.language_stage.epochs
     acc = evaluate(model, processor, data["validation"], profile.evaluation_batch_size)
     counts = parameter_counts(model)
     state = {

@@ -27,7 +27,7 @@ from harness.cache import entry_lock
 from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs
 from harness.models.stand_in import new_model, teacher_catalogue_questions, teacher_corpus
-from harness.profile import Profile
+from harness.profile import LanguageStage, Pretraining, Profile, Teacher, TrainStage
 from harness.spec import SpecError
 from harness.store import load_teacher, save_teacher, teacher_dir, teacher_key
 from harness.train import train
@@ -43,21 +43,23 @@ def image_labels(split) -> dict[str, list[str]]:
     return {c.removeprefix("image_"): list(split[c]) for c in split.column_names if c.startswith("image_")}
 
 
-def _stage(model, params, n: int, loss_fn, cfg: dict, generator, desc: str, after_epoch, progress) -> None:
+def _stage(
+    model, params, n: int, loss_fn, cfg: TrainStage, generator, desc: str, after_epoch, progress
+) -> None:
     """One stage of the recipe: every epoch a fresh permutation of the `n` samples, in batches of sample
-    indices; AdamW with weight decay 0.01, warm-up over `cfg["warmup"]` of the steps (at least one)."""
+    indices; AdamW with weight decay 0.01, warm-up over `cfg.warmup` of the steps (at least one)."""
     epochs = []
-    for _ in range(cfg["epochs"]):
+    for _ in range(cfg.epochs):
         order = torch.randperm(n, generator=generator)
-        epochs.append([order[i : i + cfg["batch_size"]] for i in range(0, n, cfg["batch_size"])])
+        epochs.append([order[i : i + cfg.batch_size] for i in range(0, n, cfg.batch_size)])
     steps = sum(len(e) for e in epochs)
-    warmup = max(1, int(cfg["warmup"] * steps))
+    warmup = max(1, int(cfg.warmup * steps))
     train(
         model,
         params,
         epochs,
         loss_fn,
-        lr=cfg["lr"],
+        lr=cfg.lr,
         weight_decay=0.01,
         warmup_steps=warmup,
         desc=desc,
@@ -82,7 +84,7 @@ def cache_query_outputs(model: Blip2ForConditionalGeneration, pixels: torch.Tens
 
 
 def train_vision_stage(
-    model, pixels, labels: dict[str, list[str]], val, cfg: dict, generator, progress: bool
+    model, pixels, labels: dict[str, list[str]], val, cfg: TrainStage, generator, progress: bool
 ):
     """Stage 1: vision tower + Q-Former with one linear probe per task (representation learning).
 
@@ -164,22 +166,33 @@ def _answer_loss(model, processor, queries, questions, answers) -> torch.Tensor:
 
 
 def train_language_stage(
-    model, processor, queries, questions, answers, val, cfg, generator, progress, replay: dict, stage: int = 2
+    model,
+    processor,
+    queries,
+    questions,
+    answers,
+    val,
+    cfg: LanguageStage,
+    shares: dict[str, float],
+    generator,
+    progress,
+    replay: dict,
+    stage: int = 2,
 ) -> tuple[list[dict], int]:
     """Stage 2: projection + language model, generatively, on cached query outputs; returns the learning
-    curve and how many replayed samples were mixed in. Into every batch go `cfg["replay"]` × its size of
+    curve and how many replayed samples were mixed in. Into every batch go `shares["replay"]` × its size of
     pretraining texts (`replay["corpus"]`), so that tuning on D_d does not erase what pretraining taught,
-    as LLM instruction tuning mixes in pretraining data; and `cfg["image_replay"]` × its size of the
+    as LLM instruction tuning mixes in pretraining data; and `shares["image_replay"]` × its size of the
     catalogue's knowledge questions (`replay["questions"]`), each asked with the query outputs of a D_d
     knowledge question (`replay["generic"]`: their indices, a generic box), so the teacher knows the whole
-    catalogue in the multimodal form (harness/profile.py `Pretraining`). With `cfg["patience"]` (task
+    catalogue in the multimodal form (harness/profile.py `Pretraining`). With `cfg.patience` (task
     adaptation, `stage` 3) it stops once validation accuracy has not risen for that many epochs and keeps the
     best epoch's weights; the replayed count is then that of the epochs it ran."""
     lm = list(model.language_model.parameters())
     params = [{"params": list(model.language_projection.parameters())}, {"params": lm}]
-    if cfg.get("lm_lr") is not None:
-        params[1]["lr"] = cfg["lm_lr"]
-    n, share = cfg["epochs"] * len(questions), {k: cfg.get(k, 0.0) for k in ("replay", "image_replay")}
+    if cfg.lm_lr is not None:
+        params[1]["lr"] = cfg.lm_lr
+    n, share, patience = cfg.epochs * len(questions), shares, getattr(cfg, "patience", None)
     texts = iter(_replay_stream(replay["corpus"], math.ceil(n * share["replay"]), generator))
     asked = iter(_replay_stream(replay["questions"], math.ceil(n * share["image_replay"]), generator))
     generic, used = torch.tensor(replay["generic"], dtype=torch.long), [0]
@@ -204,13 +217,13 @@ def train_language_stage(
             model, processor, val["queries"], val["questions"], val["answers"], val["tasks"]
         )
         log.append({"stage": stage, "epoch": epoch, "answer_accuracy": acc})
-        if cfg.get("patience") is None:
+        if patience is None:
             return False
         counts = {t: val["tasks"].count(t) for t in acc}
         score = sum(acc[t] * counts[t] for t in acc) / sum(counts.values())
         if score > best["score"]:
             best.update(score=score, epoch=epoch, weights=[p.detach().clone() for p in tuned])
-        return epoch - best["epoch"] >= cfg["patience"]
+        return epoch - best["epoch"] >= patience
 
     desc = "teacher stage 2 (language model)" if stage == 2 else "teacher task adaptation (D_d)"
     _stage(model, params, len(queries), loss, cfg, generator, desc, curve, progress)
@@ -222,7 +235,9 @@ def train_language_stage(
     return log, used[0]
 
 
-def train_pretraining_stage(model, processor, texts: list[str], cfg: dict, generator, progress) -> list[dict]:
+def train_pretraining_stage(
+    model, processor, texts: list[str], cfg: Pretraining, generator, progress
+) -> list[dict]:
     """Stage 0: the language model alone, next-token prediction on every token of the corpus texts."""
 
     def loss(idx: torch.Tensor) -> torch.Tensor:
@@ -255,19 +270,19 @@ def train_teacher(
     model,
     processor,
     data,
-    cfg: dict,
+    cfg: Teacher,
     seed: int,
     corpus: list[str],
     catalogue: list[tuple[str, str]],
     progress: bool = True,
 ) -> dict:
-    """Train `model` in place: LM pretraining on `corpus` (when `cfg["pretraining"]` is set), then both
+    """Train `model` in place: LM pretraining on `corpus` (when `cfg.pretraining` is set), then both
     stages on `data` (train and validation splits), with `corpus` and the `catalogue` questions replayed in
-    stage 2 as `cfg["pretraining"]` says; returns the training log."""
+    stage 2 as `cfg.pretraining` says, then task adaptation (`cfg.adaptation`); returns the training log."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     t_pre = time.perf_counter()
-    log, pre = [], cfg.get("pretraining")
+    log, pre = [], cfg.pretraining
     if pre:
         log += train_pretraining_stage(model, processor, corpus, pre, generator, progress)
     t0 = time.perf_counter()
@@ -281,14 +296,14 @@ def train_teacher(
         "labels": image_labels(data["validation"]),
     }
     log += train_vision_stage(
-        model, pixels, image_labels(data["train"]), v, cfg["vision_stage"], generator, progress
+        model, pixels, image_labels(data["train"]), v, cfg.vision_stage, generator, progress
     )
     t1 = time.perf_counter()
     for p in [*model.vision_model.parameters(), model.query_tokens, *model.qformer.parameters()]:
         p.requires_grad_(False)
     queries = cache_query_outputs(model, pixels)
     v["queries"] = cache_query_outputs(model, v["pixels"])
-    shares = {k: pre[k] if pre else 0.0 for k in ("replay", "image_replay")}
+    shares = {k: getattr(pre, k) if pre else 0.0 for k in ("replay", "image_replay")}
     generic = [i for i, k in enumerate(data["train"]["knowledge"]) if k]  # their images show a generic box
     curve, replayed = train_language_stage(
         model,
@@ -297,7 +312,8 @@ def train_teacher(
         rows["question"],
         rows["answer"],
         v,
-        {**cfg["language_stage"], **shares},
+        cfg.language_stage,
+        shares,
         generator,
         progress,
         {"corpus": corpus, "questions": catalogue, "generic": generic},
@@ -306,9 +322,9 @@ def train_teacher(
     n_train = len(rows["question"])
     # samples seen by each stage, summed over epochs: the teacher's side of premise P3's budget ratio
     passes = {
-        "pretraining": len(corpus) * pre["epochs"] if pre else 0,
-        "vision_stage": n_train * cfg["vision_stage"]["epochs"],
-        "language_stage": n_train * cfg["language_stage"]["epochs"] + replayed,
+        "pretraining": len(corpus) * pre.epochs if pre else 0,
+        "vision_stage": n_train * cfg.vision_stage.epochs,
+        "language_stage": n_train * cfg.language_stage.epochs + replayed,
     }
     t2 = time.perf_counter()
     seconds = {
@@ -316,13 +332,9 @@ def train_teacher(
         "vision_stage": round(t1 - t0, 1),
         "language_stage": round(t2 - t1, 1),
     }
-    if adapt := cfg.get("adaptation"):
+    if (adapt := cfg.adaptation) is not None:
         # without pretraining (a teacher trained on D_d alone) there is nothing to replay
-        adapt = {
-            **adapt,
-            "replay": adapt["replay"] * bool(corpus),
-            "image_replay": adapt["image_replay"] * bool(catalogue),
-        }
+        kept = {"replay": adapt.replay * bool(corpus), "image_replay": adapt.image_replay * bool(catalogue)}
         curve, replayed = train_language_stage(
             model,
             processor,
@@ -331,6 +343,7 @@ def train_teacher(
             rows["answer"],
             v,
             adapt,
+            kept,
             generator,
             progress,
             {"corpus": corpus, "questions": catalogue, "generic": generic},
@@ -365,7 +378,7 @@ def get_teacher(profile: Profile, cache_dir: Path, data, progress: bool = True):
                 model,
                 processor,
                 data,
-                profile.teacher.model_dump(),
+                profile.teacher,
                 profile.teacher.seed,
                 teacher_corpus(profile),
                 teacher_catalogue_questions(profile),
