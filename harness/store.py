@@ -406,8 +406,12 @@ _TEACHER_OUTPUTS: dict[tuple, list] = {}
 def teacher_outputs(key: tuple, build) -> list:
     """Batches with the teacher's outputs (D_d or D_p), built once per process by `build()` for `key` (the
     hash of the teacher's key, which covers the dataset, then what selects and batches the samples): every
-    experiment of a run_all and every run of an experiment that uses the same share reuses them."""
+    experiment of a run_all and every run of an experiment that uses the same share reuses them. Bounded:
+    the outputs of one teacher at a time (`key[0]`), since a run_all's experiments run teacher by teacher and
+    a real model's outputs over D_d are gigabytes."""
     if key not in _TEACHER_OUTPUTS:
+        for other in [k for k in _TEACHER_OUTPUTS if k[0] != key[0]]:
+            del _TEACHER_OUTPUTS[other]
         _TEACHER_OUTPUTS[key] = build()
     return _TEACHER_OUTPUTS[key]
 

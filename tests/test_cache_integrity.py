@@ -201,3 +201,21 @@ def test_two_processes_on_one_cache_compute_a_run_once(reference, tmp_path):
     assert traces[0] == traces[1]  # 'seconds' included: one computation, read twice
     assert len(list((cache / "compression").glob("run-*"))) == 1
     assert _outcome(tmp_path / "a") == _outcome(reference / "res")
+
+
+def test_teacher_outputs_are_built_once_and_kept_for_one_teacher_at_a_time(monkeypatch):
+    """Every run of a teacher reuses its D_d / D_p outputs; a second teacher's drop the first's (memory)."""
+    from harness import store
+
+    monkeypatch.setattr(store, "_TEACHER_OUTPUTS", {})
+    built = []
+
+    def build(name):
+        return lambda: built.append(name) or [name]
+
+    assert store.teacher_outputs(("t0", "d_d"), build("t0 d_d")) == ["t0 d_d"]
+    assert store.teacher_outputs(("t0", "d_p"), build("t0 d_p")) == ["t0 d_p"]
+    assert store.teacher_outputs(("t0", "d_d"), build("again")) == ["t0 d_d"]  # reused, not rebuilt
+    store.teacher_outputs(("t1", "d_d"), build("t1 d_d"))
+    assert set(store._TEACHER_OUTPUTS) == {("t1", "d_d")}
+    assert built == ["t0 d_d", "t0 d_p", "t1 d_d"]
