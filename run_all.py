@@ -19,7 +19,7 @@ from harness.commands.report import publish
 from harness.commands.run import (
     quiet_libraries,
     results_root,
-    run_experiment,
+    run_checked,
     writable_dir,
     writable_results,
 )
@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         files = [f for f in experiment_files() if not args.only or any(fnmatch(f.stem, p) for p in args.only)]
         if not files:
             raise SpecError(f"--only {' '.join(args.only)}: matches no experiment in experiments/")
-        kinds = {f: checked(f, args.profile, args.num_seeds, args.device, args.dtype)[0].kind for f in files}
+        specs = {f: checked(f, args.profile, args.num_seeds, args.device, args.dtype) for f in files}
         out_root = writable_dir(args.results_dir or results_root(args.profile), "--results-dir")
         writable_results(out_root, [f.stem for f in files])
         writable_dir(args.cache_dir, "--cache-dir")
@@ -71,12 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     # the teacher's own experiment first (every other one starts from it), then the paper's RQs, then the rest
-    files = sorted(kinds, key=lambda f: (kinds[f] != "original", not f.stem.startswith("rq"), f.name))
-    return guarded(lambda: run_all(args, files, out_root), args.cache_dir)
+    order = sorted(specs, key=lambda f: (specs[f][0].kind != "original", not f.stem.startswith("rq"), f.name))
+    return guarded(lambda: run_all(args, {f: specs[f] for f in order}, out_root), args.cache_dir)
 
 
-def run_all(args: argparse.Namespace, files: list[Path], out_root: Path) -> int:
-    """Every experiment of `files` in order, then the claims report and the README's tables."""
+def run_all(args: argparse.Namespace, specs: dict[Path, tuple], out_root: Path) -> int:
+    """Every checked experiment of `specs` (file: (experiment, profile)) in order, then the claims report and
+    the README's tables."""
     if args.quiet:
         quiet_libraries()
     if args.rebuild:
@@ -84,21 +85,13 @@ def run_all(args: argparse.Namespace, files: list[Path], out_root: Path) -> int:
 
         rebuild_entries()
     t0 = time.perf_counter()
-    for i, f in enumerate(files, 1):
+    for i, (f, (exp, prof)) in enumerate(specs.items(), 1):
         t = time.perf_counter()
-        print(f"[{i}/{len(files)}] {f.stem} (profile {args.profile}) ...", flush=True)
-        out, how = run_experiment(
-            f,
-            args.profile,
-            out_root,
-            args.cache_dir,
-            args.overwrite or args.rebuild,
-            not args.quiet,
-            args.num_seeds,
-            args.device,
-            args.dtype,
+        print(f"[{i}/{len(specs)}] {f.stem} (profile {args.profile}) ...", flush=True)
+        out, how = run_checked(
+            exp, prof, out_root, args.cache_dir, args.overwrite or args.rebuild, not args.quiet
         )
-        print(f"[{i}/{len(files)}] {f.stem}: {how} in {time.perf_counter() - t:.1f}s -> {out}", flush=True)
+        print(f"[{i}/{len(specs)}] {f.stem}: {how} in {time.perf_counter() - t:.1f}s -> {out}", flush=True)
     publish(out_root)
     print(f"done in {time.perf_counter() - t0:.1f}s; tables and result files under {out_root}/")
     return 0

@@ -438,7 +438,7 @@ def test_run_all_ends_a_ctrl_c_in_one_line(capsys, monkeypatch, tmp_path):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(run_all, "run_experiment", interrupted)
+    monkeypatch.setattr(run_all, "run_checked", interrupted)
     argv = ["--profile", "smoke", "--only", "rq5_hard_label", "--results-dir", str(tmp_path / "r")]
     assert run_all.main([*argv, "--cache-dir", str(tmp_path / "c")]) == 130
     err = capsys.readouterr().err.strip().splitlines()

@@ -93,13 +93,20 @@ def run_experiment(
     device: str | None = None,
     dtype: str | None = None,
 ) -> tuple[Path, str]:
-    """Run one experiment unless an up-to-date result exists: same spec hash (what determines the numbers,
-    harness/results.py spec_hash) and at least the requested seeds. Returns (output folder, 'ran' |
-    'cached'); a cached result takes on the experiment's current labels, paper rows and claims."""
+    """Check one experiment against the profile (preflight.checked), then `run_checked`."""
     from harness.preflight import checked
-    from harness.recipes.common import set_up
 
     exp, prof = checked(name, profile, num_seeds, device, dtype)
+    return run_checked(exp, prof, results_dir, cache_dir, overwrite, progress)
+
+
+def run_checked(
+    exp: Experiment, prof, results_dir: Path, cache_dir: Path, overwrite: bool, progress: bool = True
+) -> tuple[Path, str]:
+    """Run one checked experiment unless an up-to-date result exists: same spec hash (what determines the
+    numbers, harness/results.py spec_hash) and at least the requested seeds. Returns (output folder, 'ran' |
+    'cached'); a cached result takes on the experiment's current labels, paper rows and claims."""
+    from harness.recipes.common import set_up
 
     set_up(prof)  # the placement first: under accelerate launch it picks the processes' backend
     out = Path(results_dir) / exp.name
@@ -136,10 +143,10 @@ def restate(out: Path, exp: Experiment) -> None:
 def cmd_run(args) -> int:
     from harness.preflight import checked
 
-    names = [  # every spec, the files it names and the device checked before any folder is made
-        checked(name, args.profile, args.num_seeds, args.device, args.dtype)[0].name
-        for name in args.experiments
+    specs = [  # every spec, the files it names and the device checked before any folder is made
+        checked(name, args.profile, args.num_seeds, args.device, args.dtype) for name in args.experiments
     ]
+    names = [exp.name for exp, _ in specs]
     writable_dir(args.results_dir or results_root(args.profile), "--results-dir")
     writable_results(args.results_dir or results_root(args.profile), names)
     writable_dir(args.cache_dir, "--cache-dir")
@@ -149,18 +156,11 @@ def cmd_run(args) -> int:
         from harness.store import rebuild_entries
 
         rebuild_entries()
-    for name in args.experiments:
+    for name, (exp, prof) in zip(args.experiments, specs, strict=True):
         t = time.perf_counter()
-        out, how = run_experiment(
-            name,
-            args.profile,
-            args.results_dir or results_root(args.profile),
-            args.cache_dir,
-            args.overwrite or args.rebuild,
-            progress=not args.quiet,
-            num_seeds=args.num_seeds,
-            device=args.device,
-            dtype=args.dtype,
+        root = args.results_dir or results_root(args.profile)
+        out, how = run_checked(
+            exp, prof, root, args.cache_dir, args.overwrite or args.rebuild, not args.quiet
         )
         print(f"[{name}] {how} in {time.perf_counter() - t:.1f}s -> {out}")
     return 0

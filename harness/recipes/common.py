@@ -54,7 +54,8 @@ def result_header(exp: Experiment, profile: Profile, test) -> dict:
 
 
 def set_up(profile: Profile) -> None:
-    """What a recipe sets for its whole process first: torch's threads and the placement (device, dtype)."""
+    """What a command sets for its whole process before any recipe runs (harness/commands/run.py
+    run_experiment, once per experiment): torch's threads and the placement (device, dtype)."""
     if profile.measurement.num_threads:
         torch.set_num_threads(profile.measurement.num_threads)
     use(placement_of(profile.device, profile.dtype))

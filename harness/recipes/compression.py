@@ -19,7 +19,7 @@ from harness.models.blip2 import parameter_counts
 from harness.objectives import cached_top_k, teacher_batches
 from harness.pipeline import follow, plan_run, run_compression, structure
 from harness.profile import Profile
-from harness.recipes.common import pruning_set, result_header, set_up, teacher_record
+from harness.recipes.common import pruning_set, result_header, teacher_record
 from harness.recipes.from_scratch import compression_compute, train_from_scratch
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
@@ -143,7 +143,6 @@ def _seed_record(exp, run, seed, state, out, sets, teacher, processor, test, bs,
 def run_compression_experiment(
     exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True
 ) -> dict:
-    set_up(profile)
     data = get_dataset(profile, cache_dir, progress)
     teacher, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     bs, test = profile.evaluation_batch_size, data["test"]

@@ -8,7 +8,7 @@ from harness.evaluate import accuracy_record, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, throughput
 from harness.models.blip2 import parameter_counts
 from harness.profile import Profile
-from harness.recipes.common import result_header, set_up
+from harness.recipes.common import result_header
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
 from harness.spec import Experiment
@@ -16,7 +16,6 @@ from harness.store import get_dataset, teacher_test_accuracy
 
 
 def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
-    set_up(profile)
     data = get_dataset(profile, cache_dir, progress)
     model, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     # cached beside the teacher with its sample log, the same evaluation every compression result shows

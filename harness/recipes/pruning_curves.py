@@ -23,7 +23,7 @@ from harness.models.blip2 import blocks, parameter_counts
 from harness.profile import Profile
 from harness.prune.importance import block_influence, importance
 from harness.prune.step import level_width, prune_step
-from harness.recipes.common import result_header, set_up, teacher_record
+from harness.recipes.common import result_header, teacher_record
 from harness.recipes.compression import pruning_batches
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
@@ -104,7 +104,6 @@ def teacher_point(teacher, processor, data, test_accuracy: dict, batch_size: int
 
 
 def run_pruning_curves(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
-    set_up(profile)
     data = get_dataset(profile, cache_dir, progress)
     teacher, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     teacher_acc = teacher_test_accuracy(profile, tdir, teacher, processor, data["test"])

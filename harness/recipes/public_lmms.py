@@ -23,7 +23,7 @@ from harness.objectives import cached_top_k, teacher_batches
 from harness.pipeline import plan_run, run_compression, structure
 from harness.profile import Profile
 from harness.prune.structures import default_stages
-from harness.recipes.common import pruning_set, result_header, set_up
+from harness.recipes.common import pruning_set, result_header
 from harness.recipes.compression import FULL_RUN, compress, training_sets
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
@@ -99,7 +99,6 @@ def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_d
 
 
 def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
-    set_up(profile)
     data = get_dataset(profile, cache_dir, progress)
     teacher = teacher_proc = tdir = None  # the stand-in is trained only when an entry names it
     if any(e.checkpoint in ("teacher", "compressed") for e in exp.models):
