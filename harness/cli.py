@@ -18,13 +18,14 @@ from typing import NoReturn, get_args
 
 from harness.cache import CorruptEntry
 from harness.errors import CheckpointError, PruningError
+from harness.registry import CRITERIA
 from harness.results import ResultError
 from harness.spec import (
     DEFAULT_PROFILE,
     ROOT,
     SpecError,
 )
-from harness.stages import STAGE_NAMES, Criterion, ImportanceLoss
+from harness.stages import STAGE_NAMES, ImportanceLoss
 
 DEFAULT_CACHE = ROOT / ".cache"
 
@@ -144,7 +145,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument(
         "--module", default="language_model", choices=["language_model", "vision_model", "qformer"]
     )
-    pr.add_argument("--criterion", default="first_order", choices=list(get_args(Criterion)))
+    pr.add_argument("--criterion", default="first_order", choices=list(CRITERIA))
     pr.add_argument(
         "--loss",
         default="cross_entropy",

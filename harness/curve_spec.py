@@ -7,31 +7,28 @@ distillation repairs the damage (issue #15). harness/recipes/pruning_curves.py c
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 from pydantic import Field, model_validator
 
+from harness.registry import CRITERIA
 from harness.schema import Strict
 from harness.stages import StageName
 
-CurveCriterion = Literal["first_order", "first_order_joint", "l1", "l2", "random", "last", "block_influence"]
-BLOCK_CRITERIA = (
-    "last",
-    "block_influence",
-    "random",
-)  # which blocks to drop: Algorithm 1's, ShortGPT's, chance
-WIDTH_CRITERIA = tuple(c for c in get_args(CurveCriterion) if c not in ("last", "block_influence"))
+# which blocks to drop: Algorithm 1's, ShortGPT's, chance; the widths take every importance criterion
+BLOCK_CRITERIA = ("last", "block_influence", "random")
 
 
 class Curve(Strict):
     """One level pruned step by step (its step size, up to its maximum in the profile), once per criterion."""
 
     level: StageName
-    criteria: list[CurveCriterion] = Field(min_length=1)
+    criteria: list[str] = Field(
+        min_length=1,
+        description="block: last, block_influence or random; widths: harness/registry.py CRITERIA",
+    )
 
     @model_validator(mode="after")
     def _criteria_of_the_level(self) -> Curve:
-        allowed = BLOCK_CRITERIA if self.level == "block" else WIDTH_CRITERIA
+        allowed = BLOCK_CRITERIA if self.level == "block" else tuple(CRITERIA)
         wrong = [c for c in self.criteria if c not in allowed]
         if wrong:
             raise ValueError(

@@ -1,10 +1,12 @@
-"""One registry: every kind of experiment an experiment file may name, and the code behind it.
+"""One registry: every name an experiment or profile file may use for code (an experiment kind, an
+importance criterion), and the code behind it.
 
 Why one place: a kind was turned into code by an if-chain in the CLI, a renderer table in the report and a
-Literal in the schema, each its own list. Here a kind is declared once, as `module:attribute` references
-imported on demand (so that `report` and `validate` never import torch), and the schema's Literal is built
-from these names (harness/spec.py `Experiment.kind`). harness/results.py keeps the typed model of each
-kind's result file; a test checks that it covers exactly these kinds.
+Literal in the schema, each its own list, and a criterion by an if-chain in the scoring loop. Here each name
+is declared once, as `module:attribute` references imported on demand (so that `report` and `validate`
+never import torch), and the schema's Literals are built from these names (harness/spec.py
+`Experiment.kind`, harness/stages.py `Criterion`). harness/results.py keeps the typed model of each kind's
+result file; a test checks that it covers exactly these kinds.
 """
 
 from __future__ import annotations
@@ -33,6 +35,28 @@ KINDS: dict[str, Kind] = {
 }
 
 
+class Criterion(NamedTuple):
+    """An importance criterion: the object that scores a parameter (harness/prune/criteria.py), whether it
+    needs Eq. 1's gradient over D_p (which the report counts as gradient passes, premise P3), and how the
+    report names and colours it (the same colour in every figure)."""
+
+    scorer: str
+    needs_gradient: bool
+    label: str
+    color: str
+
+
+CRITERIA: dict[str, Criterion] = {  # colours: seaborn's "deep" palette
+    "first_order": Criterion("harness.prune.criteria:FirstOrder", True, "Eq. 1 (first order)", "#4C72B0"),
+    "first_order_joint": Criterion(
+        "harness.prune.criteria:FirstOrderJoint", True, "first order, whole structure", "#8172B3"
+    ),
+    "l1": Criterion("harness.prune.criteria:L1", False, "L1 magnitude", "#DD8452"),
+    "l2": Criterion("harness.prune.criteria:L2", False, "L2 magnitude", "#55A868"),
+    "random": Criterion("harness.prune.criteria:Random", False, "random", "#C44E52"),
+}
+
+
 def load(reference: str) -> Any:
     """The object a `module:attribute` reference names, its module imported now."""
     module, _, name = reference.partition(":")
@@ -45,3 +69,10 @@ def recipe(kind: str):
 
 def renderer(kind: str):
     return load(KINDS[kind].renderer)
+
+
+def criterion(name: str):
+    """The scorer of an importance criterion, or a ValueError naming the allowed ones."""
+    if name not in CRITERIA:
+        raise ValueError(f"unknown importance criterion '{name}'; allowed: {', '.join(CRITERIA)}")
+    return load(CRITERIA[name].scorer)()

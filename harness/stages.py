@@ -9,7 +9,11 @@ edit. Nothing here imports torch: reports read it offline.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator
+
+from harness.registry import CRITERIA
 
 TASKS = ("color", "manifestation", "content", "logo", "style")
 
@@ -43,9 +47,24 @@ STAGE_NAMES = tuple(s.name for s in STAGES)
 BY_NAME = {s.name: s for s in STAGES}
 StageName = Literal[STAGE_NAMES]  # type: ignore[valid-type]  (the pydantic field type of a stage name)
 
-# importance criteria (harness/prune/importance.py implements each)
-Criterion = Literal["first_order", "first_order_joint", "l1", "l2", "random"]
-GRADIENT_CRITERIA = ("first_order", "first_order_joint")  # Eq. 1's gradient over D_p; the others read weights
+
+def known_criterion(name: str) -> str:
+    """An importance criterion registered in harness/registry.py (read when a file is validated, so a
+    criterion registered later, a test's for one, is accepted too)."""
+    if name not in CRITERIA:
+        raise ValueError(f"unknown importance criterion '{name}'; allowed: {', '.join(CRITERIA)}")
+    return name
+
+
+# importance criteria (harness/registry.py names each, harness/prune/criteria.py scores it)
+Criterion = Annotated[str, AfterValidator(known_criterion)]
+
+
+def gradient_criteria() -> tuple[str, ...]:
+    """The criteria that need Eq. 1's gradient over D_p; the others read the weights alone."""
+    return tuple(n for n, c in CRITERIA.items() if c.needs_gradient)
+
+
 # distillation losses (harness/distill/losses.py): Eq. 5 and its ablations
 Variant = Literal["eq5", "kl_only", "hard_label", "released_pairwise"]
 # the loss whose gradient Eq. 1 uses in `python -m harness prune` (Algorithm 1 uses cross-entropy)

@@ -18,11 +18,12 @@ from harness.models.public import load_lmm, load_model, save_lmm
 from harness.objectives import cached_top_k, teacher_batches
 from harness.plan import meta_model
 from harness.preflight import checked_profile
-from harness.prune.importance import GRADIENT_CRITERIA, importance
+from harness.prune.importance import importance
 from harness.prune.step import prune_step, structures_to_remove
 from harness.recipes.common import set_up
 from harness.recipes.teacher import get_teacher
 from harness.spec_files import SpecError, new_folder
+from harness.stages import gradient_criteria
 from harness.store import get_dataset
 
 
@@ -56,7 +57,7 @@ def prune_command(args) -> int:
     before = parameter_counts(model)
     t0 = time.perf_counter()
     imp, batches = None, []
-    if args.level != "block" and args.criterion in GRADIENT_CRITERIA:  # the others read the weights alone
+    if args.level != "block" and args.criterion in gradient_criteria():  # the others read the weights alone
         batches = teacher_batches(
             teacher,
             processor,

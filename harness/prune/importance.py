@@ -22,7 +22,7 @@ from torch.distributed.tensor import DTensor
 from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
-from harness import parallel
+from harness import parallel, registry
 from harness.data.collate import IGNORE
 from harness.device import autocast, loss_scale
 from harness.models.blip2 import blocks, lm_blocks, lm_logits
@@ -36,9 +36,8 @@ from harness.prune.structures import (
     hidden_slices,
     per_structure,
 )
-from harness.stages import GRADIENT_CRITERIA, Criterion, ImportanceLoss
+from harness.stages import ImportanceLoss, gradient_criteria
 
-CRITERIA = get_args(Criterion)
 Scores = Callable[[torch.Tensor], torch.Tensor]  # a parameter's elementwise score (`elementwise`)
 # L(D_p) of Eq. 1: against the dataset's answers (the paper) or against the teacher's outputs
 LOSSES = dict(zip(get_args(ImportanceLoss), (answer_cross_entropy, answer_kl_to_teacher), strict=True))
@@ -120,26 +119,19 @@ def _recomputed(model, on: bool):
 
 
 def elementwise(model, criterion: str) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The per-parameter score of `criterion`: |g·θ| (first_order), g·θ (first_order_joint, whose absolute
-    value is taken per structure), |θ| (l1) or θ² (l2); zeros for a parameter without a gradient. Computed
-    for one parameter when asked and reduced to its structures at once, so scoring never holds a second copy
-    of the model's size (a 7B model's would be 28 GB in float32)."""
-    if criterion not in CRITERIA:
-        raise ValueError(f"unknown importance criterion '{criterion}'; allowed: {', '.join(CRITERIA)}")
+    """The per-parameter score of `criterion` (harness/prune/criteria.py; a ValueError for an unknown
+    name). Computed for one parameter when asked and reduced to its structures at once, so scoring never
+    holds a second copy of the model's size (a 7B model's would be 28 GB in float32)."""
+    scorer = registry.criterion(criterion)
+    if scorer.score is None:
+        raise ValueError(f"criterion '{criterion}' scores structures, not parameters")
 
     @torch.no_grad()
     def score(p: torch.Tensor) -> torch.Tensor:
         grad = p.grad
         if isinstance(p, DTensor):  # a shard (harness/parallel.py, fsdp): this one parameter gathered
             p, grad = p.full_tensor(), None if grad is None else grad.full_tensor()
-        if criterion in ("first_order", "first_order_joint"):
-            if grad is None:
-                return torch.zeros_like(p)
-            # one float32 copy of one parameter at a time, whatever the weights' dtype
-            product = grad.to(torch.float32, copy=True).mul_(p)
-            return product.abs_() if criterion == "first_order" else product
-        w = p.float()
-        return w.abs() if criterion == "l1" else w * w
+        return scorer.score(p, grad)
 
     return score
 
@@ -205,7 +197,8 @@ def structure_importance(
     """Importance of every structure of `level` from the gradients already accumulated in the model."""
     if level not in ("ffn", "attention", "hidden"):
         raise ValueError(f"no importance for level '{level}'; allowed: ffn, attention, hidden")
-    scores = None if criterion == "random" else elementwise(model, criterion)
+    scorer = registry.criterion(criterion)
+    scores = None if scorer.score is None else elementwise(model, criterion)
     if module == "language_model" and t5.is_t5(model):
         imp = (
             _random(t5.importance_shape(model, level), seed)
@@ -218,7 +211,7 @@ def structure_importance(
         imp = attention_importance(model, scores, seed)
     else:
         imp = hidden_importance(model, scores, seed)
-    return imp.abs() if criterion == "first_order_joint" else imp
+    return imp.abs() if scorer.joint else imp
 
 
 def importance(
@@ -237,7 +230,7 @@ def importance(
     one entry point for Algorithm 1 (harness/pipeline.py) and `python -m harness prune`. `checkpointing`:
     the gradient pass recomputes each block's activations (the profile's compression.activation_checkpointing;
     the same scores, less memory)."""
-    if criterion not in GRADIENT_CRITERIA:
+    if criterion not in gradient_criteria():
         return structure_importance(model, level, criterion, module, seed=seed)
     # under accelerate launch the engine (harness/parallel.py) shares D_p out; under fsdp the scores are
     # taken from the sharded copies, one gathered parameter at a time

@@ -6,14 +6,11 @@ and L2 in the next. A method is named by what it does (harness/spec.py Compressi
 
 from __future__ import annotations
 
-# seaborn's "deep" palette, each colour given once
+from harness.registry import CRITERIA
+
+# seaborn's "deep" palette, each colour given once; the importance criteria's own in harness/registry.py
 COLORS = {
-    "first_order": "#4C72B0",  # Eq. 1, the paper's criterion; Algorithm 1's last blocks at the block level
-    "last": "#4C72B0",
-    "l1": "#DD8452",
-    "l2": "#55A868",
-    "random": "#C44E52",
-    "first_order_joint": "#8172B3",
+    "last": CRITERIA["first_order"].color,  # Algorithm 1's last blocks: the paper's own method, as Eq. 1
     "block_influence": "#937860",
     "scratch": "#DA8BC3",
     "torch_pruning": "#8C8C8C",
@@ -43,4 +40,5 @@ def method(run) -> str:
 
 
 def color(key: str) -> str:
-    return COLORS.get(key, OTHER)
+    """A criterion's registered colour, a method's, or grey."""
+    return CRITERIA[key].color if key in CRITERIA else COLORS.get(key, OTHER)

@@ -12,6 +12,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from harness.registry import CRITERIA
 from harness.report.colors import color
 from harness.report.figures import footer, save_figure
 from harness.report.frame import mean_std, pick, result_frame, summary, value
@@ -19,15 +20,12 @@ from harness.report.tables import make_table
 from harness.results import CurvesResult, load_result
 from harness.stages import BY_NAME
 
-CRITERION_NAMES = {
-    "first_order": "Eq. 1 (first order)",
-    "first_order_joint": "first order, whole structure",
-    "l1": "L1 magnitude",
-    "l2": "L2 magnitude",
-    "random": "random",
-    "last": "last blocks (Algorithm 1)",
-    "block_influence": "Block Influence",
-}
+BLOCK_NAMES = {"last": "last blocks (Algorithm 1)", "block_influence": "Block Influence"}
+
+
+def criterion_name(criterion: str) -> str:
+    """How tables and figures name a criterion: its registered label, or a block criterion's."""
+    return CRITERIA[criterion].label if criterion in CRITERIA else BLOCK_NAMES.get(criterion, criterion)
 
 
 def curves_figure(res: CurvesResult, out_dir: Path) -> list[Path]:
@@ -43,7 +41,7 @@ def curves_figure(res: CurvesResult, out_dir: Path) -> list[Path]:
             acc = summary(pick(at, label=criterion), "overall", by=("position",))
             share = summary(pick(at, label=criterion), "share", by=("position",))["mean"]
             c = color(criterion)
-            ax.plot(share, acc["mean"], marker="o", ms=3, color=c, label=CRITERION_NAMES[criterion])
+            ax.plot(share, acc["mean"], marker="o", ms=3, color=c, label=criterion_name(criterion))
             if acc["std"].notna().any():  # the seeds' range: a band that stays within what accuracy can be
                 low, high = ([f(v) for v in acc["values"]] for f in (min, max))
                 ax.fill_between(share, low, high, color=c, alpha=0.15)
@@ -100,7 +98,7 @@ def render_curves(out_dir: Path) -> str:
             rows.append(
                 [
                     BY_NAME[level].figure_label,
-                    CRITERION_NAMES[criterion],
+                    criterion_name(criterion),
                     last,
                     f"{value(end, 'share'):.0%}",
                     mean_std(area, exact=True),

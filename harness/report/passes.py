@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.results import CompressionResult, RunRecord, SeedRecord
-from harness.stages import GRADIENT_CRITERIA
+from harness.stages import gradient_criteria
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def _levels(stage: str) -> list[str]:
 
 
 def _scores_with_gradient(run: RunRecord, level: str) -> bool:
-    if level == "block" or run.spec.criterion not in GRADIENT_CRITERIA:
+    if level == "block" or run.spec.criterion not in gradient_criteria():
         return False
     return not (run.spec.pruner == "torch_pruning" and level in ("ffn", "hidden"))
 
