@@ -11,6 +11,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from harness.registry import CLAIM_TESTS
 from harness.schema import Strict
 from harness.stages import StageName
 
@@ -51,7 +52,7 @@ class Claim(Strict):
         description="the paper's evidence, as the paper gives it; null: a hypothesis of ours (shown as 'not "
         "in the paper', its verdict worded 'holds' or 'does not hold')",
     )
-    test: Literal["pairwise", "kept_quality", "trend", "premise", "curve_area"]
+    test: str = Field(description="how the runs decide it: a claim test of harness/registry.py CLAIM_TESTS")
     family: Literal["premises", "paper", "baselines", "curves"] = Field(
         description="the family whose comparisons share one multiplicity adjustment (Holm, "
         "harness/report/claims.py): premises (conditions, each read on its own), paper (the paper's claims), "
@@ -86,20 +87,15 @@ class Claim(Strict):
 
     @model_validator(mode="after")
     def _fields_of_its_test(self) -> Claim:
-        needs = {
-            "pairwise": ["pairs"],
-            "kept_quality": ["run"],
-            "trend": ["runs"],
-            "premise": ["check", "threshold"]
-            + {"unseen_knowledge": [], "teacher_best": ["runs"]}.get(self.check or "", ["run"]),
-            "curve_area": ["pairs"],
-        }[self.test]
-        owners = {
-            "pairs": ("pairwise", "curve_area"),
-            "run": ("kept_quality", "premise"),
-            "runs": ("trend", "premise"),
+        if self.test not in CLAIM_TESTS:
+            raise ValueError(f"test: unknown claim test '{self.test}'; allowed: {', '.join(CLAIM_TESTS)}")
+        needs = list(CLAIM_TESTS[self.test].needs)
+        if self.test == "premise":
+            needs += {"unseen_knowledge": [], "teacher_best": ["runs"]}.get(self.check or "", ["run"])
+        owners = {  # every field a claim test uses, and the tests that use it
+            field: tuple(t for t, spec in CLAIM_TESTS.items() if field in spec.needs + spec.may)
+            for field in ("pairs", "run", "runs", "check", "threshold", "level")
         }
-        owners |= {"check": ("premise",), "threshold": ("premise",), "level": ("curve_area",)}
         problems = [
             f"{field}: only for test {' or '.join(map(repr, tests))}, this claim's test is '{self.test}'"
             for field, tests in owners.items()
@@ -116,7 +112,7 @@ class Claim(Strict):
             problems.append(
                 f"family: 'premises' holds exactly the premise tests, this claim's test is '{self.test}'"
             )
-        if self.same_blocks_note is not None and self.test != "pairwise":
+        if self.same_blocks_note is not None and "same_blocks_note" not in CLAIM_TESTS[self.test].may:
             problems.append("same_blocks_note: only for test 'pairwise'")
         if problems:
             raise ValueError("; ".join(problems))

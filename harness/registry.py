@@ -1,5 +1,5 @@
 """One registry: every name an experiment or profile file may use for code (an experiment kind, an
-importance criterion), and the code behind it.
+importance criterion, a claim test), and the code behind it.
 
 Why one place: a kind was turned into code by an if-chain in the CLI, a renderer table in the report and a
 Literal in the schema, each its own list, and a criterion by an if-chain in the scoring loop. Here each name
@@ -57,6 +57,25 @@ CRITERIA: dict[str, Criterion] = {  # colours: seaborn's "deep" palette
 }
 
 
+class ClaimTest(NamedTuple):
+    """How a claim's runs decide it: the evaluator (claim, experiment, result, frame → what it found;
+    harness/report/claims.py) and the claim fields it needs and may have (harness/claim_spec.py checks them
+    when a file is validated; a premise's `run` or `runs` depends on its check)."""
+
+    evaluator: str
+    needs: tuple[str, ...]
+    may: tuple[str, ...] = ()
+
+
+CLAIM_TESTS: dict[str, ClaimTest] = {
+    "pairwise": ClaimTest("harness.report.claims:pairwise", ("pairs",), ("same_blocks_note",)),
+    "kept_quality": ClaimTest("harness.report.claims:kept_quality", ("run",)),
+    "trend": ClaimTest("harness.report.claims:trend", ("runs",)),
+    "premise": ClaimTest("harness.report.claims:premise", ("check", "threshold"), ("run", "runs")),
+    "curve_area": ClaimTest("harness.report.claims:curve_area", ("pairs",), ("level",)),
+}
+
+
 def load(reference: str) -> Any:
     """The object a `module:attribute` reference names, its module imported now."""
     module, _, name = reference.partition(":")
@@ -69,6 +88,11 @@ def recipe(kind: str):
 
 def renderer(kind: str):
     return load(KINDS[kind].renderer)
+
+
+def claim_test(name: str):
+    """The evaluator of a claim test."""
+    return load(CLAIM_TESTS[name].evaluator)
 
 
 def criterion(name: str):

@@ -1,6 +1,5 @@
-"""CONTRIBUTING.md's "Add an importance criterion", done in a fixture: a throwaway criterion registered in
-harness/registry.py alone is accepted by every schema that names criteria, scores structures as the
-brute-force sum of its per-parameter score, prunes a model, and is named and coloured by the report."""
+"""CONTRIBUTING.md's recipes done in fixtures: a throwaway importance criterion and a throwaway claim test,
+each registered in harness/registry.py alone, go through the schemas, the compute and the report."""
 
 import pytest
 import torch
@@ -54,3 +53,36 @@ def test_an_unregistered_criterion_is_refused_naming_the_allowed_ones():
         CompressionRun(label="mine", criterion="cubed")
     with pytest.raises(ValueError, match="criteria: \\['cubed'\\] do not apply to level 'ffn'"):
         Curve(level="ffn", criteria=["cubed"])
+
+
+def beats_chance(claim, exp, res, frame):
+    """A throwaway claim test: the run's first seed answers more than a fifth of the test samples."""
+    from harness.report.claims import Found
+    from harness.report.vectors import run_vectors
+
+    acc = float(run_vectors(res, claim.run)[0].mean())
+    return Found(
+        f"{claim.run} {acc:.3f} vs chance 0.2", verdict="reproduced" if acc > 0.2 else "not reproduced"
+    )
+
+
+def test_a_registered_claim_test_is_validated_and_decides_its_row(monkeypatch, tmp_path):
+    """CONTRIBUTING.md's "Add a claim": a test registered in harness/registry.py alone (its evaluator and the
+    fields it needs) is checked by the claim schema and decides its claims.md row."""
+    from harness.claim_spec import Claim
+    from harness.report.claims import claim_rows
+    from harness.report.frame import load_results
+    from harness.spec import load_experiment
+    from tests.test_claim_rules import _bits, _compression, _seeds
+
+    with pytest.raises(ValueError, match="unknown claim test 'beats_chance'"):
+        Claim(id="X1", text="beats chance", test="beats_chance", family="baselines", run="All stages")
+    entry = registry.ClaimTest("tests.test_contributing:beats_chance", ("run",))
+    monkeypatch.setitem(registry.CLAIM_TESTS, "beats_chance", entry)
+    with pytest.raises(ValueError, match="run: test 'beats_chance' needs it"):
+        Claim(id="X1", text="beats chance", test="beats_chance", family="baselines")
+    claim = Claim(id="X1", text="beats chance", test="beats_chance", family="baselines", run="All stages")
+    exp = load_experiment("rq5_hard_label").model_copy(update={"claims": [claim]})
+    _compression(tmp_path, "rq5_hard_label", {"All stages": _seeds([_bits(0.6, "x1")])})
+    (row,) = claim_rows(load_results(tmp_path), [exp])
+    assert (row["id"], row["verdict"], row["ours"]) == ("X1", "holds", "All stages 0.600 vs chance 0.2")

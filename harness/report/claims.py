@@ -21,6 +21,7 @@ import pandas as pd
 
 from harness.cache import write_atomic
 from harness.claim_spec import Claim
+from harness.registry import claim_test
 from harness.report.budget import budget_note
 from harness.report.frame import frame_of, load_results, mean_std, pick, summary, value, values
 from harness.report.paired import (
@@ -368,15 +369,6 @@ def _held(ok: bool) -> str:
     return "holds" if ok else "fails"
 
 
-TESTS = {
-    "pairwise": pairwise,
-    "kept_quality": kept_quality,
-    "trend": trend,
-    "premise": premise,
-    "curve_area": curve_area,
-}
-
-
 def declared(experiments: list[Experiment]) -> list[tuple[Experiment, Claim]]:
     """Every claim: the stand-in's premises first, then the paper's claims, then hypotheses of ours (no
     `paper:`), each in experiment order."""
@@ -504,7 +496,7 @@ def replications(
             what = "; ".join(f"{p.better} vs {p.worse}" for p in part.pairs) or claim.run or ""
             rows = out.setdefault(cid, [])
             for r, name in ([] if rows else [(main, exp.name)]) + [(res, rep.name)]:
-                found = TESTS[claim.test](part, exp, r, frames[name])
+                found = claim_test(claim.test)(part, exp, r, frames[name])
                 if found is not None:
                     seed = r.profile.teacher.get("seed", 0)
                     rows.append((seed, len(r.seeds), what, _worded(claim, found.raw())))
@@ -522,7 +514,7 @@ def claim_rows(results: dict[str, Result], experiments: list[Experiment]) -> lis
     home = {c.id: e for e, c in declared(experiments)}
     for exp, claim in declared(experiments):
         res, frame = results.get(exp.name), frames.get(exp.name)
-        got = TESTS[claim.test](claim, exp, res, frame) if frame is not None else None
+        got = claim_test(claim.test)(claim, exp, res, frame) if frame is not None else None
         if got is None and claim.paper is None:
             continue
         found[claim.id] = got or Found("not run", verdict="not run")
