@@ -23,8 +23,8 @@ from harness.commands.run import (
     writable_dir,
     writable_results,
 )
+from harness.config.experiment import DEFAULT_PROFILE, SpecError, experiment_files
 from harness.preflight import checked, checked_profile
-from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,10 +11,10 @@ from functools import partial
 import pytest
 import torch
 
+from harness.config.experiment import ROOT, load_profile
 from harness.models.stand_in import new_model
 from harness.objectives import answer_cross_entropy, teacher_batches
 from harness.prune.importance import accumulate_gradients
-from harness.spec import ROOT, load_profile
 from harness.store import get_dataset
 from harness.train import train
 

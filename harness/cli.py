@@ -17,15 +17,15 @@ from pathlib import Path
 from typing import NoReturn, get_args
 
 from harness.cache import CorruptEntry
-from harness.errors import CheckpointError, PruningError
-from harness.registry import CRITERIA
-from harness.results import ResultError
-from harness.spec import (
+from harness.config.experiment import (
     DEFAULT_PROFILE,
     ROOT,
     SpecError,
 )
-from harness.stages import STAGE_NAMES, ImportanceLoss
+from harness.config.vocabulary import STAGE_NAMES, ImportanceLoss
+from harness.errors import CheckpointError, PruningError
+from harness.registry import CRITERIA
+from harness.results import ResultError
 
 DEFAULT_CACHE = ROOT / ".cache"
 

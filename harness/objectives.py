@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from harness import parallel
-from harness.compression_spec import Compression
+from harness.config.compression import Compression
 from harness.data.collate import IGNORE, answer_ids, pixel_values, qformer_kwargs, training_batch
 from harness.device import autocast, current, on
 from harness.models.blip2 import lm_logits, query_outputs

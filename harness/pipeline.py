@@ -23,7 +23,9 @@ from pathlib import Path
 import torch
 
 from harness import parallel
-from harness.compression_spec import Compression
+from harness.config.compression import Compression
+from harness.config.experiment import CompressionRun, RunPlan
+from harness.config.vocabulary import BY_NAME
 from harness.device import current
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
@@ -34,8 +36,6 @@ from harness.prune.step import level_width, prune_step, structures_to_remove
 from harness.prune.structures import PruningError
 from harness.prune.torch_pruning_baseline import example_inputs, torch_pruning_step
 from harness.report.traces import write_trace_csv
-from harness.spec import CompressionRun, RunPlan
-from harness.stages import BY_NAME
 from harness.store import run_state, save_state, save_step, step_model
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
+from harness.config.profile import Profile
 from harness.models.blip2 import build_config, lm_blocks, trained_parameters
 from harness.models.public import CLASSES, read_config
 from harness.objectives import top_k_kept
-from harness.profile import Profile
 
 GiB = 2**30
 # allocator fragmentation and the CUDA context: a plan fits when its peak leaves this share of the device free

@@ -2,24 +2,18 @@
 folder's every line and image, a teacher checkpoint's folder, a public checkpoint's config, a compression
 schedule against a checkpoint's real widths (a weightless model on the meta device).
 
-Why apart from the schemas: a validator sees values and never touches the disk or torch (harness/spec.py,
-harness/profile.py), so a spec can be read anywhere, and everything that needs more lives here, above the
-modules it reads with, called by the commands (harness/commands/, run_all.py).
-Problems are reported as a schema's are: the file, then one line per field and what is allowed.
+Why apart from the schemas: a validator sees values and never touches the disk or torch
+(harness/config/experiment.py, harness/config/profile.py), so a spec can be read anywhere, and everything that
+needs more lives here, above the modules it reads with, called by the commands (harness/commands/,
+run_all.py). Problems are reported as a schema's are: the file, then one line per field and what is allowed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.compression_spec import Compression
-from harness.data.loaders import MaadFormatError, check_maad_folder
-from harness.errors import CheckpointError
-from harness.models.public import CLASSES, heads_need_not_divide_hidden, read_config
-from harness.profile import Profile
-from harness.prune.step import schedule_problems
-from harness.prune.structures import default_stages
-from harness.spec import (
+from harness.config.compression import Compression
+from harness.config.experiment import (
     DEFAULT_PROFILE,
     EXPERIMENTS_DIR,
     PROFILES_DIR,
@@ -28,7 +22,13 @@ from harness.spec import (
     resolve,
     spec_path,
 )
-from harness.spec_files import problems_error
+from harness.config.files import problems_error
+from harness.config.profile import Profile
+from harness.data.loaders import MaadFormatError, check_maad_folder
+from harness.errors import CheckpointError
+from harness.models.public import CLASSES, heads_need_not_divide_hidden, read_config
+from harness.prune.step import schedule_problems
+from harness.prune.structures import default_stages
 
 
 def checked_profile(
@@ -37,8 +37,8 @@ def checked_profile(
     device: str | None = None,
     dtype: str | None = None,
 ) -> Profile:
-    """harness/spec.py `placed_profile`, then the profile's files: a SpecError naming the profile file and
-    each field whose folder is missing or unusable."""
+    """harness/config/experiment.py `placed_profile`, then the profile's files: a SpecError naming the profile
+    file and each field whose folder is missing or unusable."""
     prof = placed_profile(profile, overrides or {}, device, dtype)
     _raise(spec_path(profile, PROFILES_DIR), "invalid profile", profile_problems(prof))
     return prof
@@ -51,7 +51,7 @@ def checked(
     device: str | None = None,
     dtype: str | None = None,
 ) -> tuple[Experiment, Profile]:
-    """harness/spec.py `resolve`, then the files the experiment and its profile name."""
+    """harness/config/experiment.py `resolve`, then the files the experiment and its profile name."""
     exp, prof = resolve(experiment, profile, num_seeds, device, dtype)
     _raise(spec_path(profile, PROFILES_DIR), "invalid profile", profile_problems(prof))
     path = spec_path(experiment, EXPERIMENTS_DIR)

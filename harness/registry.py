@@ -3,10 +3,10 @@ importance criterion, a claim test), and the code behind it.
 
 Why one place: a kind was turned into code by an if-chain in the CLI, a renderer table in the report and a
 Literal in the schema, each its own list, and a criterion by an if-chain in the scoring loop. Here each name
-is declared once, as `module:attribute` references imported on demand (so that `report` and `validate`
-never import torch), and the schema's Literals are built from these names (harness/spec.py
-`Experiment.kind`, harness/stages.py `Criterion`). harness/results.py keeps the typed model of each kind's
-result file; a test checks that it covers exactly these kinds.
+is declared once, as `module:attribute` references imported on demand (so that `report` and `validate` never
+import torch), and the schema's Literals are built from these names (harness/config/experiment.py
+`Experiment.kind`, harness/config/vocabulary.py `Criterion`). harness/results.py keeps the typed model of each
+kind's result file; a test checks that it covers exactly these kinds.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ CRITERIA: dict[str, Criterion] = {  # colours: seaborn's "deep" palette
 
 class ClaimTest(NamedTuple):
     """How a claim's runs decide it: the evaluator (claim, experiment, result, frame → what it found;
-    harness/report/claims.py) and the claim fields it needs and may have (harness/claim_spec.py checks them
+    harness/report/claims.py) and the claim fields it needs and may have (harness/config/claims.py checks them
     when a file is validated; a premise's `run` or `runs` depends on its check)."""
 
     evaluator: str

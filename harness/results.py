@@ -20,9 +20,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from harness.cache import content_hash, write_atomic
-from harness.profile import Profile
-from harness.spec import CompressionRun, Experiment, PaperRow
-from harness.stages import TASKS, StageName
+from harness.config.experiment import CompressionRun, Experiment, PaperRow
+from harness.config.profile import Profile
+from harness.config.vocabulary import TASKS, StageName
 
 TASK_ORDER = list(TASKS)  # TestSplit.tasks holds each sample's index into this order
 
@@ -164,7 +164,7 @@ class _Accuracy(Record):
         return getattr(self, name)
 
 
-# one field per task of harness/stages.py (sorted, as the committed result files hold them)
+# one field per task of harness/config/vocabulary.py (sorted, as the committed result files hold them)
 Accuracy = create_model(
     "Accuracy",
     __base__=_Accuracy,
@@ -315,10 +315,10 @@ class SharedRuns(Record):
 
 
 class TestSplit(Record):
-    """The test samples every `Accuracy.correct` is aligned with: their count, the hash of their ids in
-    order, one character per sample for its task (index into harness/stages.py TASKS) and its knowledge
-    group ('s' seen, 'u' unseen, '-' not a knowledge question), so claims can pair models per sample and
-    score subsets offline."""
+    """The test samples every `Accuracy.correct` is aligned with: their count, the hash of their ids in order,
+    one character per sample for its task (index into harness/config/vocabulary.py TASKS) and its knowledge
+    group ('s' seen, 'u' unseen, '-' not a knowledge question), so claims can pair models per sample and score
+    subsets offline."""
 
     n: int
     ids_hash: str

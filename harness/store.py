@@ -31,12 +31,12 @@ from harness.cache import (
     write_manifest,
     write_sealed_json,
 )
-from harness.compression_spec import STEP_FIELDS
+from harness.config.compression import STEP_FIELDS
+from harness.config.experiment import ROOT, CompressionRun, PublicModel, RunPlan
+from harness.config.profile import Profile
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
 from harness.evaluate import accuracy_record, evaluate
 from harness.models.public import load_lmm, load_model, save_lmm
-from harness.profile import Profile
-from harness.spec import ROOT, CompressionRun, PublicModel, RunPlan
 
 _REBUILD: set[str] | None = None  # with --rebuild: the entries rebuilt so far in this process
 

@@ -145,9 +145,9 @@ def _compress(work: Path, rehearsal: bool) -> dict:
     from transformers import Blip2Config, Blip2ForConditionalGeneration
 
     from harness.cli import main as cli
+    from harness.config.experiment import load_profile
+    from harness.config.files import merge
     from harness.plan import GiB, plan
-    from harness.spec import load_profile
-    from harness.spec_files import merge
     from harness.store import get_dataset
 
     schedule = REHEARSAL_SCHEDULE if rehearsal else SCHEDULE

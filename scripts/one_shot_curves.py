@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness of t
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from harness.config.experiment import ROOT, CompressionRun, load_profile  # noqa: E402
 from harness.distill.loop import distill  # noqa: E402
 from harness.evaluate import evaluate  # noqa: E402
 from harness.pipeline import follow, plan_run, prune_one_shot  # noqa: E402
@@ -32,7 +33,6 @@ from harness.prune.step import level_width  # noqa: E402
 from harness.recipes.common import set_up  # noqa: E402
 from harness.recipes.compression import compress, training_sets  # noqa: E402
 from harness.recipes.teacher import get_teacher  # noqa: E402
-from harness.spec import ROOT, CompressionRun, load_profile  # noqa: E402
 from harness.store import get_dataset  # noqa: E402
 
 CACHE = ROOT / ".cache"

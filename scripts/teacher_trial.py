@@ -26,12 +26,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness of this checkout
 
+from harness.config.experiment import load_profile
+from harness.config.profile import Adaptation, Teacher
 from harness.data.loaders import FEATURES, knowledge_group
 from harness.data.synth_ads import catalogue_questions, generate_sample
 from harness.evaluate import evaluate
 from harness.models.public import load_lmm
 from harness.models.stand_in import new_model, teacher_catalogue_questions, teacher_corpus
-from harness.profile import Adaptation, Teacher
 from harness.recipes.common import set_up
 from harness.recipes.teacher import (
     cache_query_outputs,
@@ -40,7 +41,6 @@ from harness.recipes.teacher import (
     train_language_stage,
     train_teacher,
 )
-from harness.spec import load_profile
 from harness.store import get_dataset
 
 PROBE_SPLIT = 5
@@ -111,8 +111,8 @@ def stage_two(profile, data, recipe: Teacher) -> tuple:
 
 
 def adapted(profile, data, model, processor, cfg: Adaptation) -> tuple:
-    """A copy of `model` after task adaptation `cfg` (harness/profile.py `Adaptation`), as train_teacher runs
-    it, with a generator of its own: (model, log, sample passes, seconds)."""
+    """A copy of `model` after task adaptation `cfg` (harness/config/profile.py `Adaptation`), as
+    train_teacher runs it, with a generator of its own: (model, log, sample passes, seconds)."""
     model = copy.deepcopy(model)
     rows, val = columns(data["train"]), columns(data["validation"])
     queries = cache_query_outputs(model, encode_images(processor, rows["image"]))

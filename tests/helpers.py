@@ -6,10 +6,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.config.experiment import ROOT, load_profile
 from harness.data.processor import build_processor
 from harness.data.synth_ads import prompt_text
 from harness.models.blip2 import build_config, build_model
-from harness.spec import ROOT, load_profile
 
 # Seconds a test's subprocess may run: none unless HARNESS_TEST_TIMEOUT says, so a correct but slow run on a
 # loaded machine never fails a test; set it where a hung subprocess must not stall CI.

@@ -6,11 +6,11 @@ import copy
 import pytest
 import torch
 
+from harness.config.experiment import SpecError, load_profile
 from harness.data.collate import training_batch
 from harness.distill.loop import distill
 from harness.models.blip2 import lm_logits, query_outputs
 from harness.objectives import answer_positions
-from harness.spec import SpecError, load_profile
 from tests.helpers import tiny
 
 QUESTIONS = ["What is the background color of this ad?", "Which brand logo appears in this ad?"] * 4

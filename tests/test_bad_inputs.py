@@ -4,7 +4,7 @@ the field (or the option) before any work starts."""
 import pytest
 
 from harness.cli import main as cli
-from harness.spec import SpecError, load_experiment, load_profile
+from harness.config.experiment import SpecError, load_experiment, load_profile
 from run_all import main as run_all
 from tests.test_spec import _profile
 
@@ -129,7 +129,7 @@ def test_compression_runs_are_keyed_by_the_teacher_checkpoints_content(tmp_path)
     """Two different checkpoints must never share cached compression runs (they did: the key ignored
     `teacher.checkpoint`); the same content under another name shares them; the harness's eval/ cache beside
     the weights does not change the key."""
-    from harness.spec import CompressionRun
+    from harness.config.experiment import CompressionRun
     from harness.store import compression_key
     from tests.helpers import tiny
 

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
+from harness.config.experiment import ROOT, experiment_files, load_experiment
 from harness.report.claims import KEPT, Found, _adjust, claim_rows, curve_area
 from harness.report.frame import frame_of, load_results
 from harness.report.paired import BORDER, Paired, holm
 from harness.report.passes import sample_passes
 from harness.results import pack, seal_result
-from harness.spec import ROOT, experiment_files, load_experiment
 
 N = 1000  # test samples of every synthetic result
 STAGES = ("block", "ffn", "attention", "hidden")

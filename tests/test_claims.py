@@ -8,10 +8,10 @@ import zlib
 import numpy as np
 import pytest
 
+from harness.config.experiment import ROOT, experiment_files, load_experiment
 from harness.report.claims import alpha_note, claim_rows, write_claims
 from harness.report.frame import load_results
 from harness.results import pack, seal_result
-from harness.spec import ROOT, experiment_files, load_experiment
 
 N = 1000  # test samples of the synthetic results
 # the shape of a real result file, its runs replaced by each test's

@@ -5,13 +5,13 @@ import pytest
 import torch
 
 from harness import registry
-from harness.curve_spec import Curve
+from harness.config.curves import Curve
+from harness.config.experiment import CompressionRun
 from harness.prune.importance import importance
 from harness.prune.step import prune_step
 from harness.prune.structures import ffn_slices, per_structure
 from harness.report.colors import color
 from harness.report.curves import criterion_name
-from harness.spec import CompressionRun
 from tests.helpers import tiny
 
 
@@ -69,10 +69,10 @@ def beats_chance(claim, exp, res, frame):
 def test_a_registered_claim_test_is_validated_and_decides_its_row(monkeypatch, tmp_path):
     """CONTRIBUTING.md's "Add a claim": a test registered in harness/registry.py alone (its evaluator and the
     fields it needs) is checked by the claim schema and decides its claims.md row."""
-    from harness.claim_spec import Claim
+    from harness.config.claims import Claim
+    from harness.config.experiment import load_experiment
     from harness.report.claims import claim_rows
     from harness.report.frame import load_results
-    from harness.spec import load_experiment
     from tests.test_claim_rules import _bits, _compression, _seeds
 
     with pytest.raises(ValueError, match="unknown claim test 'beats_chance'"):

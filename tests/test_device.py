@@ -9,6 +9,7 @@ import torch
 
 from harness import device as dev
 from harness.cli import main as cli
+from harness.config.experiment import SpecError, load_profile, resolve
 from harness.data.collate import training_batch
 from harness.device import placement_of, resolve_device
 from harness.distill.loop import distill
@@ -18,7 +19,6 @@ from harness.models.blip2 import lm_logits, query_outputs
 from harness.objectives import answer_positions
 from harness.prune.importance import importance
 from harness.results import spec_hash
-from harness.spec import SpecError, load_profile, resolve
 from harness.store import input_hashes, teacher_key
 from run_all import main as run_all
 from tests.helpers import tiny

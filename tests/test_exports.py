@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 from harness import cli
+from harness.config.experiment import ROOT, load_experiment
 from harness.report.frame import frame_of, load_results
 from harness.report.vectors import compare
-from harness.spec import ROOT, load_experiment
 
 RESULTS = ROOT / "results"
 

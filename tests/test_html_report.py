@@ -9,8 +9,8 @@ import subprocess
 
 import pytest
 
+from harness.config.experiment import ROOT
 from harness.report.html import page
-from harness.spec import ROOT
 from tests.helpers import SUBPROCESS_TIMEOUT
 
 RESULTS = ROOT / "results"

@@ -7,11 +7,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from harness.config.experiment import SpecError, load_profile
+from harness.config.profile import SynthAdParams
 from harness.data.loaders import load_synth_ads
 from harness.data.synth_ads import ads_catalogue, catalogue_questions, generate_sample, pretraining_corpus
 from harness.distill.loop import distillation_steps
-from harness.profile import SynthAdParams
-from harness.spec import SpecError, load_profile
 
 P = SynthAdParams(catalogue_size=300)
 

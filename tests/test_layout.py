@@ -2,7 +2,7 @@
 
 import re
 
-from harness.spec import ROOT
+from harness.config.experiment import ROOT
 
 
 def _map() -> str:
@@ -43,8 +43,8 @@ def test_every_registered_kind_has_its_code_and_result_model():
     from typing import get_args
 
     from harness import registry
+    from harness.config.experiment import Experiment
     from harness.results import MODELS
-    from harness.spec import Experiment
 
     assert set(get_args(Experiment.model_fields["kind"].annotation)) == set(registry.KINDS) == set(MODELS)
     for kind in registry.KINDS:

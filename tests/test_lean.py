@@ -10,10 +10,10 @@ from safetensors import safe_open
 
 import harness.device as dev
 import harness.pipeline as pipeline
+from harness.config.experiment import SpecError, load_profile
 from harness.distill.loop import distill
 from harness.pipeline import run_compression
 from harness.prune.importance import importance
-from harness.spec import SpecError, load_profile
 from harness.store import step_model
 from harness.train import make_optimizer
 from tests.helpers import tiny

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import harness.evaluate as ev
+from harness.config.experiment import ROOT, CompressionRun, RunPlan, load_profile
 from harness.data.collate import training_batch
 from harness.distill.loop import distill
 from harness.evaluate import evaluate, forced_verdicts, generate_answers, max_answer_tokens, normalize
@@ -25,7 +26,6 @@ from harness.prune.importance import importance
 from harness.prune.step import prune_step
 from harness.recipes.common import pruning_set
 from harness.recipes.teacher import get_teacher
-from harness.spec import ROOT, CompressionRun, RunPlan, load_profile
 from harness.store import get_dataset, run_dir, step_model
 from tests.helpers import SUBPROCESS_TIMEOUT
 

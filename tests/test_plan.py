@@ -5,12 +5,12 @@ import pytest
 import torch
 
 from harness.cli import main
+from harness.config.experiment import ROOT, load_profile
 from harness.distill.losses import distillation_loss
 from harness.models.blip2 import lm_logits, parameter_counts
 from harness.models.public import load_model
 from harness.objectives import answer_positions
 from harness.plan import GiB, meta_model, optimizer_bytes, parameters, parse_memory, plan, saved_activations
-from harness.spec import ROOT, load_profile
 from harness.train import make_optimizer
 from tests.helpers import tiny
 from tests.test_accumulation import _batch

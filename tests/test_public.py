@@ -20,6 +20,7 @@ from transformers import (
     T5Config,
 )
 
+from harness.config.experiment import CompressionRun, RunPlan, load_profile
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
@@ -29,7 +30,6 @@ from harness.objectives import teacher_batches
 from harness.pipeline import run_compression, structure
 from harness.prune.step import prune_step, structures_to_remove
 from harness.prune.structures import PruningError
-from harness.spec import CompressionRun, RunPlan, load_profile
 from harness.store import get_dataset, step_model
 
 VISION = {
@@ -299,8 +299,8 @@ def test_public_lmms_experiment_adds_a_checkpoint_in_one_line(smoke, tmp_path):
 
 def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
     """The schema's checks, then harness/preflight.py's (the checkpoint's config, the schedule against it)."""
+    from harness.config.experiment import SpecError
     from harness.preflight import checked
-    from harness.spec import SpecError
 
     _, _, base_processor = smoke
     ckpt = blip2_opt(base_processor, tmp_path / "blip2-opt")

@@ -7,9 +7,9 @@ import torch
 
 from harness.cache import verify_manifest
 from harness.cli import main as cli
+from harness.config.experiment import load_profile
 from harness.recipes import teacher as recipe
 from harness.recipes.teacher import get_teacher
-from harness.spec import load_profile
 from harness.store import get_dataset
 
 

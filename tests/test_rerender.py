@@ -16,9 +16,9 @@ import pytest
 
 from harness import registry
 from harness.commands.run import run_experiment
+from harness.config.experiment import EXPERIMENTS_DIR, ROOT
 from harness.report.readme import DOCUMENTS, fill_tables
 from harness.results import load_result
-from harness.spec import EXPERIMENTS_DIR, ROOT
 
 RESULTS = ROOT / "results"
 RENDERED = (".md", ".tex", ".csv", ".png", ".pdf")

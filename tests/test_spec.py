@@ -4,8 +4,8 @@ import pytest
 import yaml
 
 from harness.cli import main
+from harness.config.experiment import PROFILES_DIR, SpecError, load_experiment, load_profile, resolve
 from harness.results import spec_hash
-from harness.spec import PROFILES_DIR, SpecError, load_experiment, load_profile, resolve
 
 
 def _profile(tmp_path, text_edit=None, **changes):

@@ -6,10 +6,10 @@ import json
 import pytest
 from PIL import Image
 
+from harness.config.profile import SynthAdParams
+from harness.config.vocabulary import TASKS
 from harness.data.loaders import MaadFormatError, check_maad_folder, load_maad_folder, load_synth_ads
 from harness.data.synth_ads import LABELS, generate_sample
-from harness.profile import SynthAdParams
-from harness.stages import TASKS
 
 SIZES = {"train": 40, "validation": 10, "test": 10}
 
@@ -138,8 +138,8 @@ def test_maad_missing_split_is_named(tmp_path):
 def test_maad_problems_fail_profile_validation_naming_the_field(tmp_path):
     """Found when the profile is checked (harness/preflight.py), before any work: not an IndexError or
     KeyError in teacher training."""
+    from harness.config.experiment import SpecError
     from harness.preflight import checked_profile
-    from harness.spec import SpecError
 
     folder = _maad_folder(
         tmp_path / "maad" if (tmp_path / "maad").mkdir() is None else None, [_line("colour")]

@@ -23,8 +23,8 @@ from tests.test_public import blip2_t5
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
+    from harness.config.experiment import load_profile
     from harness.models.stand_in import new_model
-    from harness.spec import load_profile
     from harness.store import get_dataset
 
     root = tmp_path_factory.mktemp("t5")

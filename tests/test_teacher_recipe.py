@@ -4,9 +4,9 @@ for `patience` epochs and keeps the best epoch's weights; training's hooks stop 
 import pytest
 import torch
 
-from harness.profile import Adaptation
+from harness.config.experiment import load_profile
+from harness.config.profile import Adaptation
 from harness.recipes import teacher as recipe
-from harness.spec import load_profile
 from harness.store import get_dataset
 from harness.train import train
 

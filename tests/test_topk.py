@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 
 import harness.objectives as objectives
+from harness.config.experiment import load_profile
 from harness.distill.losses import distillation_loss, pairwise_eq5
 from harness.objectives import TopK, cached_top_k, kl_teacher_student, top_k_of
-from harness.spec import load_profile
 
 
 def _logits(p: int = 16, v: int = 50, seed: int = 0, scale: float = 3.0) -> torch.Tensor:

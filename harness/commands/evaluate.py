@@ -13,6 +13,7 @@ from pathlib import Path
 
 from harness import sample_log
 from harness.cache import atomic_dir, write_json
+from harness.config.files import SpecError, new_folder
 from harness.data.collate import BLIP2_PROMPT
 from harness.errors import CheckpointError
 from harness.evaluate import accuracy_record, evaluate
@@ -25,7 +26,6 @@ from harness.provenance import provenance
 from harness.recipes.common import set_up, test_split_record
 from harness.report.paired import paired_test
 from harness.results import Accuracy, TestSplit, unpack
-from harness.spec_files import SpecError, new_folder
 from harness.store import get_dataset
 
 # files the harness writes into the folders it saves: such a checkpoint was trained on the stand-in's prompt

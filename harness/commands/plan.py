@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from harness.config.experiment import placed_profile
 from harness.errors import CheckpointError
 from harness.plan import plan, render
-from harness.spec import placed_profile
 
 
 def plan_command(args) -> int:

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from harness import parallel
 from harness.cache import atomic_dir, write_json
+from harness.config.files import SpecError, new_folder
+from harness.config.vocabulary import gradient_criteria
 from harness.measure import device_info
 from harness.model_card import card, write_card
 from harness.models.blip2 import parameter_counts
@@ -22,8 +24,6 @@ from harness.prune.importance import importance
 from harness.prune.step import prune_step, structures_to_remove
 from harness.recipes.common import set_up
 from harness.recipes.teacher import get_teacher
-from harness.spec_files import SpecError, new_folder
-from harness.stages import gradient_criteria
 from harness.store import get_dataset
 
 

@@ -10,8 +10,8 @@ trains one.
 
 from __future__ import annotations
 
+from harness.config.files import SpecError
 from harness.preflight import checked_profile
-from harness.spec_files import SpecError
 from harness.store import publish_teacher, teacher_dir
 
 

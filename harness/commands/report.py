@@ -10,7 +10,7 @@ from pathlib import Path
 
 from harness import parallel, registry
 from harness.commands.run import results_root
-from harness.spec import DEFAULT_PROFILE, SpecError, experiment_files, load_experiment
+from harness.config.experiment import DEFAULT_PROFILE, SpecError, experiment_files, load_experiment
 
 
 def cmd_report(args) -> int:

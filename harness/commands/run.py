@@ -14,8 +14,15 @@ from pathlib import Path
 
 from harness import parallel, registry
 from harness.cache import atomic_dir, entry_lock, write_json
+from harness.config.experiment import (
+    DEFAULT_PROFILE,
+    ROOT,
+    Experiment,
+    SpecError,
+    experiment_files,
+    load_experiment,
+)
 from harness.results import dump_result, load_result, restated, seal_result, spec_hash
-from harness.spec import DEFAULT_PROFILE, ROOT, Experiment, SpecError, experiment_files, load_experiment
 
 
 def results_root(profile: str) -> Path:

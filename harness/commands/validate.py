@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.spec import (
+from harness.config.experiment import (
     PROFILES_DIR,
     Experiment,
     SpecError,
@@ -15,7 +15,7 @@ from harness.spec import (
     load_experiment,
     replicate_problems,
 )
-from harness.spec_files import read_yaml
+from harness.config.files import read_yaml
 
 
 def _is_profile(path: Path) -> bool:

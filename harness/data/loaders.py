@@ -25,9 +25,9 @@ from harness.cache import (
     verify_manifest,
     write_manifest,
 )
+from harness.config.profile import SynthAdParams
+from harness.config.vocabulary import TASKS
 from harness.data.synth_ads import generate_sample, params_dict
-from harness.profile import SynthAdParams
-from harness.stages import TASKS
 
 SPLIT_IDS = {"train": 0, "validation": 1, "test": 2}
 MAAD_FIELDS = ("image", "task", "question", "answer")

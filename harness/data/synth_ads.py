@@ -15,6 +15,8 @@ import io
 import numpy as np
 from PIL import Image, ImageDraw
 
+from harness.config.profile import SynthAdParams
+from harness.config.vocabulary import TASKS
 from harness.data.catalogue import (
     CORPUS_STREAM,
     FACT_STATEMENTS,
@@ -22,8 +24,6 @@ from harness.data.catalogue import (
     Catalogue,
     catalogue,
 )
-from harness.profile import SynthAdParams
-from harness.stages import TASKS
 
 GENERATOR_VERSION = "synth_ads-5"
 TRAIN_SPLIT = 0  # split id of the training split (harness/data/loaders.py SPLIT_IDS)

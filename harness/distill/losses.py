@@ -22,8 +22,8 @@ from typing import get_args
 import torch
 import torch.nn.functional as F
 
+from harness.config.vocabulary import Variant
 from harness.objectives import TopK, kl_teacher_student
-from harness.stages import Variant
 
 # the schema's variants (spec.Variant) and plain fine-tuning on the labels (public LMMs)
 VARIANTS = (*get_args(Variant), "label_ce")

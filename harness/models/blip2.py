@@ -26,7 +26,7 @@ LM_CONFIGS = {"llama": LlamaConfig, "qwen2": Qwen2Config}
 
 
 def build_config(model: dict, vocab_size: int, image_token_id: int, special: dict[str, int]) -> Blip2Config:
-    """`model` is the profile's `model` section (already validated by harness.spec)."""
+    """`model` is the profile's `model` section (already validated by harness.config.experiment)."""
     v, q, lm = model["vision"], model["qformer"], model["language_model"]
     vision = Blip2VisionConfig(
         hidden_size=v["hidden_size"],

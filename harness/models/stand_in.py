@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datasets
 
+from harness.config.profile import Profile
 from harness.data.processor import build_processor, dataset_texts
 from harness.data.synth_ads import catalogue_questions, pretraining_corpus
 from harness.models.blip2 import build_config, build_model
-from harness.profile import Profile
 
 
 def teacher_corpus(profile: Profile) -> list[str]:

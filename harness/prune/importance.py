@@ -23,6 +23,7 @@ from torch.utils.checkpoint import checkpoint
 from tqdm.auto import tqdm
 
 from harness import parallel, registry
+from harness.config.vocabulary import ImportanceLoss, gradient_criteria
 from harness.data.collate import IGNORE
 from harness.device import autocast, loss_scale
 from harness.models.blip2 import blocks, lm_blocks, lm_logits
@@ -36,7 +37,6 @@ from harness.prune.structures import (
     hidden_slices,
     per_structure,
 )
-from harness.stages import ImportanceLoss, gradient_criteria
 
 Scores = Callable[[torch.Tensor], torch.Tensor]  # a parameter's elementwise score (`elementwise`)
 # L(D_p) of Eq. 1: against the dataset's answers (the paper) or against the teacher's outputs

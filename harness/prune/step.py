@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import torch
 
+from harness.config.vocabulary import BY_NAME
 from harness.models.blip2 import blocks
 from harness.models.public import heads_divide_hidden, mistral_form_problem
 from harness.prune import surgery, t5
 from harness.prune.importance import keep_indices
 from harness.prune.structures import PruningError, attention_group, ffn_width, refuse
 from harness.prune.surgery import prune_blocks
-from harness.stages import BY_NAME
 
 
 def _units(model, level: str, module: str) -> tuple[int, int]:

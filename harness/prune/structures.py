@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from harness.config.vocabulary import STAGE_NAMES
 from harness.errors import PruningError
 from harness.models.blip2 import blocks, lm_family
-from harness.stages import STAGE_NAMES
 
 LEVELS = STAGE_NAMES
 MODULES = ("language_model", "vision_model", "qformer")

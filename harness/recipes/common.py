@@ -8,6 +8,9 @@ import torch
 
 from harness import parallel
 from harness.cache import content_hash
+from harness.config.experiment import Experiment
+from harness.config.profile import Profile
+from harness.config.vocabulary import TASKS
 from harness.data.collate import length_order
 from harness.device import placement_of, use
 from harness.evaluate import accuracy_record, oracle_ceiling
@@ -15,11 +18,8 @@ from harness.measure import device_info
 from harness.models.blip2 import parameter_counts
 from harness.objectives import teacher_batches
 from harness.pipeline import structure
-from harness.profile import Profile
 from harness.provenance import provenance
 from harness.results import spec_record
-from harness.spec import Experiment
-from harness.stages import TASKS
 from harness.store import input_hashes
 
 KNOWLEDGE_CODES = {"seen": "s", "unseen": "u", "": "-"}

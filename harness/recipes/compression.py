@@ -13,17 +13,17 @@ import time
 from pathlib import Path
 
 from harness.cache import content_hash, entry_lock
+from harness.config.experiment import CompressionRun, Experiment
+from harness.config.profile import Profile
 from harness.evaluate import max_answer_tokens
 from harness.measure import throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
 from harness.objectives import cached_top_k, teacher_batches
 from harness.pipeline import follow, plan_run, run_compression, structure
-from harness.profile import Profile
 from harness.recipes.common import pruning_set, result_header, teacher_record
 from harness.recipes.from_scratch import compression_compute, train_from_scratch
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
-from harness.spec import CompressionRun, Experiment
 from harness.store import (
     get_dataset,
     run_dir,

@@ -47,7 +47,8 @@ def train_from_scratch(
     profile, data, run, reference: dict, seed: int, out: Path, progress: bool = True
 ) -> dict:
     """Train `run`'s structure (the reference run's final one, or the teacher's) from scratch with `run`'s
-    recipe (harness/spec.py `CompressionRun.scratch_recipe`) into `out` (a run folder `step_model` reads)."""
+    recipe (harness/config/experiment.py `CompressionRun.scratch_recipe`) into `out` (a run folder
+    `step_model` reads)."""
     out = Path(out)
     if (state := run_state(out)) is not None:
         return state

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.config.experiment import Experiment
+from harness.config.profile import Profile
 from harness.evaluate import accuracy_record, max_answer_tokens, oracle_ceiling
 from harness.measure import checkpoint_bytes, throughput
 from harness.models.blip2 import parameter_counts
-from harness.profile import Profile
 from harness.recipes.common import result_header
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
-from harness.spec import Experiment
 from harness.store import get_dataset, teacher_test_accuracy
 
 

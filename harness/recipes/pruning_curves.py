@@ -17,17 +17,17 @@ import torch
 from tqdm.auto import tqdm
 
 from harness.cache import entry_lock, write_sealed_json
-from harness.compression_spec import STEP_FIELDS
+from harness.config.compression import STEP_FIELDS
+from harness.config.experiment import Experiment
+from harness.config.profile import Profile
 from harness.evaluate import accuracy_record, evaluate
 from harness.models.blip2 import blocks, parameter_counts
-from harness.profile import Profile
 from harness.prune.importance import block_influence, importance
 from harness.prune.step import level_width, prune_step
 from harness.recipes.common import result_header, teacher_record
 from harness.recipes.compression import pruning_batches
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
-from harness.spec import Experiment
 from harness.store import cached_curve, curve_path, get_dataset, teacher_test_accuracy
 
 

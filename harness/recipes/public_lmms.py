@@ -11,7 +11,9 @@ import torch
 
 from harness import parallel
 from harness.cache import entry_lock
-from harness.compression_spec import Compression
+from harness.config.compression import Compression
+from harness.config.experiment import CompressionRun, Experiment, PublicModel
+from harness.config.profile import Profile
 from harness.data.collate import BLIP2_PROMPT
 from harness.device import current
 from harness.distill.loop import distill
@@ -21,13 +23,11 @@ from harness.models.blip2 import parameter_counts, trained_parts
 from harness.models.public import load_lmm
 from harness.objectives import cached_top_k, teacher_batches
 from harness.pipeline import plan_run, run_compression, structure
-from harness.profile import Profile
 from harness.prune.structures import default_stages
 from harness.recipes.common import pruning_set, result_header
 from harness.recipes.compression import FULL_RUN, compress, training_sets
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
-from harness.spec import CompressionRun, Experiment, PublicModel
 from harness.store import (
     checkpoint_key,
     compression_key,

@@ -24,11 +24,11 @@ from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from harness import parallel
 from harness.cache import entry_lock
+from harness.config.experiment import SpecError
+from harness.config.profile import LanguageStage, Pretraining, Profile, Teacher, TrainStage
 from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs
 from harness.models.stand_in import new_model, teacher_catalogue_questions, teacher_corpus
-from harness.profile import LanguageStage, Pretraining, Profile, Teacher, TrainStage
-from harness.spec import SpecError
 from harness.store import load_teacher, save_teacher, teacher_dir, teacher_key
 from harness.train import train
 
@@ -185,7 +185,7 @@ def train_language_stage(
     as LLM instruction tuning mixes in pretraining data; and `shares["image_replay"]` × its size of the
     catalogue's knowledge questions (`replay["questions"]`), each asked with the query outputs of a D_d
     knowledge question (`replay["generic"]`: their indices, a generic box), so the teacher knows the whole
-    catalogue in the multimodal form (harness/profile.py `Pretraining`). With `cfg.patience` (task
+    catalogue in the multimodal form (harness/config/profile.py `Pretraining`). With `cfg.patience` (task
     adaptation, `stage` 3) it stops once validation accuracy has not risen for that many epochs and keeps the
     best epoch's weights; the replayed count is then that of the epochs it ran."""
     lm = list(model.language_model.parameters())

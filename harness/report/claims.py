@@ -3,7 +3,7 @@ a verdict.
 
 Why computed: a verdict typed by hand drifts from the numbers; this one is recomputed from the result files
 on every `run_all` / `report`. Nothing here names an experiment or a run: each claim says which runs it
-compares and how (harness/claim_spec.py). The rule is written into the report itself: every comparison is
+compares and how (harness/config/claims.py). The rule is written into the report itself: every comparison is
 paired over the shared test samples and the seeds (harness/report/paired.py), because comparing seed means
 alone throws away the pairing that gives the test its power; each family of claims is read once more with
 Holm's adjustment, since about twenty rows each tested at 95% would otherwise find something by chance.
@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 
 from harness.cache import write_atomic
-from harness.claim_spec import Claim
+from harness.config.claims import Claim
+from harness.config.experiment import Experiment, experiment_files, load_experiment, replicate_problems
+from harness.config.vocabulary import TASKS
 from harness.registry import claim_test
 from harness.report.budget import budget_note
 from harness.report.frame import frame_of, load_results, mean_std, pick, summary, value, values
@@ -47,8 +49,6 @@ from harness.report.vectors import (
     teacher_vectors,
 )
 from harness.results import CompressionResult, CurvesResult, Result, RunRecord
-from harness.spec import Experiment, experiment_files, load_experiment, replicate_problems
-from harness.stages import TASKS
 
 KEPT = 0.02  # kept_quality: "quality kept" = the final model within 2 points of the teacher
 

@@ -1,7 +1,8 @@
 """One colour per importance criterion or compression method, the same in every panel and every figure.
 
 Why fixed: seaborn's palette hands colours out in drawing order, so the same colour meant random in one panel
-and L2 in the next. A method is named by what it does (harness/spec.py CompressionRun), not by its label.
+and L2 in the next. A method is named by what it does (harness/config/experiment.py CompressionRun), not by
+its label.
 """
 
 from __future__ import annotations

@@ -12,13 +12,13 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import seaborn as sns
 
+from harness.config.vocabulary import BY_NAME
 from harness.registry import CRITERIA
 from harness.report.colors import color
 from harness.report.figures import footer, save_figure
 from harness.report.frame import mean_std, pick, result_frame, summary, value
 from harness.report.tables import make_table
 from harness.results import CurvesResult, load_result
-from harness.stages import BY_NAME
 
 BLOCK_NAMES = {"last": "last blocks (Algorithm 1)", "block_influence": "Block Influence"}
 

@@ -14,10 +14,10 @@ import matplotlib.ticker as ticker  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from harness.config.vocabulary import STAGES  # noqa: E402
 from harness.report.colors import color, method  # noqa: E402
 from harness.report.frame import pick, summary, value  # noqa: E402
 from harness.results import CompressionResult, CurvesResult, PublicResult  # noqa: E402
-from harness.stages import STAGES  # noqa: E402
 
 STAGE_COLORS = {s.name: s.color for s in STAGES}
 STAGE_NAMES = {s.name: s.figure_label for s in STAGES}

@@ -6,8 +6,9 @@ row × seed × stage × metric (× batch size for throughput):
 - role 'teacher': a compression experiment's teacher; 'run': a seed's final model; 'stage': a seed's model at
   the end of a stage (`stage` names it); 'row': a row of an original or public table; 'curve': a step of a
   pruning curve (`stage` the level, `label` the criterion, `position` the step; metric 'share' removed);
-- metric: 'overall' and each task of harness/stages.py TASKS (test accuracy), 'knowledge' (all knowledge
-  questions), 'knowledge_seen' and 'knowledge_unseen' (about advertisers D_d names or not), 'params_total',
+- metric: 'overall' and each task of harness/config/vocabulary.py TASKS (test accuracy), 'knowledge' (all
+  knowledge questions), 'knowledge_seen' and 'knowledge_unseen' (about advertisers D_d names or not),
+  'params_total',
   'params_language_model', 'params_lm_blocks', 'd_d_samples', 'samples_per_s' and 'latency_p50_ms' (with
   `batch_size`), 'vision_latency_p50_ms' (the vision side alone, batch 1), 'distillation_sample_passes'
   (runs) and 'training_sample_passes' (teacher): the two sides of the budget ratio.
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.config.vocabulary import TASKS
 from harness.results import (
     CompressionResult,
     CurvesResult,
@@ -32,7 +34,6 @@ from harness.results import (
     TeacherRecord,
     load_result,
 )
-from harness.stages import TASKS
 
 KNOWLEDGE = ("knowledge", "knowledge_seen", "knowledge_unseen")
 Model = TeacherRecord | SeedRecord | StageEnd | OriginalRow | PublicRow  # a record of one model's numbers

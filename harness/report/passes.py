@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.config.vocabulary import gradient_criteria
 from harness.results import CompressionResult, RunRecord, SeedRecord
-from harness.stages import gradient_criteria
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
+from harness.config.experiment import PaperRow
+from harness.config.vocabulary import BY_NAME, STAGES, TASKS
 from harness.report.budget import budget_figure, budget_table
 from harness.report.figures import (
     bars_figure,
@@ -25,8 +27,6 @@ from harness.report.frame import mean_std, pick, result_frame, summary, value, v
 from harness.report.tables import make_table
 from harness.report.traces import write_trace_csv
 from harness.results import CompressionResult, OriginalResult, PublicResult, Throughput, load_result
-from harness.spec import PaperRow
-from harness.stages import BY_NAME, STAGES, TASKS
 
 SIZE_AND_SPEED = [
     "Params (M)",

@@ -11,23 +11,22 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 
-from harness.claim_spec import Claim
-from harness.compression_spec import Compression, whole_step_problems
-from harness.curve_spec import Curve
+from harness.config.claims import Claim
+from harness.config.compression import Compression, whole_step_problems
+from harness.config.curves import Curve
+from harness.config.files import SpecError, format_errors, merge, problems_error, read_mapping
+from harness.config.profile import Profile
+from harness.config.schema import Strict
+from harness.config.vocabulary import STAGE_NAMES, TASKS, Criterion, StageName, Variant
 from harness.errors import DeviceError
-from harness.profile import Profile
 from harness.registry import KINDS
-from harness.schema import Strict
-from harness.spec_files import SpecError, format_errors, merge, problems_error, read_mapping
-from harness.stages import STAGE_NAMES, TASKS, Criterion, StageName, Variant
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parents[1]  # harness/
+CHECKOUT = PACKAGE.parent
 # in a clone (or an editable install) everything lives in the checkout; an installed wheel carries the
 # experiments as harness/experiments and writes results and caches under the working directory
 ROOT = CHECKOUT if (CHECKOUT / "experiments").is_dir() else Path.cwd()
-EXPERIMENTS_DIR = (
-    CHECKOUT / "experiments" if (CHECKOUT / "experiments").is_dir() else Path(__file__).parent / "experiments"
-)
+EXPERIMENTS_DIR = CHECKOUT / "experiments" if (CHECKOUT / "experiments").is_dir() else PACKAGE / "experiments"
 PROFILES_DIR = EXPERIMENTS_DIR / "profiles"
 DEFAULT_PROFILE = "cpu"
 
@@ -46,7 +45,7 @@ def _check_stage_order(stages: list[str]) -> None:
 
 
 # one row of a paper table, transcribed as reference (None where the paper gives no value); one field per
-# task of harness/stages.py
+# task of harness/config/vocabulary.py
 PaperRow = create_model(
     "PaperRow",
     __base__=Strict,

@@ -2,7 +2,8 @@
 
 Why declared: a claim's wording, the paper's figures and the runs it compares live in the experiment's YAML
 beside those runs, so harness/report/claims.py evaluates them without naming any experiment or run, and a
-renamed run fails at validation (harness/spec.py checks every label named here), not in the report.
+renamed run fails at validation (harness/config/experiment.py checks every label named here), not in the
+report.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from harness.config.schema import Strict
+from harness.config.vocabulary import StageName
 from harness.registry import CLAIM_TESTS
-from harness.schema import Strict
-from harness.stages import StageName
 
 # what each premise check measures (Claim.check)
 CHECKS = (

@@ -2,7 +2,7 @@
 hyperparameters, with the cross-field checks that catch an impossible set-up before any compute.
 
 Every model forbids unknown keys (`Strict`), so a typo in a profile YAML fails with the allowed keys listed.
-Loading lives in `harness.spec`, reading YAML and formatting errors in `harness.spec_files`.
+Loading lives in `harness.config.experiment`, reading YAML and formatting errors in `harness.config.files`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_serializer, model_validator
 
-from harness.compression_spec import Compression, whole_step_problems
-from harness.schema import SEED_MAX, SIZE_MAX, PathFromYaml, Strict
+from harness.config.compression import Compression, whole_step_problems
+from harness.config.schema import SEED_MAX, SIZE_MAX, PathFromYaml, Strict
 
 
 class SynthAdParams(Strict):

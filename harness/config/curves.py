@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
+from harness.config.schema import Strict
+from harness.config.vocabulary import StageName
 from harness.registry import CRITERIA
-from harness.schema import Strict
-from harness.stages import StageName
 
 # which blocks to drop: Algorithm 1's, ShortGPT's, chance; the widths take every importance criterion
 BLOCK_CRITERIA = ("last", "block_influence", "random")

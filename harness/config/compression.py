@@ -1,7 +1,7 @@
 """The `compression` section of a profile: Algorithm 1's hyperparameters (§4.2) and the memory set-up of a
 real-scale run, with the checks that need only the section itself.
 
-Why apart from harness/profile.py: the section is also what a public checkpoint's entry changes
+Why apart from harness/config/profile.py: the section is also what a public checkpoint's entry changes
 (harness/recipes/public_lmms.py) and what every compression run's key holds (harness/store.py).
 """
 
@@ -12,8 +12,8 @@ from typing import Literal
 
 from pydantic import Field, model_serializer, model_validator
 
-from harness.schema import Strict
-from harness.stages import STAGES
+from harness.config.schema import Strict
+from harness.config.vocabulary import STAGES
 
 STEP_FIELDS = {s.name: (s.step_field, s.max_field) for s in STAGES}
 
