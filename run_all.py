@@ -15,14 +15,9 @@ from fnmatch import fnmatch
 from pathlib import Path
 
 from harness.cli import DEFAULT_CACHE, guarded, placement_arguments
+from harness.commands.folders import results_root, writable_dir, writable_results
 from harness.commands.report import publish
-from harness.commands.run import (
-    quiet_libraries,
-    results_root,
-    run_checked,
-    writable_dir,
-    writable_results,
-)
+from harness.commands.run import quiet_libraries, run_checked
 from harness.config.experiment import DEFAULT_PROFILE, SpecError, experiment_files
 from harness.preflight import checked, checked_profile
 

@@ -126,7 +126,7 @@ def parser() -> argparse.ArgumentParser:
     rp.set_defaults(func=_command("harness.commands.report", "cmd_report"))
     sub.add_parser(
         "verify", parents=[common], help="check every cache entry against its manifest (full sha256)"
-    ).set_defaults(func=_command("harness.commands.report", "cmd_verify"))
+    ).set_defaults(func=_command("harness.commands.verify", "cmd_verify"))
     pr = sub.add_parser("prune", parents=[common], help="prune one step of one level and save the checkpoint")
     placement_arguments(pr)
     pr.add_argument("--level", required=True, choices=list(STAGE_NAMES))

@@ -13,7 +13,7 @@ import pytest
 
 from harness import cache, cli
 from harness.commands import run
-from harness.commands.run import results_root
+from harness.commands.folders import results_root
 from harness.config.experiment import ROOT
 
 

@@ -1,16 +1,19 @@
-"""`python -m harness report` and `verify`: re-render every result folder, the claims report, the documents
-that quote results, exports and the HTML page; check every cache entry in full. Neither imports torch.
+"""`python -m harness report`: re-render every result folder, the claims report, the documents that quote
+results, exports and the HTML page, from the result files alone (no torch).
 """
 
 from __future__ import annotations
 
-import sys
-import time
 from pathlib import Path
 
 from harness import parallel, registry
-from harness.commands.run import results_root
+from harness.commands.folders import results_root
 from harness.config.experiment import DEFAULT_PROFILE, SpecError, experiment_files, load_experiment
+from harness.report.claims import write_claims
+from harness.report.constraints import write_constraints
+from harness.report.frame import export_frame
+from harness.report.html import write_html
+from harness.report.readme import fill_tables
 
 
 def cmd_report(args) -> int:
@@ -24,12 +27,8 @@ def cmd_report(args) -> int:
             print(f"rendered {root / exp.name}")
     publish(root)
     if args.html:
-        from harness.report.html import write_html
-
         print(f"page: {write_html(root)}")
     for fmt in args.format or []:
-        from harness.report.frame import export_frame
-
         try:
             print(f"exported {export_frame(root, fmt)}")
         except ImportError as e:
@@ -40,36 +39,13 @@ def cmd_report(args) -> int:
 def publish(root: Path) -> None:
     """The claims report from whatever results exist; then the committed results (and only those) are
     copied into the README, docs/ and data cards."""
-    from harness.report.claims import write_claims
-    from harness.report.constraints import write_constraints
-    from harness.report.readme import fill_tables
-
     if not parallel.is_main():  # under accelerate launch the main process writes reports
         return
     if Path(root).is_dir():
         print(f"claims report: {write_claims(root)}")
         print(f"library versions behind the results: {write_constraints(root)}")
         if (Path(root) / "index.html").is_file():  # once written (report --html), kept in step with the rest
-            from harness.report.html import write_html
-
             print(f"page: {write_html(root)}")
     if Path(root).resolve() == results_root(DEFAULT_PROFILE).resolve():
         for doc in fill_tables(root):
             print(f"updated tables in {doc}")
-
-
-def cmd_verify(args) -> int:
-    """Check every cache entry in full: each file's sha256 against its manifest, every seal."""
-    from harness.store import verify
-
-    if not Path(args.cache_dir).is_dir():
-        raise SpecError(f"--cache-dir: {args.cache_dir} is not a folder; nothing to verify")
-    t0 = time.perf_counter()
-    checked, problems = verify(args.cache_dir)
-    for p in problems:
-        print(f"corrupt: {p}", file=sys.stderr)
-    print(
-        f"{checked} cache entries checked in {time.perf_counter() - t0:.1f}s under {args.cache_dir}: "
-        + (f"{len(problems)} corrupt (the next run that needs one rebuilds it)" if problems else "all intact")
-    )
-    return 1 if problems else 0

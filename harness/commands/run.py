@@ -1,61 +1,27 @@
-"""`python -m harness run` and `ls`, and what run_all.py shares with them: where results go, checks that
-they can be written before any work, running one experiment (or restating its cached result) and publishing
-its folder whole.
+"""`python -m harness run` and `ls`, and what run_all.py shares with them: running one experiment (or
+restating its cached result) and publishing its folder whole.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from harness import parallel, registry
 from harness.cache import atomic_dir, entry_lock, write_json
+from harness.commands.folders import results_root, writable_dir, writable_results
 from harness.config.experiment import (
-    DEFAULT_PROFILE,
-    ROOT,
     Experiment,
-    SpecError,
     experiment_files,
     load_experiment,
 )
+from harness.preflight import checked
+from harness.recipes.common import set_up
+from harness.report.render import slug
 from harness.results import dump_result, load_result, restated, seal_result, spec_hash
-
-
-def results_root(profile: str) -> Path:
-    """The cpu profile writes the committed `results/`; other profiles write beside it, named by the
-    profile's name (a profile given as a path: its file's stem)."""
-    name = Path(str(profile)).stem if str(profile).endswith((".yaml", ".yml")) else str(profile)
-    return ROOT / "results" if name == DEFAULT_PROFILE else ROOT / f"results-{name}"
-
-
-def writable_dir(path: Path, option: str) -> Path:
-    """`path` as a folder this process can write in (created if missing), or a SpecError naming the option:
-    found before any work, not after an hour of compression when the result is written."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise SpecError(f"{option}: {path} is a file, not a folder")
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=path):
-            pass
-    except OSError as e:
-        raise SpecError(f"{option}: cannot write in {path} ({e.strerror})") from None
-    return path
-
-
-def writable_results(root: Path, names: list[str]) -> None:
-    """Each experiment's result folder under `root` can be replaced when its run ends (a folder this process
-    may empty and rename): checked before any work, not found after the run."""
-    for name in names:
-        out = Path(root) / name
-        if out.exists() and not out.is_dir():
-            raise SpecError(f"--results-dir: {out} is a file where the result folder of {name} goes")
-        if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
-            raise SpecError(f"--results-dir: cannot write in {out}, the result folder of {name}")
+from harness.store import input_hashes, rebuild_entries, result_sample_logs, teacher_dir
 
 
 def quiet_libraries() -> None:
@@ -72,8 +38,6 @@ def publish_result(out_dir: Path, result: dict, render, logs: dict[str, Path] | 
     and replaces the old one only once rendering has succeeded: a render that fails leaves the previous
     folder as it was, never a new result.json beside stale tables. `logs`: the per-sample logs to keep in
     `samples/` (harness/store.py result_sample_logs); None keeps the folder's own."""
-    from harness.report.render import slug
-
     with entry_lock(Path(out_dir)):
         if not parallel.is_main():  # under accelerate launch the main process writes results
             return
@@ -101,8 +65,6 @@ def run_experiment(
     dtype: str | None = None,
 ) -> tuple[Path, str]:
     """Check one experiment against the profile (preflight.checked), then `run_checked`."""
-    from harness.preflight import checked
-
     exp, prof = checked(name, profile, num_seeds, device, dtype)
     return run_checked(exp, prof, results_dir, cache_dir, overwrite, progress)
 
@@ -113,15 +75,11 @@ def run_checked(
     """Run one checked experiment unless an up-to-date result exists: same spec hash (what determines the
     numbers, harness/results.py spec_hash) and at least the requested seeds. Returns (output folder, 'ran' |
     'cached'); a cached result takes on the experiment's current labels, paper rows and claims."""
-    from harness.recipes.common import set_up
-
     set_up(prof)  # the placement first: under accelerate launch it picks the processes' backend
     out = Path(results_dir) / exp.name
     existing = out / "result.json"
     if existing.is_file() and not overwrite:
         old = load_result(existing)  # sealed and consistent, or an error naming the file
-        from harness.store import input_hashes
-
         if old.spec_hash == spec_hash(exp, prof, input_hashes(prof)):
             if set(prof.seeds) <= set(old.seeds):
                 restate(out, exp)
@@ -130,8 +88,6 @@ def run_checked(
         else:
             print(f"[{exp.name}] spec changed since {existing} was written: running again", file=sys.stderr)
     result = registry.recipe(exp.kind)(exp, prof, Path(cache_dir), progress)
-    from harness.store import result_sample_logs, teacher_dir
-
     own_teacher = exp.kind == "original" or "teacher" in exp.overrides
     logs = result_sample_logs(result, prof, teacher_dir(prof, Path(cache_dir)), own_teacher)
     publish_result(out, result, registry.renderer(exp.kind), logs)
@@ -148,8 +104,6 @@ def restate(out: Path, exp: Experiment) -> None:
 
 
 def cmd_run(args) -> int:
-    from harness.preflight import checked
-
     specs = [  # every spec, the files it names and the device checked before any folder is made
         checked(name, args.profile, args.num_seeds, args.device, args.dtype) for name in args.experiments
     ]
@@ -160,8 +114,6 @@ def cmd_run(args) -> int:
     if args.quiet:
         quiet_libraries()
     if args.rebuild:
-        from harness.store import rebuild_entries
-
         rebuild_entries()
     for name, (exp, prof) in zip(args.experiments, specs, strict=True):
         t = time.perf_counter()

@@ -16,6 +16,7 @@ from harness.config.experiment import (
     replicate_problems,
 )
 from harness.config.files import read_yaml
+from harness.preflight import checked, checked_profile
 
 
 def _is_profile(path: Path) -> bool:
@@ -35,8 +36,6 @@ def _is_profile(path: Path) -> bool:
 
 
 def cmd_validate(args) -> int:
-    from harness.preflight import checked, checked_profile
-
     files = [Path(f) for f in args.files] or experiment_files()
     profiles = [args.profile] if args.profile else sorted(p.stem for p in PROFILES_DIR.glob("*.yaml"))
     failures = 0
