@@ -31,10 +31,17 @@ def test_train_stops_when_after_epoch_says_so_and_reports_every_step():
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
-@pytest.mark.parametrize("scores, best, ran", [([0.5, 0.9, 0.4, 0.3, 0.95], 2, 4), ([0.1, 0.2, 0.3], 3, 3)])
-def test_adaptation_keeps_the_best_epochs_weights(tmp_path, monkeypatch, scores, best, ran):
-    """Validation scores are scripted: the stage stops `patience` (2) epochs after the best one and leaves
-    the projection and language model as they were after it."""
+@pytest.mark.parametrize(
+    "scores, patience, best, ran",
+    [
+        ([0.4, 0.5, 0.9, 0.4, 0.3, 0.95], 2, 2, 4),  # stops 2 epochs after its best
+        ([0.9, 0.5, 0.6, 0.7], 2, 0, 2),  # nothing beats the model as it came: it is kept
+        ([0.1, 0.2, 0.3, 0.25], None, 2, 3),  # no early stopping: every epoch, the best kept
+    ],
+)
+def test_adaptation_keeps_the_best_epochs_weights(tmp_path, monkeypatch, scores, patience, best, ran):
+    """Validation scores are scripted, the first for the model as it comes (epoch 0): the stage keeps the
+    projection and language model of its best epoch, and stops early only with a patience."""
     prof = load_profile("smoke")
     data = get_dataset(prof, tmp_path, False)
     from harness.models.stand_in import new_model
@@ -48,7 +55,7 @@ def test_adaptation_keeps_the_best_epochs_weights(tmp_path, monkeypatch, scores,
         return dict.fromkeys(set(tasks), next(it))
 
     monkeypatch.setattr(recipe, "answer_accuracy", scripted)
-    cfg = Adaptation(epochs=len(scores), lr=1e-3, batch_size=64, patience=2)
+    cfg = Adaptation(epochs=len(scores) - 1, lr=1e-3, batch_size=64, patience=patience)
     shares = {"replay": 0.0, "image_replay": 0.0}
     n = 128
     rows = recipe.columns(data["train"].select(range(n)))
@@ -71,8 +78,8 @@ def test_adaptation_keeps_the_best_epochs_weights(tmp_path, monkeypatch, scores,
         3,
     )
     assert log[-1] == {"stage": 3, "best_epoch": best, "epochs_run": ran} and replayed == 0
-    assert len(snapshots) == ran
-    assert all(torch.equal(p, w) for p, w in zip(tuned, snapshots[best - 1], strict=True))
+    assert len(snapshots) == ran + 1
+    assert all(torch.equal(p, w) for p, w in zip(tuned, snapshots[best], strict=True))
     assert not all(torch.equal(p, w) for p, w in zip(tuned, snapshots[-1], strict=True)) or best == ran
 
 
