@@ -35,7 +35,6 @@ from harness.config.compression import STEP_FIELDS
 from harness.config.experiment import ROOT, CompressionRun, PublicModel, RunPlan
 from harness.config.profile import Profile
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
-from harness.evaluate import accuracy_record, evaluate
 from harness.models.public import load_lmm, load_model, save_lmm
 
 _REBUILD: set[str] | None = None  # with --rebuild: the entries rebuilt so far in this process
@@ -327,42 +326,36 @@ def step_model(out: Path, step: int | None = None, device: str | None = None):
     return load_model(_step_dir(out, step), device=device)
 
 
-def _cached_eval(path: Path, model_hash: str):
-    """A cached evaluation, if it is sealed and was made of the model with this manifest hash."""
+def cached_evaluation(path: Path, model_hash: str) -> dict | None:
+    """A cached evaluation's accuracy, if its record is sealed, its sample log intact, and it was made of
+    the model with this hash."""
     if not path.is_file() or not usable(path, read_evaluation):
         return None
     record = read_sealed_json(path)
     return record["accuracy"] if record.get("model") == model_hash else None
 
 
-def test_accuracy(out: Path, step: int, processor, test, batch_size: int, vision_of=None) -> dict:
-    """Test accuracy of the model after `step`, cached in the run folder (RQ1–RQ6 share runs) and tied to
-    that model's manifest: a model that changed is evaluated again. `vision_of`: the teacher, whose vision
-    side a compressed model keeps (harness/evaluate.py)."""
-    path = Path(out) / "eval" / f"test_step_{step:03d}.json"
-    model_hash = verify_manifest(_step_dir(out, step))
-    if (cached := _cached_eval(path, model_hash)) is not None:
-        return cached
-    acc = evaluate(step_model(out, step), processor, test, batch_size, vision_of=vision_of)
-    record = accuracy_record(acc)
-    write_sealed_json(path, {"model": model_hash, "accuracy": record, **_logged(path, acc)})
-    return record
+def write_evaluation(path: Path, model_hash: str, accuracy: dict, samples: list[dict]) -> None:
+    """An evaluation's record, sealed, with its sample log beside it (the record keeps the log's hash)."""
+    data = sample_log.dump(samples)
+    write_atomic(samples_log(path), data)  # (the main process's, under accelerate launch)
+    record = {"model": model_hash, "accuracy": accuracy, "samples_sha256": hashlib.sha256(data).hexdigest()}
+    write_sealed_json(path, record)
 
 
-def teacher_test_accuracy(profile: Profile, tdir: Path, teacher, processor, test) -> dict:
-    """The teacher's test accuracy, cached beside the teacher (every experiment shows it), tied to the
-    content of the teacher's files, to the dataset (a user's checkpoint serves several datasets) and to a
-    placement other than the CPU's float32 (`Profile.placement_key`)."""
-    batch_size, placement = profile.evaluation_batch_size, profile.placement_key()
-    path = teacher_eval_path(profile, tdir)
+def step_evaluation(out: Path, step: int) -> tuple[Path, str]:
+    """Where the test evaluation of a run's model after `step` is cached, and that model's manifest hash
+    (a model that changed is evaluated again)."""
+    return Path(out) / "eval" / f"test_step_{step:03d}.json", verify_manifest(_step_dir(out, step))
+
+
+def teacher_evaluation(profile: Profile, tdir: Path) -> tuple[Path, str]:
+    """Where the teacher's test evaluation is cached, and what it is tied to: the content of the teacher's
+    files, the dataset (a user's checkpoint serves several datasets) and a placement other than the CPU's
+    float32 (`Profile.placement_key`)."""
+    placement = profile.placement_key()
     determining = [checkpoint_hash(tdir), dataset_key(profile), *([placement] if placement else [])]
-    model_hash = content_hash(determining)
-    if (cached := _cached_eval(path, model_hash)) is not None:
-        return cached
-    acc = evaluate(teacher, processor, test, batch_size, vision_of=teacher)
-    kept = {k: v for k, v in acc.items() if k != "samples"}  # the log has its own file
-    write_sealed_json(path, {"model": model_hash, "accuracy": kept, **_logged(path, acc)})
-    return acc
+    return teacher_eval_path(profile, tdir), content_hash(determining)
 
 
 def teacher_eval_path(profile: Profile, tdir: Path) -> Path:
@@ -391,13 +384,6 @@ def result_sample_logs(result: dict, profile: Profile, tdir: Path, own_teacher: 
 def samples_log(eval_record: Path) -> Path:
     """The per-sample log (harness/sample_log.py) written beside a cached evaluation."""
     return Path(eval_record).with_name(Path(eval_record).stem + ".samples.jsonl.gz")
-
-
-def _logged(path: Path, acc: dict) -> dict:
-    """Write the evaluation's sample log beside its record, which keeps the log's hash under its seal."""
-    data = sample_log.dump(acc["samples"])
-    write_atomic(samples_log(path), data)  # (the main process's, under accelerate launch)
-    return {"samples_sha256": hashlib.sha256(data).hexdigest()}
 
 
 _TEACHER_OUTPUTS: dict[tuple, list] = {}

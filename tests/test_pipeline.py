@@ -472,7 +472,8 @@ def test_a_cached_evaluation_keeps_its_log_under_its_seal(smoke):
     """The log beside a cached evaluation is checked against the hash its sealed record keeps: `verify`
     names a log that was altered, and the next use evaluates again and writes the same log."""
     from harness import sample_log
-    from harness.store import samples_log, teacher_test_accuracy, verify
+    from harness.evaluations import teacher_test_accuracy
+    from harness.store import samples_log, verify
 
     prof, data, teacher, processor, _, cache, tdir = smoke
     first = teacher_test_accuracy(prof, tdir, teacher, processor, data["test"])

@@ -16,6 +16,7 @@ from harness.cache import content_hash, entry_lock
 from harness.config.experiment import CompressionRun, Experiment
 from harness.config.profile import Profile
 from harness.evaluate import max_answer_tokens
+from harness.evaluations import teacher_test_accuracy, test_accuracy
 from harness.measure import throughput, vision_side_latency
 from harness.models.blip2 import parameter_counts
 from harness.objectives import cached_top_k, teacher_batches
@@ -30,8 +31,6 @@ from harness.store import (
     step_model,
     teacher_key,
     teacher_outputs,
-    teacher_test_accuracy,
-    test_accuracy,
 )
 
 

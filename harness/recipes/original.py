@@ -7,12 +7,13 @@ from pathlib import Path
 from harness.config.experiment import Experiment
 from harness.config.profile import Profile
 from harness.evaluate import accuracy_record, max_answer_tokens, oracle_ceiling
+from harness.evaluations import teacher_test_accuracy
 from harness.measure import checkpoint_bytes, throughput
 from harness.models.blip2 import parameter_counts
 from harness.recipes.common import result_header
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
-from harness.store import get_dataset, teacher_test_accuracy
+from harness.store import get_dataset
 
 
 def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:

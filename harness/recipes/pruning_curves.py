@@ -21,6 +21,7 @@ from harness.config.compression import STEP_FIELDS
 from harness.config.experiment import Experiment
 from harness.config.profile import Profile
 from harness.evaluate import accuracy_record, evaluate
+from harness.evaluations import teacher_test_accuracy
 from harness.models.blip2 import blocks, parameter_counts
 from harness.prune.importance import block_influence, importance
 from harness.prune.step import level_width, prune_step
@@ -28,7 +29,7 @@ from harness.recipes.common import result_header, teacher_record
 from harness.recipes.compression import pruning_batches
 from harness.recipes.teacher import get_teacher
 from harness.results import validated
-from harness.store import cached_curve, curve_path, get_dataset, teacher_test_accuracy
+from harness.store import cached_curve, curve_path, get_dataset
 
 
 def _scores(model, level: str, criterion: str, d_p: list, seed: int) -> torch.Tensor | None:
