@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from harness import parallel
+from harness.config.profile import Measurement
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
 from harness.device import Placement, current
 from harness.models.blip2 import query_outputs
@@ -145,7 +146,7 @@ def throughput(
     split,
     batch_sizes: list[int],
     new_tokens: int | dict[str, int],
-    cfg: dict,
+    cfg: Measurement,
     device: torch.device | None = None,
 ) -> dict[str, dict[str, dict]]:
     """Samples/s of each model at each batch size, every model interleaved in one session, each timed
@@ -168,14 +169,14 @@ def throughput(
         for n, m in models.items():
             fns[n] = generation_call(m.eval(), procs[n], images, questions, tokens[n], device)
             fns[(n, "prefill")] = generation_call(m, procs[n], images, questions, 1, device)
-        raw = measure_interleaved(fns, cfg["warmup"], cfg["min_iterations"], cfg["min_duration_s"], device)
+        raw = measure_interleaved(fns, cfg.warmup, cfg.min_iterations, cfg.min_duration_s, device)
         for n in models:
             results[n][f"batch_{bs}"] = summarize(raw[n], bs, raw[(n, "prefill")], tokens[n])
     return results
 
 
 def vision_side_latency(
-    models: dict, processor, split, cfg: dict, device: torch.device | None = None
+    models: dict, processor, split, cfg: Measurement, device: torch.device | None = None
 ) -> dict:
     """Batch-1 latency of the vision tower + Q-Former alone (the part the language-model stages never
     prune), models interleaved: it bounds the end-to-end batch-1 speed-up any LM pruning can give."""
@@ -195,9 +196,9 @@ def vision_side_latency(
 
     raw = measure_interleaved(
         {n: call(m.eval()) for n, m in models.items()},
-        cfg["warmup"],
-        cfg["min_iterations"],
-        cfg["min_duration_s"],
+        cfg.warmup,
+        cfg.min_iterations,
+        cfg.min_duration_s,
         device,
     )
     return {n: summarize(raw[n], 1) for n in models}

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from harness import device as dev
+from harness.config.profile import Measurement
 from harness.device import placement_of
 from harness.distill.loop import distill
 from harness.errors import DeviceError
@@ -87,7 +88,7 @@ def test_timing_on_the_gpu_records_peak_memory_and_a_bfloat16_copy():
     deployed = as_deployed({"m": model.to("cuda")})["m"]
     assert deployed.dtype == torch.bfloat16 and deployed.device.type == "cuda"
     split = {"image": [Image.new("RGB", (32, 32))] * 4, "question": ["What is the background color?"] * 4}
-    cfg = {"warmup": 1, "min_iterations": 3, "min_duration_s": 0.0}
+    cfg = Measurement(warmup=1, min_iterations=3, min_duration_s=0.0)
     speed = throughput({"m": deployed}, proc, split, [1, 4], new_tokens=3, cfg=cfg)["m"]
     assert speed["batch_1"]["prefill_ms"] > 0 and speed["batch_4"]["decode_ms_per_token"] is not None
     assert speed["batch_4"]["peak_memory_mb"] > 0

@@ -4,6 +4,7 @@ import itertools
 
 import torch
 
+from harness.config.profile import Measurement
 from harness.measure import measure_interleaved, summarize, throughput
 from tests.helpers import tiny
 
@@ -64,7 +65,7 @@ def test_throughput_on_a_tiny_model():
     from PIL import Image
 
     split = {"image": [Image.new("RGB", (32, 32))] * 2, "question": ["What is the background color?"] * 2}
-    cfg = {"warmup": 1, "min_iterations": 2, "min_duration_s": 0.0}
+    cfg = Measurement(warmup=1, min_iterations=2, min_duration_s=0.0)
     out = throughput({"tiny": model}, proc, split, [1, 2], new_tokens=2, cfg=cfg, device=torch.device("cpu"))
     assert set(out["tiny"]) == {"batch_1", "batch_2"}
     assert out["tiny"]["batch_2"]["iterations"] >= 2 and out["tiny"]["batch_2"]["samples_per_s"] > 0
@@ -108,7 +109,7 @@ def test_models_with_different_tokenizers_share_one_interleaved_session(monkeypa
         lambda fns, *a, **k: sessions.append(list(fns)) or real_session(fns, *a, **k),
     )
     split = {"image": [Image.new("RGB", (32, 32))], "question": ["What is the background color?"]}
-    cfg = {"warmup": 0, "min_iterations": 2, "min_duration_s": 0.0}
+    cfg = Measurement(warmup=0, min_iterations=2, min_duration_s=0.0)
     out = measure.throughput(
         {"a": a, "b": b}, {"a": proc_a, "b": proc_b}, split, [1], {"a": 3, "b": 2}, cfg, torch.device("cpu")
     )

@@ -185,10 +185,10 @@ def _measure(exp, profile, teacher, processor, data, runs, teacher_record: dict)
     else:
         records = first
         models = [step_model(s["run_dir"]) for s in first]  # each run's last step
-    m = profile.measurement.model_dump()
+    m = profile.measurement
     new_tokens = max_answer_tokens(processor, data["test"]["answer"])
     named = {"teacher": teacher, **{f"model {i}": model for i, model in enumerate(models)}}
-    speed = throughput(named, processor, data["test"], m["batch_sizes"], new_tokens, m)
+    speed = throughput(named, processor, data["test"], m.batch_sizes, new_tokens, m)
     for name, record in zip(named, [teacher_record, *records], strict=True):
         record["throughput"] = list(speed[name].values())
     vision = vision_side_latency({"teacher": teacher, "last": models[-1]}, processor, data["test"], m)

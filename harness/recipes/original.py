@@ -29,7 +29,7 @@ def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: b
         data["test"],
         profile.measurement.batch_sizes,
         new_tokens,
-        profile.measurement.model_dump(),
+        profile.measurement,
     )["original"]
     rows = [
         {

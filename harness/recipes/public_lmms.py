@@ -134,7 +134,7 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
             )
             models[name] = (m, processor)
     if exp.measure:
-        m = profile.measurement.model_dump()
+        m = profile.measurement
         # one interleaved session for every model, each with its own tokenizer's prompt and as many new
         # tokens as that tokenizer's longest answer takes
         lengths = {id(p): max_answer_tokens(p, data["test"]["answer"]) for _, p in models.values()}
@@ -142,7 +142,7 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
             {n: mm for n, (mm, _) in models.items()},
             {n: p for n, (_, p) in models.items()},
             data["test"],
-            m["batch_sizes"],
+            m.batch_sizes,
             {n: lengths[id(p)] for n, (_, p) in models.items()},
             m,
         )
