@@ -58,7 +58,7 @@ def meta_model(checkpoint: str | Path | None, profile: Profile):
     """The checkpoint's model (or the profile's stand-in, `checkpoint` None) on the meta device."""
     if checkpoint is None:
         vocab = profile.teacher.vocab_size
-        config = build_config(profile.model.model_dump(), vocab, vocab - 1, {"bos": 0, "eos": 1, "pad": 2})
+        config = build_config(profile.model, vocab, vocab - 1, {"bos": 0, "eos": 1, "pad": 2})
     else:
         config = read_config(checkpoint)  # the one reader: a bad folder is one CheckpointError
     with torch.device("meta"):

@@ -26,9 +26,9 @@ TEXTS = [
 def tiny(family: str = "llama", tie: bool = False, seed: int = 0):
     """A smoke-profile-sized BLIP-2 (random weights) and its processor."""
     prof = load_profile("smoke")
-    cfg = prof.model.model_dump()
-    cfg["language_model"].update(family=family, tie_word_embeddings=tie)
-    proc = build_processor(TEXTS, 300, cfg["image_size"], cfg["qformer"]["num_query_tokens"])
+    lm = prof.model.language_model.model_copy(update={"family": family, "tie_word_embeddings": tie})
+    cfg = prof.model.model_copy(update={"language_model": lm})
+    proc = build_processor(TEXTS, 300, cfg.image_size, cfg.qformer.num_query_tokens)
     tok = proc.tokenizer
     config = build_config(
         cfg,

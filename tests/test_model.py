@@ -45,7 +45,7 @@ def test_save_load_gives_identical_logits(tmp_path, family, tie):
 
 def test_cpu_profile_language_model_holds_most_parameters():
     prof = load_profile("cpu")
-    config = build_config(prof.model.model_dump(), prof.teacher.vocab_size, 3, {"bos": 1, "eos": 2, "pad": 0})
+    config = build_config(prof.model, prof.teacher.vocab_size, 3, {"bos": 1, "eos": 2, "pad": 0})
     with torch.device("meta"):
         model = Blip2ForConditionalGeneration(config)
     counts = parameter_counts(model)
@@ -56,8 +56,8 @@ def test_cpu_profile_language_model_holds_most_parameters():
 def _paper_counts(language_model: dict) -> dict[str, int]:
     """Parameter counts of the paper profile's model with LM fields replaced, built on the meta device."""
     prof = load_profile("paper")
-    shape = prof.model.model_dump()
-    shape["language_model"] = {**shape["language_model"], **language_model}
+    lm = prof.model.language_model.model_copy(update=language_model)
+    shape = prof.model.model_copy(update={"language_model": lm})
     config = build_config(shape, prof.teacher.vocab_size, 3, {"bos": 1, "eos": 2, "pad": 0})
     with torch.device("meta"):
         model = Blip2ForConditionalGeneration(config)

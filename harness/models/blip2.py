@@ -17,6 +17,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from harness.config.profile import Model
 from harness.data.collate import IGNORE
 from harness.device import current
 from harness.errors import PruningError
@@ -25,47 +26,47 @@ MODULES = ("vision_model", "qformer", "language_projection", "language_model")
 LM_CONFIGS = {"llama": LlamaConfig, "qwen2": Qwen2Config}
 
 
-def build_config(model: dict, vocab_size: int, image_token_id: int, special: dict[str, int]) -> Blip2Config:
-    """`model` is the profile's `model` section (already validated by harness.config.experiment)."""
-    v, q, lm = model["vision"], model["qformer"], model["language_model"]
+def build_config(model: Model, vocab_size: int, image_token_id: int, special: dict[str, int]) -> Blip2Config:
+    """The BLIP-2 config of a profile's `model` section (harness/config/profile.py `Model`)."""
+    v, q, lm = model.vision, model.qformer, model.language_model
     vision = Blip2VisionConfig(
-        hidden_size=v["hidden_size"],
-        intermediate_size=v["intermediate_size"],
-        num_hidden_layers=v["num_layers"],
-        num_attention_heads=v["num_heads"],
-        image_size=model["image_size"],
-        patch_size=v["patch_size"],
+        hidden_size=v.hidden_size,
+        intermediate_size=v.intermediate_size,
+        num_hidden_layers=v.num_layers,
+        num_attention_heads=v.num_heads,
+        image_size=model.image_size,
+        patch_size=v.patch_size,
     )
     qformer = Blip2QFormerConfig(
-        hidden_size=q["hidden_size"],
-        intermediate_size=q["intermediate_size"],
-        num_hidden_layers=q["num_layers"],
-        num_attention_heads=q["num_heads"],
-        encoder_hidden_size=v["hidden_size"],
+        hidden_size=q.hidden_size,
+        intermediate_size=q.intermediate_size,
+        num_hidden_layers=q.num_layers,
+        num_attention_heads=q.num_heads,
+        encoder_hidden_size=v.hidden_size,
         cross_attention_frequency=1,
         max_position_embeddings=64,
     )
-    text = LM_CONFIGS[lm["family"]](
+    text = LM_CONFIGS[lm.family](
         vocab_size=vocab_size,
-        hidden_size=lm["hidden_size"],
-        intermediate_size=lm["intermediate_size"],
-        num_hidden_layers=lm["num_layers"],
-        num_attention_heads=lm["num_heads"],
-        num_key_value_heads=lm["num_kv_heads"],
-        head_dim=lm["head_dim"],
+        hidden_size=lm.hidden_size,
+        intermediate_size=lm.intermediate_size,
+        num_hidden_layers=lm.num_layers,
+        num_attention_heads=lm.num_heads,
+        num_key_value_heads=lm.num_kv_heads,
+        head_dim=lm.head_dim,
         max_position_embeddings=128,
-        tie_word_embeddings=lm["tie_word_embeddings"],
+        tie_word_embeddings=lm.tie_word_embeddings,
         bos_token_id=special["bos"],
         eos_token_id=special["eos"],
         pad_token_id=special["pad"],
     )
-    if lm["family"] == "llama":
-        text.head_dim = lm["head_dim"]
+    if lm.family == "llama":
+        text.head_dim = lm.head_dim
     return Blip2Config(
         vision_config=vision.to_dict(),
         qformer_config=qformer.to_dict(),
         text_config=text.to_dict(),
-        num_query_tokens=q["num_query_tokens"],
+        num_query_tokens=q.num_query_tokens,
         image_token_index=image_token_id,
     )
 

@@ -37,8 +37,8 @@ def new_model(
         tokens, profile.teacher.vocab_size, profile.model.image_size, profile.model.qformer.num_query_tokens
     )
     tok = processor.tokenizer
-    shape = profile.model.model_dump()
-    shape["language_model"] = {**shape["language_model"], **(language_model or {})}
+    lm = profile.model.language_model.model_copy(update=language_model or {})
+    shape = profile.model.model_copy(update={"language_model": lm})
     config = build_config(
         shape,
         len(tok),
