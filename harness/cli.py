@@ -172,7 +172,8 @@ def parser() -> argparse.ArgumentParser:
         "--prompt",
         default="auto",
         help="stand-in, blip2 ('Question: {question} Answer:'), a text with one {question}, or auto: the "
-        "stand-in's for a folder the harness wrote, BLIP-2's otherwise",
+        "one a folder pruned by `harness prune` records, the stand-in's for another folder the harness "
+        "wrote, BLIP-2's otherwise",
     )
     ev.add_argument("--out", required=True, type=Path, help="a new folder for the records and sample logs")
     ev.add_argument("--quiet", action="store_true")

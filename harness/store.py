@@ -172,7 +172,8 @@ def load_teacher(target: Path, stored: bool = True):
         folder = src  # every process reads the checked original
     if not (folder / "config.json").is_file():
         return None
-    model, processor = load_lmm(folder)
+    # a profile's teacher answers the stand-in's prompts, whoever wrote its folder
+    model, processor = load_lmm(folder, prompt="stand-in")
     log_path = folder / "train_log.json"
     return model, processor, json.loads(log_path.read_text()) if log_path.is_file() else {}
 

@@ -451,3 +451,24 @@ def test_fine_tuning_batches_carry_the_answers_and_no_teacher_logits(smoke):
     assert not any(k.startswith("teacher") for b in plain for k in b)
     loss = distill(model, plain, 1, 1e-4, "label_ce", 0.0, 0)
     assert len(loss) == 1 and math.isfinite(loss[0])
+
+
+def test_a_checkpoints_prompt_is_its_own(tmp_path):
+    """--prompt auto (load_lmm's default): what `harness prune` recorded in pruning.json, the stand-in's for
+    any other folder the harness wrote, BLIP-2's for every other checkpoint; a given prompt always wins."""
+    from harness.data.collate import BLIP2_PROMPT
+    from harness.models.public import checkpoint_prompt
+
+    plain, stand_in, pruned = (tmp_path / n for n in ("plain", "stand_in", "pruned"))
+    for folder in (plain, stand_in, pruned):
+        folder.mkdir()
+    (stand_in / "manifest.json").write_text("{}")
+    (pruned / "pruning.json").write_text(json.dumps({"prompt": "Q: {question} A:"}))
+    assert checkpoint_prompt(plain) == BLIP2_PROMPT
+    assert checkpoint_prompt(stand_in) is None
+    assert checkpoint_prompt(pruned) == "Q: {question} A:"
+    (pruned / "pruning.json").write_text(json.dumps({"criterion": "l1"}))  # written before prompts were kept
+    assert checkpoint_prompt(pruned) is None
+    assert checkpoint_prompt(plain, "stand-in") is None
+    assert checkpoint_prompt(stand_in, "blip2") == BLIP2_PROMPT
+    assert checkpoint_prompt(plain, "Say {question}") == "Say {question}"

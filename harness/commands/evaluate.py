@@ -14,7 +14,6 @@ from pathlib import Path
 from harness import sample_log
 from harness.cache import atomic_dir, write_json
 from harness.config.files import SpecError, new_folder
-from harness.data.collate import BLIP2_PROMPT
 from harness.errors import CheckpointError
 from harness.evaluate import accuracy_record, evaluate
 from harness.measure import device_info
@@ -27,9 +26,6 @@ from harness.recipes.common import set_up, test_split_record
 from harness.report.paired import paired_test
 from harness.results import Accuracy, TestSplit, unpack
 from harness.store import get_dataset
-
-# files the harness writes into the folders it saves: such a checkpoint was trained on the stand-in's prompt
-HARNESS_FILES = ("manifest.json", "pruning.json", "train_log.json")
 
 
 def evaluate_command(args) -> int:
@@ -70,8 +66,7 @@ def evaluate_command(args) -> int:
 
 
 def _score(folder: Path, prompt: str, prof, split, out: Path, quiet: bool) -> dict:
-    model, processor = load_lmm(folder)
-    processor.prompt_template = _template(folder, prompt)  # read by harness/data/collate.py
+    model, processor = load_lmm(folder, prompt=prompt)  # its template is read by harness/data/collate.py
     acc = evaluate(model, processor, split, prof.evaluation_batch_size, progress=not quiet)
     record = {
         "checkpoint": str(folder),
@@ -88,14 +83,6 @@ def _score(folder: Path, prompt: str, prof, split, out: Path, quiet: bool) -> di
     write_json(out / "evaluation.json", record)
     (out / "samples.jsonl.gz").write_bytes(sample_log.dump(acc["samples"]))
     return record
-
-
-def _template(folder: Path, prompt: str) -> str | None:
-    """The prompt around each question: the stand-in's own (None: harness/data/collate.py `prompt_of`) for
-    a folder the harness wrote, BLIP-2's for any other checkpoint, or the one given."""
-    if prompt == "auto":
-        prompt = "stand-in" if any((folder / f).is_file() for f in HARNESS_FILES) else "blip2"
-    return {"stand-in": None, "blip2": BLIP2_PROMPT}.get(prompt, prompt)
 
 
 def _compare(a: dict, b: dict) -> dict:

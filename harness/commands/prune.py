@@ -99,6 +99,7 @@ def prune_command(args) -> int:
                 "criterion": args.criterion,
                 "loss": args.loss,
                 "module": args.module,
+                "prompt": processor.prompt_template,  # what Eq. 1 ran on: evaluate --prompt auto reads it
                 "samples": len(split),
                 "importance_seconds": seconds,
                 "parameters_before": before,

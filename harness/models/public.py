@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from harness import parallel
+from harness.data.collate import BLIP2_PROMPT
 from harness.device import current
 from harness.errors import CheckpointError
 
@@ -222,8 +223,26 @@ def load_model(path: str | Path, allow_download: bool = False, device: str | Non
     return parallel.place(model, device or current().device).eval()
 
 
-def load_lmm(path: str | Path, allow_download: bool = False):
-    """(model, processor) from a checkpoint folder (or a hub id with `allow_download`)."""
+# files the harness writes into the folders it saves: such a checkpoint was trained on the stand-in's prompt
+HARNESS_FILES = ("manifest.json", "pruning.json", "train_log.json")
+
+
+def checkpoint_prompt(folder: str | Path, prompt: str = "auto") -> str | None:
+    """The prompt template around each question for a checkpoint (None: the stand-in's own, harness/data/
+    collate.py `prompt_of`). `prompt`: stand-in, blip2, a template with one {question}, or auto: the template
+    a folder pruned by `python -m harness prune` records, the stand-in's for any other folder the harness
+    wrote, BLIP-2's for every other checkpoint."""
+    if prompt == "auto":
+        pruning = Path(folder) / "pruning.json"
+        if pruning.is_file() and "prompt" in (recorded := json.loads(pruning.read_text())):
+            return recorded["prompt"]
+        prompt = "stand-in" if any((Path(folder) / f).is_file() for f in HARNESS_FILES) else "blip2"
+    return {"stand-in": None, "blip2": BLIP2_PROMPT}.get(prompt, prompt)
+
+
+def load_lmm(path: str | Path, allow_download: bool = False, prompt: str = "auto"):
+    """(model, processor) from a checkpoint folder (or a hub id with `allow_download`); the processor
+    carries the checkpoint's prompt template (`checkpoint_prompt`), which every batch of it reads."""
     local = Path(path).is_dir()
     if not local and not allow_download:
         raise CheckpointError(
@@ -249,4 +268,5 @@ def load_lmm(path: str | Path, allow_download: bool = False):
             stacklevel=2,
         )
         tok.pad_token = tok.eos_token
+    processor.prompt_template = checkpoint_prompt(path, prompt) if local else BLIP2_PROMPT
     return model, processor
