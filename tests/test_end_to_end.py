@@ -222,7 +222,7 @@ def test_claims_report_has_a_verdict_for_every_claim(smoke):
             r,
         ), r
     premises = [line for line in text.splitlines() if re.match(r"\| P\d", line)]
-    assert [r.split()[1].rstrip(":") for r in premises] == ["P1", "P2", "P3"]
+    assert [r.split()[1].rstrip(":") for r in premises] == ["P1", "P2", "P3", "P4", "P5"]
     assert all(re.search(r"\*\*(holds|fails)\*\* \| — \| [^|]+ \|$", r) for r in premises)
 
 
