@@ -31,6 +31,11 @@ def _profile(tmp_path, text_edit=None, **changes):
         ({"compression.alpha": 1.5}, "compression.alpha", "less than or equal to 1"),
         ({"compression.alpha": 0}, "compression.alpha", "greater than 0"),
         (
+            {"compression.optimizer": "adamw_8bit", "compression.parallel": "fsdp"},
+            "compression.optimizer",
+            "adamw_8bit (bitsandbytes) cannot step torch's FSDP shards",
+        ),
+        (
             {"compression.n_b": 5, "compression.N_blocks": 1},
             "compression.n_b",
             "n_b (5) is larger than N_blocks (1)",

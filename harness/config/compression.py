@@ -101,6 +101,12 @@ class Compression(Strict):
                 f"micro_batch_size: micro_batch_size ({self.micro_batch_size}) must divide batch_size "
                 f"({self.batch_size}), e.g. {math.gcd(self.batch_size, self.micro_batch_size)}"
             )
+        if self.optimizer == "adamw_8bit" and self.parallel == "fsdp":
+            raise ValueError(
+                "optimizer: adamw_8bit (bitsandbytes) cannot step torch's FSDP shards (DTensor parameters; "
+                "bitsandbytes issues #89 and #1633): with parallel: fsdp use adamw or adafactor, or keep "
+                "adamw_8bit with parallel: ddp"
+            )
         return self
 
     @model_serializer(mode="wrap")
