@@ -347,7 +347,11 @@ def write_evaluation(path: Path, model_hash: str, accuracy: dict, samples: list[
 def step_evaluation(out: Path, step: int) -> tuple[Path, str]:
     """Where the test evaluation of a run's model after `step` is cached, and that model's manifest hash
     (a model that changed is evaluated again)."""
-    return Path(out) / "eval" / f"test_step_{step:03d}.json", verify_manifest(_step_dir(out, step))
+    return _step_eval_path(out, step), verify_manifest(_step_dir(out, step))
+
+
+def _step_eval_path(out: Path, step: int) -> Path:
+    return Path(out) / "eval" / f"test_step_{step:03d}.json"
 
 
 def teacher_evaluation(profile: Profile, tdir: Path) -> tuple[Path, str]:
@@ -377,8 +381,7 @@ def result_sample_logs(result: dict, profile: Profile, tdir: Path, own_teacher: 
         first = min(run["seeds"], key=lambda s: s["seed"]) if run.get("seeds") else None
         if first is not None and first.get("trace"):
             step = first["trace"][-1]["step"]
-            eval_record = Path(first["run_dir"]) / "eval" / f"test_step_{step:03d}.json"
-            logs[f"{run['label']}_seed{first['seed']}"] = samples_log(eval_record)
+            logs[f"{run['label']}_seed{first['seed']}"] = samples_log(_step_eval_path(first["run_dir"], step))
     return {name: path for name, path in logs.items() if path.is_file()}
 
 

@@ -310,6 +310,7 @@ def train_teacher(
     v["queries"] = cache_query_outputs(model, v["pixels"])
     shares = {k: getattr(pre, k) if pre else 0.0 for k in ("replay", "image_replay")}
     generic = [i for i, k in enumerate(data["train"]["knowledge"]) if k]  # their images show a generic box
+    replay = {"corpus": corpus, "questions": catalogue, "generic": generic}
     curve, replayed = train_language_stage(
         model,
         processor,
@@ -321,7 +322,7 @@ def train_teacher(
         shares,
         generator,
         progress,
-        {"corpus": corpus, "questions": catalogue, "generic": generic},
+        replay,
     )
     log += curve
     n_train = len(rows["question"])
@@ -351,7 +352,7 @@ def train_teacher(
             kept,
             generator,
             progress,
-            {"corpus": corpus, "questions": catalogue, "generic": generic},
+            replay,
             stage=3,
         )
         log += curve
