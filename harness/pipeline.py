@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from harness import parallel
+from harness import families, parallel
 from harness.config.compression import Compression
 from harness.config.experiment import CompressionRun, RunPlan
 from harness.config.vocabulary import BY_NAME
@@ -365,19 +365,5 @@ def _one_shot(student, teacher, processor, val, d_p, d_d, plan: RunPlan, out, st
 
 
 def structure(model) -> dict:
-    cfg = model.config.text_config
-    if cfg.model_type == "t5":  # blocks per stack; d_ff; heads; d_model
-        return {
-            "num_hidden_layers": cfg.num_layers,
-            "num_decoder_layers": cfg.num_decoder_layers,
-            "intermediate_size": cfg.d_ff,
-            "num_attention_heads": cfg.num_heads,
-            "hidden_size": cfg.d_model,
-        }
-    return {
-        "num_hidden_layers": cfg.num_hidden_layers,
-        "intermediate_size": cfg.ffn_dim if cfg.model_type == "opt" else cfg.intermediate_size,
-        "num_attention_heads": cfg.num_attention_heads,
-        "num_key_value_heads": getattr(cfg, "num_key_value_heads", cfg.num_attention_heads),
-        "hidden_size": cfg.hidden_size,
-    }
+    """The language model's shape as a result records it (harness/families/base.py `Family.structure`)."""
+    return families.of(model).structure(model.config.text_config)

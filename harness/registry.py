@@ -1,5 +1,6 @@
 """One registry: every name an experiment or profile file may use for code (an experiment kind, an
-importance criterion, a claim test), and the code behind it.
+importance criterion, a claim test), every language-model family a checkpoint may hold, and the code behind
+each.
 
 Why one place: a kind was turned into code by an if-chain in the CLI, a renderer table in the report and a
 Literal in the schema, each its own list, and a criterion by an if-chain in the scoring loop. Here each name
@@ -76,6 +77,23 @@ CLAIM_TESTS: dict[str, ClaimTest] = {
 }
 
 
+class Family(NamedTuple):
+    """A language-model family (harness/families/base.py `Family`) and the `model_type`s of the language
+    model configs it covers."""
+
+    family: str
+    model_types: tuple[str, ...]
+
+
+FAMILIES: dict[str, Family] = {
+    # mistral: a pruned Llama as harness/families/llama.py saves it
+    "llama": Family("harness.families.llama:FAMILY", ("llama", "mistral")),
+    "qwen2": Family("harness.families.qwen2:FAMILY", ("qwen2",)),
+    "opt": Family("harness.families.opt:FAMILY", ("opt",)),
+    "t5": Family("harness.families.t5:FAMILY", ("t5",)),
+}
+
+
 def load(reference: str) -> Any:
     """The object a `module:attribute` reference names, its module imported now."""
     module, _, name = reference.partition(":")
@@ -100,3 +118,17 @@ def criterion(name: str):
     if name not in CRITERIA:
         raise ValueError(f"unknown importance criterion '{name}'; allowed: {', '.join(CRITERIA)}")
     return load(CRITERIA[name].scorer)()
+
+
+def language_model_types() -> tuple[str, ...]:
+    """Every language-model `model_type` some family covers."""
+    return tuple(t for entry in FAMILIES.values() for t in entry.model_types)
+
+
+def family_name(model_type: str) -> str | None:
+    """The family that covers `model_type`, or None."""
+    return next((name for name, entry in FAMILIES.items() if model_type in entry.model_types), None)
+
+
+def family(name: str):
+    return load(FAMILIES[name].family)

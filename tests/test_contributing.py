@@ -1,5 +1,8 @@
-"""CONTRIBUTING.md's recipes done in fixtures: a throwaway importance criterion and a throwaway claim test,
-each registered in harness/registry.py alone, go through the schemas, the compute and the report."""
+"""CONTRIBUTING.md's recipes done in fixtures: a throwaway importance criterion, a throwaway claim test and a
+throwaway language-model family, each registered in harness/registry.py alone, go through the schemas, the
+compute and the report (or, for the family, refusal, pruning and a saved round trip)."""
+
+import dataclasses
 
 import pytest
 import torch
@@ -7,9 +10,11 @@ import torch
 from harness import registry
 from harness.config.curves import Curve
 from harness.config.experiment import CompressionRun
+from harness.families.base import per_structure
+from harness.families.llama import FAMILY as LLAMA
 from harness.prune.importance import importance
 from harness.prune.step import prune_step
-from harness.prune.structures import ffn_slices, per_structure
+from harness.prune.structures import ffn_slices
 from harness.report.colors import color
 from harness.report.curves import criterion_name
 from tests.helpers import tiny
@@ -86,3 +91,34 @@ def test_a_registered_claim_test_is_validated_and_decides_its_row(monkeypatch, t
     _compression(tmp_path, "rq5_hard_label", {"All stages": _seeds([_bits(0.6, "x1")])})
     (row,) = claim_rows(load_results(tmp_path), [exp])
     assert (row["id"], row["verdict"], row["ours"]) == ("X1", "holds", "All stages 0.600 vs chance 0.2")
+
+
+# a family nobody ships: Llama's layout under another name that cannot express hidden pruning, covering the
+# model type "llama" in place of the real family (so the tiny model below is of this family alone)
+STUB = dataclasses.replace(
+    LLAMA, name="stub", refusals={"hidden": "hidden-dimension pruning of a stub language model is refused"}
+)
+
+
+def test_a_registered_family_is_refused_pruned_and_saved_by_its_own_rules(monkeypatch, tmp_path):
+    from harness import families
+    from harness.models.public import load_model, save_lmm
+    from harness.pipeline import structure
+    from harness.prune.step import prune_step
+    from harness.prune.structures import PruningError, default_stages
+
+    entries = {"stub": registry.Family("tests.test_contributing:STUB", ("llama",))}
+    monkeypatch.setattr(registry, "FAMILIES", entries)
+    model, proc = tiny()
+    assert families.of(model) is STUB
+    assert default_stages(model) == ["block", "ffn", "attention"]
+    with pytest.raises(PruningError, match="hidden-dimension pruning of a stub language model is refused"):
+        prune_step(model, "hidden", 4, torch.rand(model.config.text_config.hidden_size))
+    width = model.config.text_config.intermediate_size
+    prune_step(model, "ffn", 16, importance(model, "ffn", "l1", [], seed=0))
+    assert structure(model)["intermediate_size"] == width - 16
+    save_lmm(model, proc, tmp_path)
+    reloaded = load_model(tmp_path)
+    assert reloaded.config.text_config.intermediate_size == width - 16
+    for a, b in zip(model.state_dict().values(), reloaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -3,9 +3,9 @@ read back: the reloaded checkpoint computes the pruned model's logits exactly (i
 
 Families: Llama with multi-head, grouped-query and multi-query attention, Qwen2 with and without an
 explicit head_dim, OPT (blocks and FFN only: it derives head_dim), InstructBLIP-Vicuna (Llama), a Llama
-with attention and MLP biases, and BLIP-2-Flan-T5 (harness/prune/t5.py). Stock `from_pretrained` reads
+with attention and MLP biases, and BLIP-2-Flan-T5 (harness/families/t5.py). Stock `from_pretrained` reads
 every result: a Llama whose hidden size is no longer a multiple of its heads, which LlamaConfig in
-transformers 5 refuses, is saved as the identical Mistral (harness/models/public.py `stock_text_config`);
+transformers 5 refuses, is saved as the identical Mistral (harness/families/llama.py `Llama.saved_config`);
 where biases rule Mistral out, the step is refused before it runs (harness/prune/step.py).
 """
 

@@ -251,7 +251,8 @@ def test_refused_checkpoints_name_the_folder_and_what_is_supported(smoke, tmp_pa
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps(gpt2.to_dict()))
     with pytest.raises(
-        CheckpointError, match=r"gpt2: language model 'gpt2' is not supported; supported: opt, llama, .*t5"
+        CheckpointError,
+        match=r"gpt2: language model 'gpt2' is not supported; supported: llama, mistral, qwen2, opt, t5",
     ):
         load_lmm(folder)
     plain = tmp_path / "llama"

@@ -1,4 +1,4 @@
-"""BLIP-2-Flan-T5 language models (harness/prune/t5.py, harness/models/blip2.py `_t5_logits`): every level
+"""BLIP-2-Flan-T5 language models (harness/families/t5.py, harness/models/blip2.py `_t5_logits`): every level
 maps onto T5Config, removing zeroed structures leaves the logits unchanged, Eq. 1 sums what brute force sums,
 and evaluation's one forced pass decides as greedy generation does. tests/test_families.py reloads every
 pruned checkpoint with the stock class; tests/test_public.py compresses a T5 with Algorithm 1."""
@@ -10,9 +10,9 @@ from transformers import Blip2ForConditionalGeneration
 from harness.cli import main
 from harness.distill.loop import distill
 from harness.evaluate import evaluate, forced_verdicts, generate_answers, max_answer_tokens, normalize
+from harness.families import t5
 from harness.models.public import load_model
 from harness.objectives import teacher_batches
-from harness.prune import t5
 from harness.prune.importance import accumulate_gradients, importance, structure_importance
 from harness.prune.step import prune_step, structures_to_remove
 from harness.prune.structures import PruningError

@@ -17,6 +17,7 @@ from transformers import (
     Qwen2Config,
 )
 
+from harness import families
 from harness.config.profile import Model
 from harness.data.collate import IGNORE
 from harness.device import current
@@ -206,24 +207,10 @@ def _t5_logits(model, query_output, input_ids, attention_mask, labels) -> torch.
     return out
 
 
-def lm_family(model) -> str:
-    mt = model.config.text_config.model_type
-    if mt in ("llama", "mistral", "qwen2"):  # mistral: pruned Llama as harness/models/public.py saves it
-        return "llama"
-    if mt in ("opt", "t5"):
-        return mt
-    raise PruningError(
-        f"language model type '{mt}' is not supported; supported: llama, mistral, qwen2, opt, t5"
-    )
-
-
 def blocks(model, module: str) -> nn.ModuleList:
     """The repeated blocks of a module, in order."""
     if module == "language_model":
-        lm = model.language_model
-        if lm_family(model) == "t5":  # two stacks: harness/prune/t5.py handles every level of it
-            raise PruningError("a T5 language model has an encoder and a decoder stack (harness/prune/t5.py)")
-        return lm.model.decoder.layers if lm_family(model) == "opt" else lm.model.layers
+        return families.of(model).layers(model.language_model)
     if module == "vision_model":
         return model.vision_model.encoder.layers
     if module == "qformer":
@@ -233,6 +220,4 @@ def blocks(model, module: str) -> nn.ModuleList:
 
 def lm_blocks(model) -> list[nn.Module]:
     """Every block of the language model: a T5's encoder blocks, then its decoder's."""
-    if lm_family(model) == "t5":
-        return [*model.language_model.encoder.block, *model.language_model.decoder.block]
-    return list(blocks(model, "language_model"))
+    return families.of(model).all_blocks(model.language_model)

@@ -18,17 +18,14 @@ from transformers import (
     Blip2ForConditionalGeneration,
     InstructBlipForConditionalGeneration,
     LlamaConfig,
-    MistralConfig,
 )
 
-from harness import parallel
+from harness import families, parallel, registry
 from harness.data.collate import BLIP2_PROMPT
 from harness.device import current
 from harness.errors import CheckpointError
 
 CLASSES = {"blip-2": Blip2ForConditionalGeneration, "instructblip": InstructBlipForConditionalGeneration}
-# decoder-only, and T5 (BLIP-2-Flan-T5: an encoder-decoder, harness/prune/t5.py)
-LANGUAGE_MODELS = ("opt", "llama", "mistral", "qwen2", "t5")
 
 
 def check_config(config, where: str) -> None:
@@ -39,24 +36,15 @@ def check_config(config, where: str) -> None:
             f"supported: {', '.join(CLASSES)}"
         )
     lm = config.text_config.model_type
-    if lm not in LANGUAGE_MODELS:
-        raise CheckpointError(
-            f"{where}: language model '{lm}' is not supported; supported: {', '.join(LANGUAGE_MODELS)}"
-        )
+    if registry.family_name(lm) is None:  # the families: harness/families/
+        supported = ", ".join(registry.language_model_types())
+        raise CheckpointError(f"{where}: language model '{lm}' is not supported; supported: {supported}")
     if getattr(config, "image_token_index", None) is None:
         raise CheckpointError(
             f"{where}: config.json has no 'image_token_index' (a folder saved in BLIP-2's older format, "
             "where generate cannot tell where the image goes); add the id of the processor's image token "
             "under 'image_token_index', or re-save the checkpoint with a current transformers"
         )
-
-
-def explicit_head_dim(text) -> None:
-    """Write the language model's head_dim into its config where the config derives it (stock Qwen2: hidden
-    size / heads). Why: hidden pruning changes the hidden size but not the heads' width, so a derived
-    head_dim would no longer describe the weights, and attention pruning reads head_dim from the config."""
-    if text.model_type not in ("opt", "t5") and getattr(text, "head_dim", None) is None:
-        text.head_dim = text.hidden_size // text.num_attention_heads
 
 
 @contextlib.contextmanager
@@ -78,43 +66,15 @@ def heads_need_not_divide_hidden():
         LlamaConfig.__class_validators__ = validators
 
 
-def heads_divide_hidden(hidden_size: int, heads: int) -> bool:
-    return hidden_size % heads == 0
-
-
-def mistral_form_problem(text) -> str | None:
-    """Why a Llama config cannot be written as Mistral's (None: it can). Mistral is Llama without biases
-    or sliding window, and its config does not ask heads to divide the hidden size."""
-    biased = [f for f in ("attention_bias", "mlp_bias") if getattr(text, f, False)]
-    if biased:
-        return f"its language model has {' and '.join(biased)}, which Mistral's layers do not"
-    return None
-
-
-def stock_text_config(text):
-    """The language model's config in a form stock transformers loads. A Llama config whose hidden size is
-    no longer a multiple of its heads (pruned heads or hidden dimensions) is refused by LlamaConfig in
-    transformers 5 (huggingface/transformers#46082), so it is written as the identical MistralConfig with no
-    sliding window: same weights, same names, same logits (tests/test_families.py)."""
-    if text.model_type != "llama" or heads_divide_hidden(text.hidden_size, text.num_attention_heads):
-        return text
-    problem = mistral_form_problem(text)
-    if problem is not None:  # prune/step.py refuses such steps before they run
-        raise CheckpointError(f"this Llama config cannot be saved for stock transformers: {problem}")
-    drop = {"model_type", "architectures", "attention_bias", "mlp_bias", "pretraining_tp"}
-    drop.add("transformers_version")
-    fields = {k: v for k, v in text.to_dict().items() if k not in drop}
-    return MistralConfig(**{**fields, "sliding_window": None})
-
-
 def save_lmm(model, processor, folder: str | Path) -> None:
-    """save_pretrained of the model (its language model's config as stock_text_config writes it) and, when
-    given, of its processor. Under accelerate launch, only the main process writes (harness/parallel.py)."""
+    """save_pretrained of the model (its language model's config in its family's saved form,
+    harness/families/base.py `Family.saved_config`) and, when given, of its processor. Under accelerate
+    launch, only the main process writes (harness/parallel.py)."""
 
     if not parallel.is_main():
         return
     text = model.config.text_config
-    model.config.text_config = stock_text_config(text)
+    model.config.text_config = families.of_config(text).saved_config(text)
     try:
         model.save_pretrained(folder)
     finally:
@@ -165,7 +125,7 @@ def read_config(path: str | Path, allow_download: bool = False):
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise CheckpointError(f"{path}: config.json cannot be read by transformers ({e})") from None
     check_config(config, str(path))
-    explicit_head_dim(config.text_config)
+    families.of_config(config.text_config).complete(config.text_config)
     return config
 
 
@@ -218,7 +178,8 @@ def load_model(path: str | Path, allow_download: bool = False, device: str | Non
             )
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             raise CheckpointError(f"{path}: the weights cannot be loaded ({e})") from None
-    explicit_head_dim(model.language_model.config)  # may be its own object, not config.text_config
+    text = model.language_model.config  # may be its own object, not config.text_config
+    families.of_config(text).complete(text)
     # under fsdp the language model waits in CPU memory, and only its shards reach the device
     return parallel.place(model, device or current().device).eval()
 

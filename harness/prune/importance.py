@@ -26,16 +26,16 @@ from harness import parallel, registry
 from harness.config.vocabulary import ImportanceLoss, gradient_criteria
 from harness.data.collate import IGNORE
 from harness.device import autocast, loss_scale
+from harness.families.base import per_structure
 from harness.models.blip2 import blocks, lm_blocks, lm_logits
 from harness.objectives import Batch, answer_cross_entropy, answer_kl_to_teacher
-from harness.prune import t5
 from harness.prune.structures import (
     attention_group,
     attention_slices,
     ffn_slices,
     ffn_width,
     hidden_slices,
-    per_structure,
+    own_levels,
 )
 
 Scores = Callable[[torch.Tensor], torch.Tensor]  # a parameter's elementwise score (`elementwise`)
@@ -199,12 +199,10 @@ def structure_importance(
         raise ValueError(f"no importance for level '{level}'; allowed: ffn, attention, hidden")
     scorer = registry.criterion(criterion)
     scores = None if scorer.score is None else elementwise(model, criterion)
-    if module == "language_model" and t5.is_t5(model):
-        imp = (
-            _random(t5.importance_shape(model, level), seed)
-            if scores is None
-            else t5.importance(model, level, scores)
-        )
+    ops = own_levels(model, module)
+    if ops is not None:
+        shape = ops.importance_shape(model, level)
+        imp = _random(shape, seed) if scores is None else ops.importance(model, level, scores)
     elif level == "ffn":
         imp = ffn_importance(model, scores, module, seed)
     elif level == "attention":

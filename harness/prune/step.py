@@ -5,19 +5,21 @@ from __future__ import annotations
 
 import torch
 
+from harness import families
 from harness.config.vocabulary import BY_NAME
+from harness.families.base import LevelOps
 from harness.models.blip2 import blocks
-from harness.models.public import heads_divide_hidden, mistral_form_problem
-from harness.prune import surgery, t5
+from harness.prune import surgery
 from harness.prune.importance import keep_indices
-from harness.prune.structures import PruningError, attention_group, ffn_width, refuse
+from harness.prune.structures import PruningError, attention_group, ffn_width, own_levels, refuse
 from harness.prune.surgery import prune_blocks
 
 
 def _units(model, level: str, module: str) -> tuple[int, int]:
     """(structures the level has, width of one structure in the paper's units)."""
-    if module == "language_model" and t5.is_t5(model):
-        return t5.units(model, level)
+    ops = own_levels(model, module)
+    if ops is not None:
+        return ops.units(model, level)
     if level == "block":
         have, unit = len(blocks(model, module)), 1
     elif level == "ffn":
@@ -43,9 +45,9 @@ def structures_to_remove(model, level: str, amount: int, module: str = "language
     if amount < 1:
         raise PruningError(f"{level}: the amount to remove must be at least 1, got {amount}")
     have, unit = _units(model, level, module)
-    if level == "attention" and t5.is_t5(model):
+    if level == "attention" and own_levels(model, module) is not None:
         if amount % unit:
-            raise PruningError(f"attention: {amount} is not a whole number of heads of d_kv {unit}")
+            raise PruningError(f"attention: {amount} is not a whole number of heads of width {unit}")
     elif level == "attention":
         _, per_group, head_dim = attention_group(model)
         if amount % unit:
@@ -64,26 +66,19 @@ def structures_to_remove(model, level: str, amount: int, module: str = "language
 
 
 def _refuse_unloadable(model, level: str, count: int, module: str) -> None:
-    """Refuse a step whose result no stock transformers class would load: a Llama whose heads stop dividing
-    the hidden size is saved as Mistral (harness/models/public.py `stock_text_config`), except when it has
-    biases that Mistral's layers lack."""
+    """Refuse a step whose result the family could not save for stock transformers (a biased Llama whose
+    heads would stop dividing the hidden size: harness/families/llama.py)."""
+    if level not in ("attention", "hidden") or own_levels(model, module) is not None:
+        return  # (attention and hidden: the language model only, refused before this for other modules)
     text = model.config.text_config
-    if module != "language_model" or level not in ("attention", "hidden") or text.model_type != "llama":
-        return
-    problem = mistral_form_problem(text)
-    if problem is None:
-        return
     heads, hidden = text.num_attention_heads, text.hidden_size
     if level == "attention":
         heads -= count * attention_group(model)[1]
     else:
         hidden -= count
-    if not heads_divide_hidden(hidden, heads):
-        raise PruningError(
-            f"{level}: removing {count} would leave {heads} heads over a hidden size of {hidden}, which "
-            f"stock LlamaConfig refuses to load, and {problem}; choose an amount that keeps the hidden "
-            "size a multiple of the heads"
-        )
+    problem = families.of(model).step_problem(text, level, heads, hidden)
+    if problem is not None:
+        raise PruningError(f"{level}: removing {count} {problem}")
 
 
 def schedule_problems(model, c, stages: list[str], module: str = "language_model") -> list[str]:
@@ -112,8 +107,9 @@ def prune_step(
     """Remove `amount` at `level`: the last blocks, or the least important channels/groups/dimensions.
     Returns what was removed (blocks, by their index before this step) or kept, for the trace."""
     count = structures_to_remove(model, level, amount, module)
-    if module == "language_model" and t5.is_t5(model):
-        return _prune_t5(model, level, count, importance)
+    ops = own_levels(model, module)
+    if ops is not None:
+        return _prune_own(ops, model, level, count, importance)
     if level == "block":
         # default: the last blocks (Algorithm 1); with scores (Block Influence), the lowest-scoring ones
         n = len(blocks(model, module))
@@ -127,19 +123,20 @@ def prune_step(
     return {"level": level, "removed": count, "kept": keep.tolist()}
 
 
-def _prune_t5(model, level: str, count: int, importance: torch.Tensor | None) -> dict:
-    """prune_step on a T5 language model (harness/prune/t5.py): the last blocks of both stacks, or the
-    least important channels, heads or dimensions."""
+def _prune_own(ops: LevelOps, model, level: str, count: int, importance: torch.Tensor | None) -> dict:
+    """prune_step through a family's own level operations (harness/families/t5.py): the last blocks of every
+    stack, or the least important channels, heads or dimensions."""
     if level == "block":
         if importance is not None:
             raise PruningError(
-                "block: a T5 drops the last blocks of each stack; scored blocks are not supported"
+                "block: this language model drops the last blocks of each stack; "
+                "scored blocks are not supported"
             )
-        n = t5.units(model, "block")[0]
-        t5.prune_blocks(model, count)
+        n = ops.units(model, "block")[0]
+        ops.prune_blocks(model, count)
         return {"level": level, "removed": count, "blocks": list(range(n - count, n))}
     if importance is None:
         raise PruningError(f"{level}: an importance tensor is needed to choose what to remove")
     keep = keep_indices(importance, count)
-    getattr(t5, f"prune_{level}")(model, keep)
+    ops.prune(model, level, keep)
     return {"level": level, "removed": count, "kept": keep.tolist()}

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 
 import torch
-from torch import nn
 
-from harness.models.blip2 import blocks, lm_family
+from harness.families.base import slice_parameter
+from harness.models.blip2 import blocks
 from harness.prune.structures import (
     PruningError,
     attention_group,
@@ -23,23 +23,9 @@ from harness.prune.structures import (
     ffn_width,
     hidden_slices,
     refuse,
+    set_ffn_width,
     sub_config,
 )
-
-
-def slice_parameter(root: nn.Module, path: str, keep: torch.Tensor, axis: int, scale: float = 1.0) -> None:
-    """Replace parameter `path` of `root` by its slice along `axis` (kept rows/columns, in order)."""
-    owner_path, _, name = path.rpartition(".")
-    owner = root.get_submodule(owner_path) if owner_path else root
-    old = getattr(owner, name)
-    new = nn.Parameter(
-        old.data.index_select(axis, keep.to(old.device)).clone() * scale, requires_grad=old.requires_grad
-    )
-    setattr(owner, name, new)
-    if isinstance(owner, nn.Linear):
-        owner.out_features, owner.in_features = owner.weight.shape
-    elif isinstance(owner, nn.Embedding):
-        owner.embedding_dim = owner.weight.shape[1]
 
 
 def _check_keep(keep: torch.Tensor, rows: int | None, width: int, what: str) -> torch.Tensor:
@@ -91,14 +77,11 @@ def prune_ffn(model, keep: torch.Tensor, module: str = "language_model") -> None
     layers = blocks(model, module)
     width = ffn_width(model, module)
     keep = _check_keep(keep, len(layers), width, f"FFN channels of {module}")
+    slices = ffn_slices(model, module)
     for layer, k in zip(layers, keep, strict=True):
-        for s in ffn_slices(model, module):
+        for s in slices:
             slice_parameter(layer, s.linear_or_param, k, s.axis)
-    cfg = sub_config(model, module)
-    if module == "language_model" and lm_family(model) == "opt":
-        cfg.ffn_dim = keep.shape[1]
-    else:
-        cfg.intermediate_size = keep.shape[1]
+    set_ffn_width(model, module, keep.shape[1])
 
 
 def prune_attention(model, keep_groups: torch.Tensor, module: str = "language_model") -> None:
@@ -132,7 +115,7 @@ def prune_hidden(model, keep: torch.Tensor, module: str = "language_model") -> N
             is_norm = s.linear_or_param.split(".")[0] in norms
             slice_parameter(layer, s.linear_or_param, keep, s.axis, scale if is_norm else 1.0)
     for s in outside:
-        is_norm = s.linear_or_param == "language_model.model.norm.weight"
+        is_norm = s.linear_or_param.rpartition(".")[0] in norms
         slice_parameter(model, s.linear_or_param, keep, s.axis, scale if is_norm else 1.0)
     cfg.hidden_size = keep.numel()
     if cfg.tie_word_embeddings:

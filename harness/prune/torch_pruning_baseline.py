@@ -14,9 +14,10 @@ import warnings
 
 import torch
 
+from harness import families
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
 from harness.device import on
-from harness.models.blip2 import blocks, lm_family
+from harness.models.blip2 import blocks
 from harness.prune.structures import PruningError
 
 
@@ -38,7 +39,7 @@ def torch_pruning_step(model, level: str, amount: int, example: dict) -> dict:
 
     if level not in ("ffn", "hidden"):
         raise PruningError(f"Torch-Pruning baseline prunes 'ffn' and 'hidden' only, not '{level}'")
-    if lm_family(model) != "llama":
+    if not families.of(model).torch_pruning:
         raise PruningError("Torch-Pruning baseline is wired for Llama-family language models")
     with (
         warnings.catch_warnings()

@@ -9,28 +9,30 @@
 - hidden: d_model everywhere (embeddings, projections, the RMS layer norms rescaled by sqrt(d / d') as for
   Llama, BLIP-2's projection), and, where the decoder scales its output by d_model^-1/2 before the tied
   head, that factor's change folded into the decoder's final norm.
-Why a module of its own: every path differs from the decoder-only families' (harness/prune/structures.py),
-and the encoder-decoder split has no counterpart there.
+Why its own level operations (`own_levels`): every path differs from the decoder-only families' slice
+tables (harness/families/base.py), and the encoder-decoder split has no counterpart there.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 
 import torch
 from torch import nn
 
-from harness.models.blip2 import lm_blocks
-from harness.prune.structures import PruningError, per_structure
-from harness.prune.surgery import slice_parameter
-
-
-def is_t5(model) -> bool:
-    return model.config.text_config.model_type == "t5"
+from harness.config.vocabulary import STAGE_NAMES
+from harness.errors import PruningError
+from harness.families.base import per_structure, slice_parameter
 
 
 def _lm(model):
     return model.language_model
+
+
+def lm_blocks(model) -> list[nn.Module]:
+    """The encoder's blocks, then the decoder's."""
+    return [*_lm(model).encoder.block, *_lm(model).decoder.block]
 
 
 def stack_blocks(model) -> list[nn.ModuleList]:
@@ -215,3 +217,68 @@ def prune_hidden(model, keep: torch.Tensor) -> None:
         attn.d_model = keep.numel()
     lm.model_dim = keep.numel()  # the decoder output's d_model^-1/2, read from here
     _set(model, d_model=keep.numel())
+
+
+def prune(model, level: str, keep: torch.Tensor) -> None:
+    """Keep FFN channels, heads or hidden dimensions `keep` (importance_shape's rows)."""
+    {"ffn": prune_ffn, "attention": prune_attention, "hidden": prune_hidden}[level](model, keep)
+
+
+# --- the family ---------------------------------------------------------------------------------------
+
+
+_OWN = "a T5 language model is pruned by its own level operations (harness/families/t5.py), not slice tables"
+
+
+class T5:
+    """BLIP-2-Flan-T5's language model as a family (harness/families/base.py `Family`): every level, through
+    the operations above rather than slice tables."""
+
+    name = "t5"
+    stages = tuple(STAGE_NAMES)
+    refusals: dict[str, str] = {}
+    torch_pruning = False
+    own_levels = sys.modules[__name__]
+
+    def layers(self, lm: nn.Module) -> nn.ModuleList:
+        raise PruningError("a T5 language model has an encoder and a decoder stack (harness/families/t5.py)")
+
+    def all_blocks(self, lm: nn.Module) -> list[nn.Module]:
+        return [*lm.encoder.block, *lm.decoder.block]
+
+    def ffn_width(self, text) -> int:
+        return text.d_ff
+
+    def set_ffn_width(self, text, width: int) -> None:
+        raise PruningError(_OWN)
+
+    def ffn_slices(self, block: nn.Module):
+        raise PruningError(_OWN)
+
+    def attention_slices(self, block: nn.Module):
+        raise PruningError(_OWN)
+
+    def hidden_slices(self, model):
+        raise PruningError(_OWN)
+
+    def structure(self, text) -> dict[str, int]:
+        """Blocks per stack; d_ff; heads; d_model."""
+        return {
+            "num_hidden_layers": text.num_layers,
+            "num_decoder_layers": text.num_decoder_layers,
+            "intermediate_size": text.d_ff,
+            "num_attention_heads": text.num_heads,
+            "hidden_size": text.d_model,
+        }
+
+    def complete(self, text) -> None:
+        """A T5 config states every width it has."""
+
+    def saved_config(self, text):
+        return text
+
+    def step_problem(self, text, level: str, heads: int, hidden: int) -> str | None:
+        return None
+
+
+FAMILY = T5()
