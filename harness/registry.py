@@ -17,8 +17,9 @@ from typing import Any, NamedTuple
 
 
 class Kind(NamedTuple):
-    """What an experiment kind runs (recipe: experiment, profile, cache folder → result dict) and what draws
-    its result folder (renderer: folder → its table's Markdown)."""
+    """What an experiment kind runs (recipe: experiment, profile, cache folder → its typed result model,
+    harness/results.py `Result`) and what draws its result folder (renderer: folder → its table's
+    Markdown)."""
 
     recipe: str
     renderer: str

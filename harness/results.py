@@ -458,11 +458,6 @@ def dump_result(result: Result) -> dict:
     return result.model_dump(mode="json", exclude_unset=True)
 
 
-def validated(result: dict) -> dict:
-    """What a runner writes: its result dict checked against the model of its kind, in the JSON form."""
-    return dump_result(parse_result(result))
-
-
 def spec_hash(exp: Experiment, profile: Profile, inputs: dict[str, str]) -> str:
     """The hash of what determines an experiment's numbers: its kind, what determines each run
     (CompressionRun.determining, in order), the public models, the table (Table 2 also evaluates stage

@@ -36,6 +36,7 @@ from harness.config.experiment import ROOT, CompressionRun, PublicModel, RunPlan
 from harness.config.profile import Profile
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
 from harness.models.public import load_lmm, load_model, save_lmm
+from harness.results import Result
 
 _REBUILD: set[str] | None = None  # with --rebuild: the entries rebuilt so far in this process
 
@@ -370,18 +371,18 @@ def teacher_eval_path(profile: Profile, tdir: Path) -> Path:
     return Path(tdir) / "eval" / f"test_bs{profile.evaluation_batch_size}{where}.json"
 
 
-def result_sample_logs(result: dict, profile: Profile, tdir: Path, own_teacher: bool) -> dict[str, Path]:
+def result_sample_logs(result: Result, profile: Profile, tdir: Path, own_teacher: bool) -> dict[str, Path]:
     """The per-sample logs a result folder keeps, by name: the teacher's (`own_teacher`: the teacher
     experiment, and experiments that train a teacher of their own) and the final model of each run's first
     seed. Bounded: one log per run, about 40 kB each at 2,500 test samples; every other model's log stays in
     the cache beside its evaluation."""
     logs = {"teacher": samples_log(teacher_eval_path(profile, tdir))} if own_teacher else {}
-    runs = result.get("runs")  # a compression result's runs (other kinds keep input hashes there)
+    runs = result.runs  # a compression result's runs (other kinds keep input hashes there)
     for run in runs if isinstance(runs, list) else []:
-        first = min(run["seeds"], key=lambda s: s["seed"]) if run.get("seeds") else None
-        if first is not None and first.get("trace"):
-            step = first["trace"][-1]["step"]
-            logs[f"{run['label']}_seed{first['seed']}"] = samples_log(_step_eval_path(first["run_dir"], step))
+        first = min(run.seeds, key=lambda s: s.seed) if run.seeds else None
+        if first is not None and first.trace:
+            step = first.trace[-1].step
+            logs[f"{run.label}_seed{first.seed}"] = samples_log(_step_eval_path(first.run_dir, step))
     return {name: path for name, path in logs.items() if path.is_file()}
 
 

@@ -87,10 +87,10 @@ def run_checked(
             print(f"[{exp.name}] {existing} lacks seeds {sorted(set(prof.seeds) - set(old.seeds))}: running")
         else:
             print(f"[{exp.name}] spec changed since {existing} was written: running again", file=sys.stderr)
-    result = registry.recipe(exp.kind)(exp, prof, Path(cache_dir), progress)
+    result = registry.recipe(exp.kind)(exp, prof, Path(cache_dir), progress)  # a typed result model
     own_teacher = exp.kind == "original" or "teacher" in exp.overrides
     logs = result_sample_logs(result, prof, teacher_dir(prof, Path(cache_dir)), own_teacher)
-    publish_result(out, result, registry.renderer(exp.kind), logs)
+    publish_result(out, dump_result(result), registry.renderer(exp.kind), logs)
     return out, "ran"
 
 

@@ -24,7 +24,7 @@ from harness.pipeline import follow, plan_run, run_compression, structure
 from harness.recipes.common import pruning_set, result_header, teacher_record
 from harness.recipes.from_scratch import compression_compute, train_from_scratch
 from harness.recipes.teacher import get_teacher
-from harness.results import validated
+from harness.results import Result, parse_result
 from harness.store import (
     get_dataset,
     run_dir,
@@ -141,7 +141,7 @@ def _seed_record(exp, run, seed, state, out, sets, teacher, processor, test, bs,
 
 def run_compression_experiment(
     exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True
-) -> dict:
+) -> Result:
     data = get_dataset(profile, cache_dir, progress)
     teacher, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     bs, test = profile.evaluation_batch_size, data["test"]
@@ -164,7 +164,7 @@ def run_compression_experiment(
     teacher_rec = teacher_record(teacher, teacher_acc, log)
     if exp.measure:
         _measure(exp, profile, teacher, processor, data, runs, teacher_rec)
-    return validated(
+    return parse_result(
         {
             **result_header(exp, profile, test),
             "teacher": teacher_rec,

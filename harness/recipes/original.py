@@ -12,11 +12,11 @@ from harness.measure import checkpoint_bytes, throughput
 from harness.models.blip2 import parameter_counts
 from harness.recipes.common import result_header
 from harness.recipes.teacher import get_teacher
-from harness.results import validated
+from harness.results import Result, parse_result
 from harness.store import get_dataset
 
 
-def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
+def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> Result:
     data = get_dataset(profile, cache_dir, progress)
     model, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     # cached beside the teacher with its sample log, the same evaluation every compression result shows
@@ -49,7 +49,7 @@ def run_original(exp: Experiment, profile: Profile, cache_dir: Path, progress: b
                 "accuracy": {**ceiling["per_task"], "overall": ceiling["overall"]},
             }
         )
-    return validated(
+    return parse_result(
         {
             **result_header(exp, profile, data["test"]),
             "teacher_training": log,

@@ -28,7 +28,7 @@ from harness.prune.step import level_width, prune_step
 from harness.recipes.common import result_header, teacher_record
 from harness.recipes.compression import pruning_batches
 from harness.recipes.teacher import get_teacher
-from harness.results import validated
+from harness.results import Result, parse_result
 from harness.store import cached_curve, curve_path, get_dataset
 
 
@@ -104,7 +104,7 @@ def teacher_point(teacher, processor, data, test_accuracy: dict, batch_size: int
     }
 
 
-def run_pruning_curves(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
+def run_pruning_curves(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> Result:
     data = get_dataset(profile, cache_dir, progress)
     teacher, processor, tdir, log = get_teacher(profile, cache_dir, data, progress)
     teacher_acc = teacher_test_accuracy(profile, tdir, teacher, processor, data["test"])
@@ -136,4 +136,5 @@ def run_pruning_curves(exp: Experiment, profile: Profile, cache_dir: Path, progr
                 # a criterion that draws no random numbers gives one curve, shared by every seed
                 curves.append({k: v for k, v in found.items() if k != "sha256"} | {"seed": seed})
     teacher_rec = teacher_record(teacher, teacher_acc, log)
-    return validated({**result_header(exp, profile, data["test"]), "teacher": teacher_rec, "curves": curves})
+    header = result_header(exp, profile, data["test"])
+    return parse_result({**header, "teacher": teacher_rec, "curves": curves})

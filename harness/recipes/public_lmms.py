@@ -27,7 +27,7 @@ from harness.prune.structures import default_stages
 from harness.recipes.common import pruning_set, result_header
 from harness.recipes.compression import FULL_RUN, compress, training_sets
 from harness.recipes.teacher import get_teacher
-from harness.results import validated
+from harness.results import Result, parse_result
 from harness.store import (
     checkpoint_key,
     compression_key,
@@ -98,7 +98,7 @@ def _compressed(entry: PublicModel, profile, base, processor, key, data, cache_d
     return f"compressed ({'→'.join(stages)})", step_model(out)
 
 
-def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> dict:
+def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress: bool = True) -> Result:
     data = get_dataset(profile, cache_dir, progress)
     teacher = teacher_proc = tdir = None  # the stand-in is trained only when an entry names it
     if any(e.checkpoint in ("teacher", "compressed") for e in exp.models):
@@ -148,4 +148,4 @@ def run_public_lmms(exp: Experiment, profile: Profile, cache_dir: Path, progress
         )
         for row in rows:
             row["throughput"] = list(speed[row["row"]].values())
-    return validated({**result_header(exp, profile, data["test"]), "rows": rows})
+    return parse_result({**result_header(exp, profile, data["test"]), "rows": rows})
