@@ -1,21 +1,25 @@
 """Where the work runs and in what precision: the profile's `device` and `dtype` (--device / --dtype).
 
-Why process-wide, like the thread count (harness/recipes/common.py `set_up`): every model of a recipe and
-every forward pass follow the one placement the recipe starts with, so a step model reloaded from disk
-cannot end up on another device. Inputs follow the model (`on`; cached teacher outputs stay in CPU memory
-until a batch is used, harness/objectives.py), and every forward pass runs under `autocast`: on the CPU in
-float32 both are no-ops, so that path computes exactly what it computed before these options existed.
+Why held by the run (harness/recipes/common.py `running`, a `with` block around each command's work, which
+`placed` here opens): every model of a recipe and every forward pass follow the one placement the run starts
+with, so a step model reloaded from disk cannot end up on another device, and when the run ends the placement
+before it is back (nothing leaks into the next experiment or test). Inputs follow the model (`on`; cached
+teacher outputs stay in CPU memory until a batch is used, harness/objectives.py), and every forward pass runs
+under `autocast`: on the CPU in float32 both are no-ops, so that path computes exactly what it computed before
+these options existed.
 
 Precision is mixed, not cast: weights and optimizer state stay float32, matrix products run in bfloat16 or
-float16 under torch.autocast, and float16 training scales the loss (`loss_scale`). Measurement alone casts
-a copy of each model's weights to the dtype (harness/measure.py `as_deployed`), because that is
-what a deployed model runs.
+float16 under torch.autocast, and float16 training scales the loss (`loss_scale`). Measurement alone casts a
+copy of each model's weights to the dtype (harness/measure.py `as_deployed`), because that is what a deployed
+model runs.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -74,28 +78,35 @@ def placement_of(device: str, dtype: str) -> Placement:
     return Placement(resolve_device(device), DTYPES[dtype])
 
 
-_CURRENT = Placement(torch.device("cpu"), torch.float32)
+CPU_FLOAT32 = Placement(torch.device("cpu"), torch.float32)
+_PLACEMENT: ContextVar[Placement | None] = ContextVar("placement", default=None)
 
 
-def use(placement: Placement) -> None:
-    """From now on this process works on `placement` (each recipe sets it first, from its profile)."""
-    global _CURRENT
-    _CURRENT = placement
+@contextlib.contextmanager
+def placed(placement: Placement) -> Iterator[Placement]:
+    """Work on `placement` inside the block (a run, harness/recipes/common.py `running`); the placement before
+    it afterwards. Outside every run: the CPU in float32."""
+    token = _PLACEMENT.set(placement)
+    try:
+        yield placement
+    finally:
+        _PLACEMENT.reset(token)
 
 
 def current() -> Placement:
-    return _CURRENT
+    """The placement of the run this code is part of."""
+    return _PLACEMENT.get() or CPU_FLOAT32
 
 
 def on(batch: dict, device: torch.device | None = None) -> dict:
     """The batch's tensors on `device` (default: the current placement's); other values as they are."""
-    device = device or _CURRENT.device
+    device = device or current().device
     return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def autocast() -> contextlib.AbstractContextManager:
     """Mixed precision for the forward passes of the current placement (a no-op in float32)."""
-    p = _CURRENT
+    p = current()
     if p.dtype == torch.float32:
         return contextlib.nullcontext()
     return torch.autocast(p.device.type, dtype=p.dtype)
@@ -105,4 +116,4 @@ def loss_scale() -> float:
     """Float16 gradients underflow unscaled: the loss is multiplied by this before backward and the
     gradients divided by it after (torch.amp.GradScaler in the training loop; a fixed scale for Eq. 1's
     one accumulated gradient). 1 in float32 and bfloat16."""
-    return 2.0**12 if _CURRENT.dtype == torch.float16 else 1.0
+    return 2.0**12 if current().dtype == torch.float16 else 1.0

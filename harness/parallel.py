@@ -33,6 +33,7 @@ import copy
 import functools
 import os
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -40,19 +41,25 @@ if TYPE_CHECKING:  # torch is imported where it is used: `python -m harness repo
     import torch
 
 MODES = ("ddp", "fsdp")
-_MODE = ["ddp"]
+_MODE: ContextVar[str] = ContextVar("parallel_mode", default="ddp")
 
 
-def use(mode: str) -> None:
-    """The engine of this process's multi-process phases (the profile's `compression.parallel`)."""
+@contextlib.contextmanager
+def using(mode: str) -> Iterator[str]:
+    """The engine of the run's multi-process phases (the profile's `compression.parallel`) inside the block
+    (harness/recipes/common.py `running`); ddp outside every run."""
     if mode not in MODES:
         raise ValueError(f"compression.parallel: '{mode}' is not an engine; allowed: {', '.join(MODES)}")
-    _MODE[0] = mode
+    token = _MODE.set(mode)
+    try:
+        yield mode
+    finally:
+        _MODE.reset(token)
 
 
 def sharding() -> bool:
     """Whether language models are sharded across the processes now (fsdp with several processes)."""
-    return _MODE[0] == "fsdp" and world() > 1
+    return _MODE.get() == "fsdp" and world() > 1
 
 
 @functools.cache

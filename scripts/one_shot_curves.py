@@ -30,7 +30,7 @@ from harness.distill.loop import distill  # noqa: E402
 from harness.evaluate import evaluate  # noqa: E402
 from harness.pipeline import follow, plan_run, prune_one_shot  # noqa: E402
 from harness.prune.step import level_width  # noqa: E402
-from harness.recipes.common import set_up  # noqa: E402
+from harness.recipes.common import running  # noqa: E402
 from harness.recipes.compression import compress, training_sets  # noqa: E402
 from harness.recipes.teacher import get_teacher  # noqa: E402
 from harness.store import get_dataset  # noqa: E402
@@ -46,7 +46,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "budget_sensitivity")
     args = ap.parse_args()
     profile = load_profile(args.profile)
-    set_up(profile)
+    with running(profile):
+        curves(args, profile)
+
+
+def curves(args, profile) -> None:
+    """Every budget's training curve, in the profile's run context (harness/recipes/common.py `running`)."""
     c, bs = profile.compression, profile.evaluation_batch_size
     data = get_dataset(profile, CACHE)
     teacher, processor, tdir, _ = get_teacher(profile, CACHE, data)

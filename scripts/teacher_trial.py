@@ -33,7 +33,7 @@ from harness.data.synth_ads import catalogue_questions, generate_sample
 from harness.evaluate import evaluate
 from harness.models.public import load_lmm
 from harness.models.stand_in import new_model, teacher_catalogue_questions, teacher_corpus
-from harness.recipes.common import set_up
+from harness.recipes.common import running
 from harness.recipes.teacher import (
     cache_query_outputs,
     columns,
@@ -153,7 +153,12 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     profile = load_profile(args.profile)
-    set_up(profile)
+    with running(profile):
+        trials(args, profile)
+
+
+def trials(args, profile) -> None:
+    """The trials, in the profile's run context (harness/recipes/common.py `running`)."""
     data = get_dataset(profile, CACHE)
     probe = probe_split(profile, data, args.probe_size)
     bs = profile.evaluation_batch_size

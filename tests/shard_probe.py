@@ -7,7 +7,7 @@ import sys
 import torch
 
 from harness import parallel
-from harness.device import Placement, use
+from harness.device import CPU_FLOAT32, placed
 from harness.models.blip2 import trained_parameters
 from tests.helpers import tiny
 
@@ -25,8 +25,11 @@ def _forward_then_check(model) -> bool:
 
 
 def main(out: str) -> None:
-    use(Placement(torch.device("cpu"), torch.float32))
-    parallel.use("fsdp")
+    with placed(CPU_FLOAT32), parallel.using("fsdp"):
+        _probe(out)
+
+
+def _probe(out: str) -> None:
     model, _ = tiny()
     originals = trained_parameters(model)
     before = [p.detach().clone() for p in originals]

@@ -4,6 +4,7 @@ Each compares the GPU with the CPU on the smoke-sized model: Eq. 1 scores, a dis
 precision, surgery and the saved checkpoint, timing with peak memory, and the refusal of a device index
 this machine lacks."""
 
+import contextlib
 import copy
 
 import pytest
@@ -27,32 +28,32 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _placement_restored():
-    before = dev.current()
-    yield
-    dev.use(before)
+@pytest.fixture
+def place():
+    """Work on a placement until the test ends (harness/device.py `placed`)."""
+    with contextlib.ExitStack() as stack:
+        yield lambda p: stack.enter_context(dev.placed(p))
 
 
 def _on(batch: dict, device: str) -> dict:
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def test_eq1_scores_on_the_gpu_match_the_cpu():
+def test_eq1_scores_on_the_gpu_match_the_cpu(place):
     model, proc = tiny()
     batch = _batch(model, proc)
-    dev.use(placement_of("cpu", "float32"))
+    place(placement_of("cpu", "float32"))
     cpu = importance(model, "ffn", "first_order", [batch], seed=0)
-    dev.use(placement_of("cuda", "float32"))
+    place(placement_of("cuda", "float32"))
     gpu = importance(model.to("cuda"), "ffn", "first_order", [_on(batch, "cuda")], seed=0, checkpointing=True)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-6)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
-def test_distillation_on_the_gpu_trains_in_each_precision(dtype):
+def test_distillation_on_the_gpu_trains_in_each_precision(dtype, place):
     model, proc = tiny()
     batch = _batch(model, proc)
-    dev.use(placement_of("cuda", dtype))
+    place(placement_of("cuda", dtype))
     student = copy.deepcopy(model).to("cuda")
     before = {k: v.clone() for k, v in student.state_dict().items()}
     losses = distill(student, [batch], 3.0, 1e-3, "eq5", 1.0, seed=0, checkpointing=True)
@@ -61,12 +62,12 @@ def test_distillation_on_the_gpu_trains_in_each_precision(dtype):
     assert any(not torch.equal(before[k], v) for k, v in student.state_dict().items())
 
 
-def test_surgery_on_the_gpu_saves_a_checkpoint_the_stock_class_loads(tmp_path):
+def test_surgery_on_the_gpu_saves_a_checkpoint_the_stock_class_loads(tmp_path, place):
     from transformers import Blip2ForConditionalGeneration
 
     model, proc = tiny()
     batch = _batch(model, proc)
-    dev.use(placement_of("cuda", "float32"))
+    place(placement_of("cuda", "float32"))
     model = model.to("cuda")
     imp = importance(model, "ffn", "first_order", [_on(batch, "cuda")], seed=0)
     prune_step(model, "ffn", 16, imp)
@@ -80,11 +81,11 @@ def test_surgery_on_the_gpu_saves_a_checkpoint_the_stock_class_loads(tmp_path):
     torch.testing.assert_close(theirs, mine)
 
 
-def test_timing_on_the_gpu_records_peak_memory_and_a_bfloat16_copy():
+def test_timing_on_the_gpu_records_peak_memory_and_a_bfloat16_copy(place):
     from PIL import Image
 
     model, proc = tiny()
-    dev.use(placement_of("cuda", "bfloat16"))
+    place(placement_of("cuda", "bfloat16"))
     deployed = as_deployed({"m": model.to("cuda")})["m"]
     assert deployed.dtype == torch.bfloat16 and deployed.device.type == "cuda"
     split = {"image": [Image.new("RGB", (32, 32))] * 4, "question": ["What is the background color?"] * 4}

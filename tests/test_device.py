@@ -27,13 +27,6 @@ NO_CUDA = not torch.cuda.is_available()
 needs_no_cuda = pytest.mark.skipif(not NO_CUDA, reason="the refusal is for machines without CUDA")
 
 
-@pytest.fixture(autouse=True)
-def _placement_restored():
-    before = dev.current()
-    yield
-    dev.use(before)
-
-
 def test_auto_is_cuda_when_present_else_the_cpu():
     assert resolve_device("auto").type == ("cpu" if NO_CUDA else "cuda")
     assert resolve_device("cpu") == torch.device("cpu")
@@ -103,16 +96,16 @@ def _batch(model, proc, n: int = 8) -> dict:
 def test_mixed_precision_scores_and_trains_with_float32_weights(dtype):
     model, proc = tiny()
     batch = _batch(model, proc)
-    dev.use(placement_of("cpu", "float32"))
-    exact = importance(model, "ffn", "first_order", [batch], seed=0)
-    dev.use(placement_of("cpu", dtype))
-    mixed = importance(model, "ffn", "first_order", [batch], seed=0)
+    exact = importance(model, "ffn", "first_order", [batch], seed=0)  # outside a run: CPU, float32
+    with dev.placed(placement_of("cpu", dtype)):
+        mixed = importance(model, "ffn", "first_order", [batch], seed=0)
     # the same scores up to rounding (so computed in the lower precision), float16's loss scale divided out
     assert not torch.equal(mixed, exact) and torch.isfinite(mixed).all()
     assert mixed.sum() == pytest.approx(exact.sum().item(), rel=0.05)
     assert torch.corrcoef(torch.stack([mixed.flatten(), exact.flatten()]))[0, 1] > 0.95
     student, before = copy.deepcopy(model), copy.deepcopy(model.state_dict())
-    losses = distill(student, [batch], 3.0, 1e-3, "eq5", 1.0, seed=0)
+    with dev.placed(placement_of("cpu", dtype)):
+        losses = distill(student, [batch], 3.0, 1e-3, "eq5", 1.0, seed=0)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert all(p.dtype == torch.float32 for p in student.parameters())
     lm = [k for k in before if k.startswith("language_model.")]
@@ -121,9 +114,8 @@ def test_mixed_precision_scores_and_trains_with_float32_weights(dtype):
 
 def test_measurement_runs_a_copy_in_the_dtype_and_the_result_records_it():
     model, _ = tiny()
-    dev.use(placement_of("cpu", "bfloat16"))
-    deployed = as_deployed({"m": model})["m"]
-    assert deployed is not model and deployed.dtype == torch.bfloat16 and model.dtype == torch.float32
-    assert device_info()["dtype"] == "bfloat16" and device_info()["device"] == "cpu"
-    dev.use(placement_of("cpu", "float32"))
-    assert as_deployed({"m": model})["m"] is model and device_info()["dtype"] == "float32"
+    with dev.placed(placement_of("cpu", "bfloat16")):
+        deployed = as_deployed({"m": model})["m"]
+        assert deployed is not model and deployed.dtype == torch.bfloat16 and model.dtype == torch.float32
+        assert device_info()["dtype"] == "bfloat16" and device_info()["device"] == "cpu"
+    assert as_deployed({"m": model})["m"] is model and device_info()["dtype"] == "float32"  # after the run

@@ -54,9 +54,8 @@ def test_an_unknown_optimizer_is_refused():
 
 @pytest.fixture
 def bfloat16():
-    before = dev.current()
-    yield lambda: dev.use(dev.placement_of("cpu", "bfloat16"))
-    dev.use(before)
+    with contextlib.ExitStack() as stack:
+        yield lambda: stack.enter_context(dev.placed(dev.placement_of("cpu", "bfloat16")))
 
 
 def test_bfloat16_weights_score_importance_as_float32_weights_do(bfloat16):

@@ -22,7 +22,7 @@ from harness.models.public import load_lmm
 from harness.pipeline import structure
 from harness.preflight import checked_profile
 from harness.provenance import provenance
-from harness.recipes.common import set_up, test_split_record
+from harness.recipes.common import running, test_split_record
 from harness.report.paired import paired_test
 from harness.results import Accuracy, TestSplit, unpack
 from harness.store import get_dataset
@@ -40,7 +40,13 @@ def evaluate_command(args) -> int:
     out = Path(args.out)
     new_folder(out, "--out")
     prof = checked_profile(args.profile, {}, args.device, args.dtype)
-    set_up(prof)
+    with running(prof):
+        return _evaluate(args, prof)
+
+
+def _evaluate(args, prof) -> int:
+    """The scoring itself, inside the profile's run context (device, dtype, threads)."""
+    out = Path(args.out)
     data = get_dataset(prof, args.cache_dir, not args.quiet)
     split = data[args.split]
     scored, c = {}, None

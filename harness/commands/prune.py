@@ -22,7 +22,7 @@ from harness.plan import meta_model
 from harness.preflight import checked_profile
 from harness.prune.importance import importance
 from harness.prune.step import prune_step, structures_to_remove
-from harness.recipes.common import set_up
+from harness.recipes.common import running
 from harness.recipes.teacher import get_teacher
 from harness.store import get_dataset
 
@@ -41,7 +41,12 @@ def prune_command(args) -> int:
     for flag, folder in (("--checkpoint", args.checkpoint), ("--teacher", args.teacher)):
         if folder is not None and not (Path(folder) / "config.json").is_file():
             raise SpecError(f"{flag}: {folder} is not a checkpoint folder (no config.json in it)")
-    set_up(prof)  # the device and dtype every step below runs on
+    with running(prof):
+        return _prune(args, prof)
+
+
+def _prune(args, prof) -> int:
+    """The step itself, inside the profile's run context (device, dtype, threads)."""
     model = processor = None
     if args.checkpoint:  # the model and --amount are checked before the dataset is made
         model, processor = load_lmm(args.checkpoint)

@@ -18,7 +18,7 @@ from harness.config.experiment import (
     load_experiment,
 )
 from harness.preflight import checked
-from harness.recipes.common import set_up
+from harness.recipes.common import running
 from harness.report.render import slug
 from harness.results import dump_result, load_result, restated, seal_result, spec_hash
 from harness.store import input_hashes, rebuild_entries, result_sample_logs, teacher_dir
@@ -75,7 +75,13 @@ def run_checked(
     """Run one checked experiment unless an up-to-date result exists: same spec hash (what determines the
     numbers, harness/results.py spec_hash) and at least the requested seeds. Returns (output folder, 'ran' |
     'cached'); a cached result takes on the experiment's current labels, paper rows and claims."""
-    set_up(prof)  # the placement first: under accelerate launch it picks the processes' backend
+    with running(prof):  # the placement first: under accelerate launch it picks the processes' backend
+        return _run(exp, prof, Path(results_dir), Path(cache_dir), overwrite, progress)
+
+
+def _run(
+    exp: Experiment, prof, results_dir: Path, cache_dir: Path, overwrite: bool, progress: bool
+) -> tuple[Path, str]:
     out = Path(results_dir) / exp.name
     existing = out / "result.json"
     if existing.is_file() and not overwrite:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 
 import torch
 
@@ -12,7 +14,7 @@ from harness.config.experiment import Experiment
 from harness.config.profile import Profile
 from harness.config.vocabulary import TASKS
 from harness.data.collate import length_order
-from harness.device import placement_of, use
+from harness.device import placed, placement_of
 from harness.evaluate import accuracy_record, oracle_ceiling
 from harness.measure import device_info
 from harness.models.blip2 import parameter_counts
@@ -53,13 +55,20 @@ def result_header(exp: Experiment, profile: Profile, test) -> dict:
     }
 
 
-def set_up(profile: Profile) -> None:
-    """What a command sets for its whole process before any recipe runs (harness/commands/run.py
-    run_experiment, once per experiment): torch's threads and the placement (device, dtype)."""
+@contextlib.contextmanager
+def running(profile: Profile) -> Iterator[None]:
+    """The run context of a command's work (harness/commands/run.py run_checked, once per experiment; prune,
+    evaluate): torch's threads, the placement (device, dtype) and the multi-process engine the profile names,
+    held for the block and put back after it."""
+    threads = torch.get_num_threads()
     if profile.measurement.num_threads:
         torch.set_num_threads(profile.measurement.num_threads)
-    use(placement_of(profile.device, profile.dtype))
-    parallel.use(profile.compression.parallel)
+    try:
+        placement = placement_of(profile.device, profile.dtype)
+        with placed(placement), parallel.using(profile.compression.parallel):
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def pruning_set(
