@@ -61,8 +61,9 @@ CRITERIA: dict[str, Criterion] = {  # colours: seaborn's "deep" palette
 
 class ClaimTest(NamedTuple):
     """How a claim's runs decide it: the evaluator (claim, experiment, result, frame → what it found;
-    harness/report/claims.py) and the claim fields it needs and may have (harness/config/claims.py checks them
-    when a file is validated; a premise's `run` or `runs` depends on its check)."""
+    harness/report/claim_tests.py, harness/report/premises.py) and the claim fields it needs and may have
+    (harness/config/claims.py checks them when a file is validated; a premise's `run` or `runs` depends on
+    its check)."""
 
     evaluator: str
     needs: tuple[str, ...]
@@ -70,11 +71,11 @@ class ClaimTest(NamedTuple):
 
 
 CLAIM_TESTS: dict[str, ClaimTest] = {
-    "pairwise": ClaimTest("harness.report.claims:pairwise", ("pairs",), ("same_blocks_note",)),
-    "kept_quality": ClaimTest("harness.report.claims:kept_quality", ("run",)),
-    "trend": ClaimTest("harness.report.claims:trend", ("runs",)),
-    "premise": ClaimTest("harness.report.claims:premise", ("check", "threshold"), ("run", "runs")),
-    "curve_area": ClaimTest("harness.report.claims:curve_area", ("pairs",), ("level",)),
+    "pairwise": ClaimTest("harness.report.claim_tests:pairwise", ("pairs",), ("same_blocks_note",)),
+    "kept_quality": ClaimTest("harness.report.claim_tests:kept_quality", ("run",)),
+    "trend": ClaimTest("harness.report.claim_tests:trend", ("runs",)),
+    "premise": ClaimTest("harness.report.premises:premise", ("check", "threshold"), ("run", "runs")),
+    "curve_area": ClaimTest("harness.report.claim_tests:curve_area", ("pairs",), ("level",)),
 }
 
 

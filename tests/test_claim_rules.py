@@ -18,7 +18,8 @@ import pytest
 from scipy import stats as st
 
 from harness.config.experiment import ROOT, experiment_files, load_experiment
-from harness.report.claims import KEPT, Found, _adjust, claim_rows, curve_area
+from harness.report.claim_tests import KEPT, Found, curve_area
+from harness.report.claims import _adjust, claim_rows
 from harness.report.frame import frame_of, load_results
 from harness.report.paired import BORDER, Paired, holm
 from harness.report.passes import sample_passes

@@ -62,7 +62,7 @@ def test_an_unregistered_criterion_is_refused_naming_the_allowed_ones():
 
 def beats_chance(claim, exp, res, frame):
     """A throwaway claim test: the run's first seed answers more than a fifth of the test samples."""
-    from harness.report.claims import Found
+    from harness.report.claim_tests import Found
     from harness.report.vectors import run_vectors
 
     acc = float(run_vectors(res, claim.run)[0].mean())

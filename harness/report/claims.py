@@ -12,45 +12,29 @@ Holm's adjustment, since about twenty rows each tested at 95% would otherwise fi
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from harness.cache import write_atomic
 from harness.config.claims import Claim
 from harness.config.experiment import Experiment, experiment_files, load_experiment, replicate_problems
-from harness.config.vocabulary import TASKS
 from harness.registry import claim_test
 from harness.report.budget import budget_note
-from harness.report.frame import frame_of, load_results, mean_std, pick, summary, value, values
+from harness.report.claim_tests import Found
+from harness.report.frame import frame_of, load_results
 from harness.report.paired import (
     BORDER,
     TEST_DESCRIPTION,
     Paired,
     adjusted_verdict,
-    combine,
     holm,
-    paired_test,
 )
-from harness.report.passes import sample_passes
 from harness.report.vectors import (
     KNOWLEDGE_SPLIT,
-    area,
     by_knowledge,
-    curve_scores,
-    knowledge_mask,
-    paired_vectors,
-    run_vectors,
-    seed_free,
-    stats,
-    teacher_vectors,
 )
-from harness.results import CompressionResult, CurvesResult, Result, RunRecord
-
-KEPT = 0.02  # kept_quality: "quality kept" = the final model within 2 points of the teacher
+from harness.results import CompressionResult, CurvesResult, Result
 
 HYPOTHESIS_VERDICTS = {
     "reproduced": "holds",
@@ -72,301 +56,10 @@ FAMILIES = {
 }
 
 
-@dataclass
-class Found:
-    """What a claim's test found: the text of the Ours cell, the paired comparisons it rests on (each read
-    against its threshold) and how their verdicts make the claim's (`decide`), so that a family's
-    multiplicity adjustment (claim_rows) can re-decide it from adjusted verdicts."""
-
-    ours: str
-    comparisons: list[tuple[Paired, float]] = field(default_factory=list)
-    decide: Callable[[list[str]], str] = combine
-    verdict: str | None = None  # premises and rows without records: decided without comparisons
-    readings: list[str] = field(default_factory=list)  # per comparison with the paper's Δ: how ours reads it
-    # per comparison: its name and the two sides' per-sample vectors, which claim_rows splits by knowledge
-    parts: list[tuple[str, list, list]] = field(default_factory=list)
-
-    def raw(self) -> str:
-        return self.verdict or self.decide([p.verdict(t) for p, t in self.comparisons])
-
-
-def _accuracies(frame: pd.DataFrame) -> pd.Series:
-    """Test accuracy over seeds, per run label."""
-    return summary(pick(frame, role="run"), "overall", by=("label",)).set_index("label")["values"]
-
-
-def _same_blocks(claim: Claim, res: CompressionResult, better: str, worse: str) -> str:
-    """The claim's note when both runs dropped the very same blocks in every seed."""
-    runs = {r.label: r for r in res.runs}
-    ours = [s.blocks_dropped for s in runs[better].seeds]
-    theirs = [s.blocks_dropped for s in runs[worse].seeds]
-    if claim.same_blocks_note is None or None in ours or None in theirs or ours != theirs:
-        return ""
-    return f"; {worse} {claim.same_blocks_note} in every seed ({theirs[0]})"
-
-
-def against_paper(p: Paired, paper_delta: float | None) -> tuple[list[str], str]:
-    """The interval read against the paper's own Δ: does our run rule it out, or is it compatible? The
-    reading ('rules out' | 'compatible with', none without the paper's Δ) and the text the row shows."""
-    if paper_delta is None:
-        return [], ""
-    low, high = p.interval()
-    reading = "compatible with" if low <= paper_delta <= high else "rules out"
-    return [reading], f": {reading} the paper's {'gain' if paper_delta > 0 else 'Δ'} of {paper_delta:+.3f}"
-
-
-def _budget_note(run: RunRecord) -> str:
-    """How much distillation a one-shot run got, since C4 reads differently under each budget."""
-    if run.spec.mode != "one_shot":
-        return ""
-    if run.spec.one_shot_budget == "iterative_total":
-        return " [one-shot given the iterative run's total epochs]"
-    return " [one-shot distilled E epochs once, as Algorithm 1 is written]"
-
-
-def pairwise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
-    """Each pair whose runs are in the result: 'A vs B' with ours (and the paper's values, where the YAML
-    gives both); None when no pair's runs are."""
-    accs, paper = _accuracies(frame), {r.label: r.paper.overall if r.paper else None for r in exp.runs}
-    runs = {r.label: r for r in res.runs}
-    lines, comparisons, readings, parts = [], [], [], []
-    for pair in (p for p in claim.pairs if p.better in accs and p.worse in accs):
-        found = paired_vectors(res, pair.better, pair.worse)
-        if found is None:
-            return Found(
-                f"{pair.better} vs {pair.worse}: no per-sample records (result older than the paired test)",
-                verdict="not run",
-            )
-        p = paired_test(*found)
-        parts.append((f"{pair.better} vs {pair.worse}", *found))
-        p_better, p_worse = paper.get(pair.better), paper.get(pair.worse)
-        known = p_better is not None and p_worse is not None
-        cited = f"; paper {p_better:.3f} vs {p_worse:.3f}" if known else ""
-        read, reading = against_paper(p, p_better - p_worse if known else None)
-        readings += read
-        lines.append(
-            f"{pair.better}{_budget_note(runs[pair.better])} {mean_std(accs[pair.better])} vs "
-            f"{pair.worse}{_budget_note(runs[pair.worse])} {mean_std(accs[pair.worse])} "
-            f"({stats(p)}{cited}{reading}){_same_blocks(claim, res, pair.better, pair.worse)}"
-        )
-        comparisons.append((p, 0.0))
-    if not lines:
-        return None
-    missing = [f"{p.better} vs {p.worse}" for p in claim.pairs if p.better not in accs or p.worse not in accs]
-    if missing:  # a claim over several comparisons is not reproduced on part of them
-        lines.append(f"not run: {', '.join(missing)}")
-        return Found("; ".join(lines), comparisons, partial, readings=readings, parts=parts)
-    return Found("; ".join(lines), comparisons, readings=readings, parts=parts)
-
-
-def partial(verdicts: list[str]) -> str:
-    """The verdict of a claim some of whose comparisons were not run: it can be refuted, never reproduced."""
-    return "not reproduced" if "not reproduced" in verdicts else "inconclusive"
-
-
-def kept_quality(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
-    """Sizes fall through the stage ends of the run's first seed, it is faster than the teacher at every
-    measured batch size, and its accuracy stays within KEPT of the teacher's: a non-inferiority test, the
-    whole interval of Δ = final − teacher above −KEPT."""
-    run = next((r for r in res.runs if r.label == claim.run), None)
-    if run is None:
-        return None
-    mine = run_vectors(res, run.label)
-    theirs = teacher_vectors(res, len(mine)) if mine else None
-    if mine is None or theirs is None:
-        return Found("no per-sample records (result older than the paired test)", verdict="not run")
-    p = paired_test(mine, theirs)
-    teacher, stages = pick(frame, role="teacher"), pick(frame, role="stage", label=run.label)
-    final, t_acc = _accuracies(frame)[run.label], value(teacher, "overall")
-    ends = pick(stages, seed=run.seeds[0].seed)
-    if ends.empty:  # a teacher-variance replicate: the accuracy margin alone (size and speed: the main run)
-        accuracy = f"accuracy {t_acc:.3f} → {mean_std(final)} ({stats(p)} vs the teacher"
-        return Found(
-            f"{accuracy}; size and speed not measured)",
-            [(p, -KEPT)],
-            parts=[("vs the teacher", mine, theirs)],
-        )
-    sizes = [value(teacher, "params_total"), *values(ends, "params_total")]
-    last = pick(ends, stage=ends["stage"].iloc[-1], metric="samples_per_s")
-    ups = {
-        int(b): v / base
-        for b, v in zip(last["batch_size"], last["value"], strict=True)
-        if (base := value(teacher, "samples_per_s", b))
-    }
-    per_stage = summary(stages, "overall", by=("stage",))
-    after = ", ".join(
-        f"{s} {mean_std(v)}" for s, v in zip(per_stage["stage"], per_stage["values"], strict=True)
-    )
-    paper_rows = [r.overall for r in exp.paper if r.overall is not None]
-    read, reading = against_paper(p, paper_rows[-1] - paper_rows[0] if len(paper_rows) > 1 else None)
-    ours = (
-        f"{sizes[0] / 1e6:.2f}M → {sizes[-1] / 1e6:.2f}M parameters ({sizes[0] / sizes[-1]:.1f}×), speed-up "
-        + (", ".join(f"{u:.2f}× at batch {b}" for b, u in ups.items()) or "not measured")
-        + f"; accuracy {t_acc:.3f} → {mean_std(final)} ({stats(p)} vs the teacher{reading}; after each "
-        f"stage: {after}) (kept = the whole interval above −{KEPT:.2f})"
-    )
-    shrinks = all(a > b for a, b in zip(sizes, sizes[1:], strict=False))
-    faster = all(u > 1 for u in ups.values())
-    # the interval against −KEPT decides, unless the model did not shrink or speed up; unmeasured speed
-    # cannot reproduce the claim
-    if not (shrinks and faster):
-        decide = lambda vs: "not reproduced"  # noqa: E731
-    elif not ups:
-        decide = lambda vs: "inconclusive" if vs[0] == "reproduced" else vs[0]  # noqa: E731
-    else:
-        decide = lambda vs: vs[0]  # noqa: E731
-    return Found(ours, [(p, -KEPT)], decide, readings=read, parts=[("vs the teacher", mine, theirs)])
-
-
-def trend(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
-    """Accuracy at each size of D_d (first seed's count), and the run with the most samples against the run
-    with the fewest."""
-    accs = _accuracies(frame)
-    if not all(label in accs for label in claim.runs):
-        return None
-    runs = pick(frame, role="run")
-    points = ", ".join(
-        f"{int(values(pick(runs, label=label), 'd_d_samples')[0])}: {mean_std(accs[label])}"
-        for label in claim.runs
-    )
-    found = paired_vectors(res, claim.runs[-1], claim.runs[0])
-    if found is None:
-        return Found(
-            f"{points}; no per-sample records (result older than the paired test)", verdict="not run"
-        )
-    p = paired_test(*found)
-    parts = [("largest vs smallest", *found)]
-    return Found(f"{points} (largest vs smallest: {stats(p)})", [(p, 0.0)], parts=parts)
-
-
-def premise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
-    """A condition of the stand-in (claim_spec.py `check`), measured: 'holds' or 'fails'."""
-    teacher = pick(frame, role="teacher")
-    run = next((r for r in res.runs if r.label == claim.run), None) if claim.run else None
-    bound = claim.threshold
-    if claim.check == "unseen_knowledge":
-        acc = value(teacher, "knowledge_unseen")
-        if acc is None:
-            return None
-        text = f"teacher {acc:.3f} on knowledge questions about advertisers D_d never names (needs ≥ {bound})"
-        return Found(text, verdict=_held(acc >= bound))
-    if claim.check == "teacher_best":
-        return _teacher_best(claim, res, teacher)
-    if run is None:
-        return None
-    if claim.check == "redundancy":
-        return _redundancy(claim, res, frame)
-    if claim.check == "scratch_gap":
-        mask = knowledge_mask(res)
-        if mask is None or mask.sum() < 2:
-            return None
-        mine = run_vectors(res, claim.run, mask)
-        theirs = teacher_vectors(res, len(mine), mask) if mine else None
-        if not mine or not theirs:
-            return None
-        p = paired_test(theirs, mine)
-        scratch = [float(v.mean()) for v in mine]
-        return Found(
-            f"knowledge questions: teacher {float(theirs[0].mean()):.3f}, {claim.run} {mean_std(scratch)} "
-            f"(gap {stats(p)}; needs the whole interval ≥ {bound})",
-            verdict=_held(p.low >= bound),
-        )
-    total = res.teacher.training_sample_passes
-    if not total or not run.seeds:
-        return None
-    counted = max((sample_passes(res, run, s) for s in run.seeds), key=lambda c: c.gradient)
-    ratio = counted.gradient / total
-    return Found(
-        f"{claim.run}: {counted.gradient:,.0f} gradient sample passes (distillation "
-        f"{counted.distillation:,.0f} + Eq. 1 importance {counted.importance:,}) over the teacher's training "
-        f"{total:,} (ratio "
-        f"{ratio:.3f}, needs ≤ {bound}); forward-only passes, not in the ratio: {counted.forward_only:,} "
-        "(validation checks, teacher outputs over D_d, Block Influence)",
-        verdict=_held(ratio <= bound),
-    )
-
-
-def _redundancy(claim: Claim, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
-    """P4: the final structure, given the teacher's whole recipe, reaches the teacher within the margin
-    overall and on knowledge questions (Δ = run − teacher, both intervals above −threshold)."""
-    mine = run_vectors(res, claim.run)
-    theirs = teacher_vectors(res, len(mine)) if mine else None
-    mask = knowledge_mask(res)
-    if not mine or not theirs or mask is None or mask.sum() < 2:
-        return None
-    overall = paired_test(mine, theirs)
-    knows = paired_test([v[mask] for v in mine], [v[mask] for v in theirs])
-    bound = claim.threshold
-    acc = _accuracies(frame)[claim.run]
-    text = (
-        f"{claim.run} {mean_std(acc)} vs teacher {float(theirs[0].mean()):.3f}: overall {stats(overall)}; "
-        f"knowledge questions {float(np.mean([v[mask].mean() for v in mine])):.3f} vs "
-        f"{float(theirs[0][mask].mean()):.3f}, {stats(knows)} (needs both intervals above −{bound})"
-    )
-    return Found(text, verdict=_held(overall.low >= -bound and knows.low >= -bound))
-
-
-def _teacher_best(claim: Claim, res: CompressionResult, teacher: pd.DataFrame) -> Found | None:
-    """P5: on the samples that need no knowledge, no model trained on D_d alone beats the teacher on any
-    task (Δ = model − teacher per task, no interval above 0), and the teacher is within the threshold of the
-    oracle ceiling."""
-    mask, split = knowledge_mask(res), res.test_split
-    ceiling, t_acc = (split.ceiling if split else None), value(teacher, "overall")
-    if mask is None or ceiling is None or t_acc is None:
-        return None
-    tasks = np.array([TASKS[int(c)] for c in split.tasks])
-    parts, beaten = [], []
-    for label in claim.runs:
-        mine = run_vectors(res, label)
-        if not mine:
-            return None
-        theirs = teacher_vectors(res, len(mine))
-        cells = []
-        for task in TASKS:
-            keep = ~mask & (tasks == task)
-            if keep.sum() < 2:
-                continue
-            p = paired_test([v[keep] for v in mine], [v[keep] for v in theirs])
-            cells.append(f"{task} {p.delta:+.3f} [{p.low:+.3f}, {p.high:+.3f}]")
-            if p.low > 0:
-                beaten.append(f"{label} on {task}")
-        parts.append(f"{label}: {', '.join(cells)}")
-    gap = ceiling - t_acc
-    text = (
-        f"no-knowledge samples, Δ = model − teacher per task (95% CI): {'; '.join(parts)}; beats the "
-        f"teacher: {', '.join(beaten) or 'none'}. Teacher {t_acc:.3f} vs oracle ceiling {ceiling:.3f} (gap "
-        f"{gap:.3f}, needs ≤ {claim.threshold})"
-    )
-    return Found(text, verdict=_held(not beaten and gap <= claim.threshold))
-
-
-def curve_area(claim: Claim, exp: Experiment, res: CurvesResult, frame: pd.DataFrame) -> Found | None:
-    """At each level that followed both criteria of a pair (or the claim's level): the better criterion's
-    curve keeps more test accuracy over its steps, paired per sample and seed. A criterion that draws no
-    random numbers gives one curve for every seed (harness/recipes/pruning_curves.py): its seeds are one,
-    and its interval covers test samples only, conditional on the one D_p."""
-    levels = [claim.level] if claim.level else list(dict.fromkeys(c.level for c in res.curves))
-    lines, comparisons, parts = [], [], []
-    for pair in claim.pairs:
-        for level in levels:
-            a, b = curve_scores(res, level, pair.better), curve_scores(res, level, pair.worse)
-            if a is None or b is None:
-                continue
-            p = paired_test(*seed_free(a, b))
-            lines.append(f"{level}: {pair.better} area {area(a)} vs {pair.worse} {area(b)} ({stats(p)})")
-            comparisons.append((p, 0.0))
-            parts.append((f"{level}: {pair.better} vs {pair.worse}", *seed_free(a, b)))
-    return Found("; ".join(lines), comparisons, parts=parts) if lines else None
-
-
 def _worded(claim: Claim, verdict: str) -> str:
     """A hypothesis of ours (no `paper:`) says 'holds' or 'does not hold', a paper claim 'reproduced'."""
     hypothesis = claim.paper is None and claim.test != "premise"
     return HYPOTHESIS_VERDICTS.get(verdict, verdict) if hypothesis else verdict
-
-
-def _held(ok: bool) -> str:
-    return "holds" if ok else "fails"
 
 
 def declared(experiments: list[Experiment]) -> list[tuple[Experiment, Claim]]:
