@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 
 from harness.config.profile import Profile
-from harness.models.blip2 import build_config, lm_blocks, trained_parameters
-from harness.models.public import CLASSES, read_config
+from harness.models.blip2 import build_config, lm_blocks, parameter_counts, trained_parameters
+from harness.models.public import meta_model, read_config
 from harness.objectives import top_k_kept
 
 GiB = 2**30
@@ -54,27 +54,27 @@ class Plan:
         return self.peak.total <= (1 - HEADROOM) * memory
 
 
-def meta_model(checkpoint: str | Path | None, profile: Profile):
+def stand_in_or_checkpoint(checkpoint: str | Path | None, profile: Profile):
     """The checkpoint's model (or the profile's stand-in, `checkpoint` None) on the meta device."""
     if checkpoint is None:
         vocab = profile.teacher.vocab_size
         config = build_config(profile.model, vocab, vocab - 1, {"bos": 0, "eos": 1, "pad": 2})
     else:
         config = read_config(checkpoint)  # the one reader: a bad folder is one CheckpointError
-    with torch.device("meta"):
-        return CLASSES[config.model_type](config)
+    return meta_model(config)
 
 
 def parameters(model) -> dict[str, int]:
-    """Parameters per part (query tokens with the Q-Former), tied weights counted once."""
-
-    def count(part) -> int:
-        return sum(p.numel() for p in getattr(model, part).parameters())
-
-    out = {"vision_model": count("vision_model"), "qformer": count("qformer") + model.query_tokens.numel()}
-    out.update({part: count(part) for part in ("language_projection", "language_model")})
-    out["total"] = sum(p.numel() for p in model.parameters())
-    return out
+    """Parameters per part as the plan shows them (harness/models/blip2.py `parameter_counts`, the query
+    tokens counted with the Q-Former), tied weights counted once."""
+    c = parameter_counts(model)
+    return {
+        "vision_model": c["vision_model"],
+        "qformer": c["qformer"] + c["query_tokens"],
+        "language_projection": c["language_projection"],
+        "language_model": c["language_model"],
+        "total": c["total"],
+    }
 
 
 def saved_activations(model, batch: int, text_tokens: int, checkpointing: bool, dtype: torch.dtype) -> float:
@@ -143,7 +143,7 @@ def plan(
     per device of `gpus` processes under `parallel` (default: the profile's compression.parallel)."""
     c = profile.compression
     parallel = parallel or c.parallel
-    model = meta_model(checkpoint, profile)
+    model = stand_in_or_checkpoint(checkpoint, profile)
     counts = parameters(model)
     text = model.config.text_config
     vocab = text.vocab_size

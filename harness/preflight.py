@@ -26,7 +26,7 @@ from harness.config.files import problems_error
 from harness.config.profile import Profile
 from harness.data.loaders import MaadFormatError, check_maad_folder
 from harness.errors import CheckpointError
-from harness.models.public import CLASSES, heads_need_not_divide_hidden, read_config
+from harness.models.public import heads_need_not_divide_hidden, meta_model, read_config
 from harness.prune.step import schedule_problems
 from harness.prune.structures import default_stages
 
@@ -107,12 +107,8 @@ def compression_problems(path: str | Path, compression: Compression, stages: lis
     """What makes a compression section impossible on the checkpoint in `path`, read from its config alone
     (a weightless model on the meta device): each stage's step and maximum against the real widths, and
     stages its language model cannot express. `stages` None: every stage the model supports."""
-    import torch  # the schemas above never need it
-
     with heads_need_not_divide_hidden():
-        config = read_config(path)
-        with torch.device("meta"):
-            model = CLASSES[config.model_type](config)
+        model = meta_model(read_config(path))
     return schedule_problems(model, compression, stages or default_stages(model))
 
 

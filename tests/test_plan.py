@@ -10,7 +10,15 @@ from harness.distill.losses import distillation_loss
 from harness.models.blip2 import lm_logits, parameter_counts
 from harness.models.public import load_model
 from harness.objectives import answer_positions
-from harness.plan import GiB, meta_model, optimizer_bytes, parameters, parse_memory, plan, saved_activations
+from harness.plan import (
+    GiB,
+    optimizer_bytes,
+    parameters,
+    parse_memory,
+    plan,
+    saved_activations,
+    stand_in_or_checkpoint,
+)
 from harness.train import make_optimizer
 from tests.helpers import tiny
 from tests.test_accumulation import _batch
@@ -49,7 +57,7 @@ def test_parameters_and_activations_match_a_real_model_on_the_cpu(family, tmp_pa
     batch = _batch(model, proc, slice(0, 8))
     text_tokens = batch["input_ids"].shape[1] - model.config.num_query_tokens  # placeholders are queries
     measured = _saved_bytes(model, batch)
-    estimate = saved_activations(meta_model(tmp_path, prof), 8, text_tokens, False, torch.float32)
+    estimate = saved_activations(stand_in_or_checkpoint(tmp_path, prof), 8, text_tokens, False, torch.float32)
     # the plan runs the language model alone, without padding mask or loss: 4% above the real pass here
     assert estimate == pytest.approx(measured, rel=0.1), (estimate, measured)
 
@@ -57,7 +65,7 @@ def test_parameters_and_activations_match_a_real_model_on_the_cpu(family, tmp_pa
 def test_activation_checkpointing_keeps_block_inputs_and_one_block(tmp_path):
     model, _ = tiny()
     model.save_pretrained(tmp_path)
-    meta = meta_model(tmp_path, load_profile("smoke"))
+    meta = stand_in_or_checkpoint(tmp_path, load_profile("smoke"))
     full = saved_activations(meta, 8, 40, False, torch.float32)
     lean = saved_activations(meta, 8, 40, True, torch.float32)
     layers = meta.config.text_config.num_hidden_layers
@@ -137,7 +145,8 @@ def test_plan_counts_public_families(tmp_path):
         folder = build(proc, tmp_path / build.__name__)
         real = load_model(folder)
         assert (
-            parameters(meta_model(folder, load_profile("smoke")))["total"] == parameter_counts(real)["total"]
+            parameters(stand_in_or_checkpoint(folder, load_profile("smoke")))["total"]
+            == parameter_counts(real)["total"]
         )
 
 

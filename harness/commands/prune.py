@@ -18,7 +18,7 @@ from harness.model_card import card, write_card
 from harness.models.blip2 import parameter_counts
 from harness.models.public import load_lmm, load_model, save_lmm
 from harness.objectives import cached_top_k, teacher_batches
-from harness.plan import meta_model
+from harness.plan import stand_in_or_checkpoint
 from harness.preflight import checked_profile
 from harness.prune.importance import importance
 from harness.prune.step import prune_step, structures_to_remove
@@ -52,7 +52,7 @@ def _prune(args, prof) -> int:
         model, processor = load_lmm(args.checkpoint)
         structures_to_remove(model, args.level, args.amount, args.module)
     else:  # the profile's teacher has the stand-in's shape: --amount is checked on it, weightless
-        structures_to_remove(meta_model(None, prof), args.level, args.amount, args.module)
+        structures_to_remove(stand_in_or_checkpoint(None, prof), args.level, args.amount, args.module)
     data = get_dataset(prof, args.cache_dir, not args.quiet)
     if model is None:
         model, processor, tdir, _ = get_teacher(prof, args.cache_dir, data, not args.quiet)

@@ -12,6 +12,7 @@ import json
 import warnings
 from pathlib import Path
 
+import torch
 from transformers import (
     AutoConfig,
     AutoProcessor,
@@ -133,7 +134,6 @@ def weights_problem(folder: Path, config) -> str | None:
     """What is wrong with a local checkpoint's weights, read from the safetensors headers alone (no tensor
     is loaded): no weights file, a file cut short or with a corrupt header, or a tensor whose shape is not
     the one the config gives. None when they can be loaded."""
-    import torch
     from safetensors import SafetensorError, safe_open
 
     found = [name for name in WEIGHTS if (folder / name).is_file()]
@@ -148,8 +148,7 @@ def weights_problem(folder: Path, config) -> str | None:
         except (ValueError, KeyError, TypeError) as e:
             return f"{files[0]}: not a safetensors index ({e})"
         files = [folder / name for name in dict.fromkeys(index.values())]
-    with heads_need_not_divide_hidden(), torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in CLASSES[config.model_type](config).state_dict().items()}
+    expected = {k: tuple(v.shape) for k, v in meta_model(config).state_dict().items()}
     for file in files:
         if not file.is_file():
             return f"{file}: missing (named by the safetensors index)"
@@ -163,6 +162,13 @@ def weights_problem(folder: Path, config) -> str | None:
         except (SafetensorError, OSError, ValueError) as e:
             return f"{file}: cut short or corrupt ({e})"
     return None
+
+
+def meta_model(config):
+    """The model `config` describes, weightless on the meta device: shapes and parameter counts of any size
+    at no memory (the memory plan, preflight's schedule checks, a weights file's expected shapes)."""
+    with heads_need_not_divide_hidden(), torch.device("meta"):
+        return CLASSES[config.model_type](config)
 
 
 def load_model(path: str | Path, allow_download: bool = False, device: str | None = None):
