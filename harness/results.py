@@ -148,7 +148,7 @@ class Measured:
 
 
 class Parameters(Record):
-    """harness/models/blip2.py `parameter_counts`; `lm_blocks` is absent from results older than it."""
+    """harness/models/blip2.py `parameter_counts`."""
 
     vision_model: int
     qformer: int
@@ -156,7 +156,7 @@ class Parameters(Record):
     language_model: int
     query_tokens: int
     total: int
-    lm_blocks: int | None = None
+    lm_blocks: int
 
 
 class _Accuracy(Record):
@@ -177,11 +177,16 @@ Accuracy = create_model(
     knowledge_seen=(float | None, None),
     knowledge_unseen=(float | None, None),
     correct=(
-        str | None,
-        Field(
-            None, description="each test sample's correctness, in TestSplit order (harness/report/paired.py)"
-        ),
+        str,
+        Field(..., description="each test sample's correctness, in TestSplit order (report/paired.py)"),
     ),
+)
+# the oracle ceiling's row (harness/recipes/original.py): an accuracy no model earned, so no sample's bit
+Ceiling = create_model(
+    "Ceiling",
+    __base__=Accuracy,
+    __doc__="The oracle's accuracy per task and overall on the test split (P5); it answers no sample.",
+    correct=(str | None, None),
 )
 Scores = create_model(
     "Scores",
@@ -336,14 +341,14 @@ class Header(Record):
     seeds: list[int]
     provenance: Provenance
     device: Device
-    test_split: TestSplit | None = None
+    test_split: TestSplit
 
 
 class OriginalRow(Record, Measured):
     row: str
     parameters: Parameters | None = None
     checkpoint_bytes: int | None = None
-    accuracy: Accuracy
+    accuracy: Accuracy | Ceiling
     throughput: list[Throughput] | None = None
     generated_tokens_per_sample: int | None = None
 

@@ -92,10 +92,7 @@ def pairwise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.Da
     for pair in (p for p in claim.pairs if p.better in accs and p.worse in accs):
         found = paired_vectors(res, pair.better, pair.worse)
         if found is None:
-            return Found(
-                f"{pair.better} vs {pair.worse}: no per-sample records (result older than the paired test)",
-                verdict="not run",
-            )
+            return Found(f"{pair.better} vs {pair.worse}: the runs have different seeds", verdict="not run")
         p = paired_test(*found)
         parts.append((f"{pair.better} vs {pair.worse}", *found))
         p_better, p_worse = paper.get(pair.better), paper.get(pair.worse)
@@ -131,9 +128,7 @@ def kept_quality(claim: Claim, exp: Experiment, res: CompressionResult, frame: p
     if run is None:
         return None
     mine = run_vectors(res, run.label)
-    theirs = teacher_vectors(res, len(mine)) if mine else None
-    if mine is None or theirs is None:
-        return Found("no per-sample records (result older than the paired test)", verdict="not run")
+    theirs = teacher_vectors(res, len(mine))
     p = paired_test(mine, theirs)
     teacher, stages = pick(frame, role="teacher"), pick(frame, role="stage", label=run.label)
     final, t_acc = accuracies(frame)[run.label], value(teacher, "overall")
@@ -190,9 +185,7 @@ def trend(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataF
     )
     found = paired_vectors(res, claim.runs[-1], claim.runs[0])
     if found is None:
-        return Found(
-            f"{points}; no per-sample records (result older than the paired test)", verdict="not run"
-        )
+        return Found(f"{points}; the runs have different seeds", verdict="not run")
     p = paired_test(*found)
     parts = [("largest vs smallest", *found)]
     return Found(f"{points} (largest vs smallest: {stats(p)})", [(p, 0.0)], parts=parts)

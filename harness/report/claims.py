@@ -74,9 +74,9 @@ def declared(experiments: list[Experiment]) -> list[tuple[Experiment, Claim]]:
 
 
 def _adjust(found: dict[str, Found], family_of: dict[str, str]) -> tuple[dict[str, str], dict[str, list]]:
-    """Each claim's verdict with Holm's adjustment over every comparison of its family (claim_spec.py
-    `family`): a family of m comparisons keeps its family-wise error at 1 − LEVEL. Also each claim's
-    comparisons' adjusted p-values, in order."""
+    """Each claim's verdict with Holm's adjustment over every comparison of its family
+    (harness/config/claims.py `family`): a family of m comparisons keeps its family-wise error at 1 − LEVEL.
+    Also each claim's comparisons' adjusted p-values, in order."""
     adjusted, adjusted_ps = {}, {}
     for family in set(family_of.values()):
         ids = [i for i in found if family_of[i] == family and found[i].comparisons and not found[i].verdict]

@@ -19,7 +19,7 @@ from harness.results import CompressionResult
 
 
 def premise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
-    """A condition of the stand-in (claim_spec.py `check`), measured: 'holds' or 'fails'."""
+    """A condition of the stand-in (harness/config/claims.py `check`), measured: 'holds' or 'fails'."""
     teacher = pick(frame, role="teacher")
     run = next((r for r in res.runs if r.label == claim.run), None) if claim.run else None
     bound = claim.threshold
@@ -37,12 +37,10 @@ def premise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.Dat
         return _redundancy(claim, res, frame)
     if claim.check == "scratch_gap":
         mask = knowledge_mask(res)
-        if mask is None or mask.sum() < 2:
+        if mask.sum() < 2:
             return None
         mine = run_vectors(res, claim.run, mask)
-        theirs = teacher_vectors(res, len(mine), mask) if mine else None
-        if not mine or not theirs:
-            return None
+        theirs = teacher_vectors(res, len(mine), mask)
         p = paired_test(theirs, mine)
         scratch = [float(v.mean()) for v in mine]
         return Found(
@@ -68,10 +66,10 @@ def premise(claim: Claim, exp: Experiment, res: CompressionResult, frame: pd.Dat
 def _redundancy(claim: Claim, res: CompressionResult, frame: pd.DataFrame) -> Found | None:
     """P4: the final structure, given the teacher's whole recipe, reaches the teacher within the margin
     overall and on knowledge questions (Δ = run − teacher, both intervals above −threshold)."""
-    mine = run_vectors(res, claim.run)
-    theirs = teacher_vectors(res, len(mine)) if mine else None
+    mine = run_vectors(res, claim.run)  # (premise() checked that the run exists)
+    theirs = teacher_vectors(res, len(mine))
     mask = knowledge_mask(res)
-    if not mine or not theirs or mask is None or mask.sum() < 2:
+    if mask.sum() < 2:
         return None
     overall = paired_test(mine, theirs)
     knows = paired_test([v[mask] for v in mine], [v[mask] for v in theirs])
@@ -90,8 +88,8 @@ def _teacher_best(claim: Claim, res: CompressionResult, teacher: pd.DataFrame) -
     task (Δ = model − teacher per task, no interval above 0), and the teacher is within the threshold of the
     oracle ceiling."""
     mask, split = knowledge_mask(res), res.test_split
-    ceiling, t_acc = (split.ceiling if split else None), value(teacher, "overall")
-    if mask is None or ceiling is None or t_acc is None:
+    ceiling, t_acc = split.ceiling, value(teacher, "overall")
+    if ceiling is None or t_acc is None:
         return None
     tasks = np.array([TASKS[int(c)] for c in split.tasks])
     parts, beaten = [], []

@@ -14,10 +14,8 @@ from harness.report.paired import Paired, paired_test
 from harness.results import CompressionResult, CurvesResult, unpack
 
 
-def _vectors(records, n: int, mask: np.ndarray | None) -> list[np.ndarray] | None:
-    """Each record's per-sample correctness (restricted to `mask`), or None if one has none recorded."""
-    if any(r.accuracy.correct is None for r in records):
-        return None
+def _vectors(records, n: int, mask: np.ndarray | None) -> list[np.ndarray]:
+    """Each record's per-sample correctness (restricted to `mask`)."""
     return [
         unpack(r.accuracy.correct, n)[mask] if mask is not None else unpack(r.accuracy.correct, n)
         for r in records
@@ -27,27 +25,21 @@ def _vectors(records, n: int, mask: np.ndarray | None) -> list[np.ndarray] | Non
 def run_vectors(
     res: CompressionResult, label: str, mask: np.ndarray | None = None
 ) -> list[np.ndarray] | None:
-    """Per-sample correctness of each seed of run `label`, in seed order; None without records."""
+    """Per-sample correctness of each seed of run `label`, in seed order; None if the result has no such
+    run."""
     run = next((r for r in res.runs if r.label == label), None)
-    if run is None or res.test_split is None:
+    if run is None:
         return None
     return _vectors(sorted(run.seeds, key=lambda s: s.seed), res.test_split.n, mask)
 
 
-def teacher_vectors(
-    res: CompressionResult, k: int, mask: np.ndarray | None = None
-) -> list[np.ndarray] | None:
+def teacher_vectors(res: CompressionResult, k: int, mask: np.ndarray | None = None) -> list[np.ndarray]:
     """The teacher's per-sample correctness, repeated for `k` seeds (it is one model)."""
-    if res.test_split is None:
-        return None
-    found = _vectors([res.teacher], res.test_split.n, mask)
-    return found * k if found else None
+    return _vectors([res.teacher], res.test_split.n, mask) * k
 
 
-def knowledge_mask(res: CompressionResult | CurvesResult) -> np.ndarray | None:
+def knowledge_mask(res: CompressionResult | CurvesResult) -> np.ndarray:
     """Which test samples are knowledge questions (TestSplit.knowledge 's' or 'u')."""
-    if res.test_split is None:
-        return None
     return np.array([c in "su" for c in res.test_split.knowledge])
 
 
@@ -57,8 +49,8 @@ def stats(p: Paired) -> str:
 
 
 def paired_vectors(res: CompressionResult, better: str, worse: str) -> tuple[list, list] | None:
-    """Both runs' per-sample correctness, seeds paired by seed; None where a run has no per-sample
-    records."""
+    """Both runs' per-sample correctness, seeds paired by seed; None where the result lacks a run or the two
+    have different seeds."""
     a, b = run_vectors(res, better), run_vectors(res, worse)
     if a is None or b is None or len(a) != len(b):
         return None
@@ -66,8 +58,8 @@ def paired_vectors(res: CompressionResult, better: str, worse: str) -> tuple[lis
 
 
 def compare(res: CompressionResult, better: str, worse: str) -> Paired | None:
-    """The paired test of 'run `better` beats run `worse`' (harness/report/paired.py); None where a run has
-    no per-sample records."""
+    """The paired test of 'run `better` beats run `worse`' (harness/report/paired.py); None where
+    `paired_vectors` finds no pairing."""
     found = paired_vectors(res, better, worse)
     return paired_test(*found) if found else None
 
@@ -80,9 +72,8 @@ def by_knowledge(
 ) -> dict[str, Paired] | None:
     """The paired test again on the samples that need no advertiser knowledge (what D_d can teach) and on
     the knowledge questions (what only the teacher's pretraining taught): a compressed model can keep the
-    first and lose the second, and one Δ over both hides which. None without knowledge groups."""
-    if res.test_split is None:
-        return None
+    first and lose the second, and one Δ over both hides which. None where either part has fewer than two
+    samples (a MAAD split without knowledge questions)."""
     mask = knowledge_mask(res)
     if mask.sum() < 2 or (~mask).sum() < 2:
         return None
@@ -98,13 +89,13 @@ def curve_scores(res: CurvesResult, level: str, criterion: str) -> list[np.ndarr
     curves = sorted(
         (c for c in res.curves if c.level == level and c.criterion == criterion), key=lambda c: c.seed
     )
-    if not curves or res.test_split is None:
+    if not curves:
         return None
     n = res.test_split.n
     scores = []
     for c in curves:
         steps = [p for p in c.points if p.step > 0]
-        if not steps or any(p.accuracy.correct is None for p in steps):
+        if not steps:
             return None
         scores.append(np.mean([unpack(p.accuracy.correct, n) for p in steps], axis=0))
     return scores
