@@ -332,7 +332,7 @@ def accuracy_record(acc: dict) -> dict:
         "overall": acc["overall"],
         "n_test": acc["n"],
         **{("knowledge" if g == "all" else f"knowledge_{g}"): v for g, v in acc["knowledge"].items()},
-        # the bits from the log itself; an evaluation cached before logs existed kept its bits only
+        # the bits from the log itself; a cached record keeps its bits and its log in separate files
         "correct": sample_log.correct_bits(acc["samples"]) if "samples" in acc else pack(acc["correct"]),
     }
 

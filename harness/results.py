@@ -133,7 +133,8 @@ class Throughput(Record):
     iterations: int
     measured_s: float
     latencies_ms: list[float]
-    # absent from results older than them: generating one token (prefill), per-token decode, CUDA peak
+    # absent where nothing is generated (vision-side latency) or no GPU measured: generating one token
+    # (prefill), per-token decode, CUDA peak
     prefill_ms: float | None = None
     decode_ms_per_token: float | None = None
     prefill_latencies_ms: list[float] | None = None
@@ -459,7 +460,7 @@ def load_result(path: Path) -> Result:
 
 
 def dump_result(result: Result) -> dict:
-    """The JSON form: fields a result never had stay absent (older results lack later fields)."""
+    """The JSON form: fields a result never set stay absent (a vision-side latency has no prefill)."""
     return result.model_dump(mode="json", exclude_unset=True)
 
 
@@ -477,11 +478,7 @@ def spec_hash(exp: Experiment, profile: Profile, inputs: dict[str, str]) -> str:
         "experiment": {
             "kind": exp.kind,
             "runs": [run.determining() for run in exp.runs],
-            # an entry without its own prompt hashes as it did before the field existed
-            "models": [
-                m.model_dump(mode="json", exclude={"prompt"} if m.prompt is None else None)
-                for m in exp.models
-            ],
+            "models": [m.model_dump(mode="json") for m in exp.models],
             "table": exp.table,
             "measure": exp.measure,
             **({"curves": [c.model_dump(mode="json") for c in exp.curves]} if exp.curves else {}),

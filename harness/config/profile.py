@@ -237,8 +237,9 @@ class Profile(Strict):
     )
 
     def placement_key(self) -> dict | None:
-        """What a cache key carries of `device` and `dtype`: nothing on the CPU in float32, where every
-        stored entry was computed before the fields existed; else the resolved device type and dtype."""
+        """What a cache key carries of `device` and `dtype`: nothing for the reference placement, the CPU in
+        float32 (so `device: auto` on a machine without CUDA shares its entries with `device: cpu`); else the
+        resolved device type and dtype."""
         if self.device == "cpu" and self.dtype == "float32":
             return None
         from harness.device import placement_of  # torch only when it can matter

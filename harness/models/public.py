@@ -53,9 +53,9 @@ def heads_need_not_divide_hidden():
     """While loading: let a Llama config whose hidden size is not a multiple of its heads through.
 
     Why: LlamaConfig in transformers 5 refuses such configs (huggingface/transformers#46082), yet the model is
-    well defined (projections are sized from the explicit head_dim). save_lmm now writes them as Mistral,
-    which stock transformers loads; this reads the Llama-form folders that earlier versions of the harness
-    wrote (e.g. cached steps), for the duration of one load only."""
+    well defined (projections are sized from the explicit head_dim). save_lmm writes them as Mistral, which
+    stock transformers loads; this reads the Llama-form folders that `save_pretrained` called directly (or
+    another pruning tool) writes, for the duration of one load only."""
     validators = getattr(LlamaConfig, "__class_validators__", None)
     if validators is None:  # a transformers without class validators never refused these configs
         yield
