@@ -5,7 +5,8 @@ lower at 13 and 47 optimizer steps than at 5, and recovers only at 157. This scr
 shot (every stage to the iterative run's structure, seed 0, as harness/pipeline.py `prune_one_shot` does),
 then distils the same pruned model for each budget with the harness's own schedule (cosine decay, no
 warm-up), logging the loss of every optimizer step and the validation accuracy after it, and writes
-results/budget_sensitivity/one_shot_curves.csv and figure_one_shot_curves.png (docs/results.md reads them).
+docs/one_shot/one_shot_curves.csv and figure_one_shot_curves.png (docs/results.md shows them; not under
+results/, whose experiment folders are replaced whole when their experiment reruns).
 
     python scripts/one_shot_curves.py               # cpu profile, seed 0, budgets 5 13 47 157
 """
@@ -43,7 +44,7 @@ def main() -> None:
     ap.add_argument("--profile", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budgets", type=int, nargs="+", default=[5, 13, 47, 157], help="optimizer steps")
-    ap.add_argument("--out", type=Path, default=ROOT / "results" / "budget_sensitivity")
+    ap.add_argument("--out", type=Path, default=ROOT / "docs" / "one_shot")
     args = ap.parse_args()
     profile = load_profile(args.profile)
     with running(profile):
