@@ -86,9 +86,17 @@ def budget_figure(res: CompressionResult, frame, out_dir: Path) -> list[Path]:
         ax.set_xscale("log")
         ax.set_xlim(low / 1.6, high)
     ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.set(xlabel="distillation optimizer steps per pruning step (log)", ylabel="final accuracy (test)")
+    # each budget's structure under its tick: the rows of a budget compare at the structure its iterative
+    # run reached, which can change from one budget to the next (`final_lm`)
+    ticks = {b: final_lm(series, short=True) for b, series in by_budget.items()}
+    ax.set_xticks(list(ticks), [f"{b}\n{lm}" if lm else str(b) for b, lm in ticks.items()], fontsize=8)
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set(
+        xlabel="distillation optimizer steps per pruning step (log); under each, the final LM's blocks",
+        ylabel="final accuracy (test)",
+    )
     ax.set_title("Distillation-budget map: final accuracy against the budget", fontsize=10, pad=14)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.25), ncol=2, frameon=False)
     seeds = len(res.seeds)
     note = f"mean ± std over {seeds} seeds" if seeds > 1 else "1 seed"
     return save_figure(fig, out_dir, "figure_budget_map", footer(res, f"{note}, test split"))
@@ -99,6 +107,7 @@ def budget_table(res: CompressionResult, frame) -> tuple[list[str], list[list]]:
     headers = [
         "Steps per pruning step",
         "E (epochs of D_d)",
+        "Final LM",
         *SERIES.values(),
         *(c for c, _, _ in COMPARISONS),
     ]
@@ -107,7 +116,7 @@ def budget_table(res: CompressionResult, frame) -> tuple[list[str], list[list]]:
     rows = []
     for steps, series in budgets(res).items():
         any_run = next(iter(series.values()))
-        row = [steps, any_run.spec.epochs_under(res.profile.compression)]
+        row = [steps, any_run.spec.epochs_under(res.profile.compression), final_lm(series)]
         row += [mean_std(acc[series[k].label]) if k in series else None for k in SERIES]
         for _, better, worse in COMPARISONS:
             p = (
@@ -118,6 +127,21 @@ def budget_table(res: CompressionResult, frame) -> tuple[list[str], list[list]]:
             row.append(f"{p.verdict()} ({stats(p)})" if p else None)
         rows.append(row)
     return headers, rows
+
+
+def final_lm(series: dict[tuple[str, str], RunRecord], short: bool = False) -> str | None:
+    """The structure the budget's iterative run reached (its blocks and LM parameters, per seed where they
+    differ): α may let a run that distils longer after each step remove more blocks, and every one-shot and
+    from-scratch row of that budget is pruned to (or built at) the same structure, so a row's accuracy moves
+    with it."""
+    iterative = series.get(("iterative", "iterative_total"))
+    if iterative is None:
+        return None
+    shapes = {(s.structure["num_hidden_layers"], s.parameters.language_model) for s in iterative.seeds}
+    shapes = sorted(shapes, reverse=True)
+    if short:
+        return "/".join(f"{blocks}" for blocks, _ in shapes) + " blocks"
+    return "; ".join(f"{blocks} blocks, {params / 1e6:.3f}M" for blocks, params in shapes)
 
 
 def budget_note(results: dict) -> str:
