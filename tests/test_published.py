@@ -58,3 +58,31 @@ def test_a_published_teacher_that_does_not_match_its_manifest_is_not_used(tmp_pa
 def test_publish_without_a_trained_teacher_says_how_to_get_one(tmp_path, capsys):
     assert cli(["publish", "--profile", "smoke", "--cache-dir", str(tmp_path)]) == 2
     assert "train it first (python run_all.py --profile smoke --only teacher)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_published_cpu_teacher_is_the_one_results_teacher_evaluated(tmp_path):
+    """published/teachers/ holds the cpu profile's teacher, the one results/ was computed from (the same
+    teacher key), and it answers the test samples as results/teacher recorded. Only the first 400 samples
+    are scored, to keep the test short; kernels of another CPU may flip a near-tie, so agreement must be
+    99%, not 100%."""
+    from harness.config.experiment import ROOT
+    from harness.evaluate import evaluate
+    from harness.models.public import load_lmm
+    from harness.results import load_result, unpack
+    from harness.store import published_teacher, teacher_dir
+
+    prof = load_profile("cpu")
+    tdir = teacher_dir(prof, tmp_path)
+    folder = published_teacher(tdir)
+    assert folder is not None, f"no published {tdir.name}: python -m harness publish --profile cpu"
+    res = load_result(ROOT / "results" / "teacher" / "result.json")
+    assert tdir.name == f"teacher-{res.runs.teacher}"
+    n = 400
+    test = get_dataset(prof, tmp_path, False)["test"].select(range(n))
+    model, processor = load_lmm(folder)
+    acc = evaluate(model, processor, test, prof.evaluation_batch_size)
+    teacher_row = next(r for r in res.rows if r.row.startswith("Original"))
+    recorded = unpack(teacher_row.accuracy.correct, res.test_split.n)[:n]
+    agree = sum(a == bool(b) for a, b in zip(acc["correct"], recorded, strict=True)) / n
+    assert agree >= 0.99, f"the published teacher agrees with results/teacher on {agree:.1%} of samples"
