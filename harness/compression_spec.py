@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, model_validator
 
 from harness.schema import Strict
 from harness.stages import STAGES
@@ -103,17 +103,6 @@ class Compression(Strict):
             )
         return self
 
-    @model_serializer(mode="wrap")
-    def _without_later_defaults(self, handler) -> dict:
-        """A section that leaves the fields added for real-scale runs at their defaults dumps, and so
-        hashes into every key, as it did before they existed (`teacher_logits: auto` resolves from the data
-        and model, which every key holds)."""
-        data = handler(self)
-        for name in LATER_FIELDS:
-            if getattr(self, name) == type(self).model_fields[name].default:
-                data.pop(name, None)
-        return data
-
     @property
     def micro(self) -> int:
         """Samples per forward and backward pass."""
@@ -123,19 +112,6 @@ class Compression(Strict):
     def accumulation(self) -> int:
         """Micro-batches per optimizer step."""
         return self.batch_size // self.micro
-
-
-# Compression fields added after results were committed: absent from a dump while at their default
-LATER_FIELDS = (
-    "micro_batch_size",
-    "teacher_logits",
-    "teacher_top_k",
-    "activation_checkpointing",
-    "optimizer",
-    "weights_dtype",
-    "offload_teacher",
-    "parallel",
-)
 
 
 def whole_step_problems(c: Compression) -> list[str]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field, model_serializer, model_validator
+from pydantic import Field, model_validator
 
 from harness.compression_spec import Compression, whole_step_problems
 from harness.schema import SEED_MAX, SIZE_MAX, PathFromYaml, Strict
@@ -201,15 +201,6 @@ class Teacher(Strict):
     checkpoint: PathFromYaml | None = Field(
         None, description="use this saved teacher instead of training one"
     )
-
-    @model_serializer(mode="wrap")
-    def _without_unset_adaptation(self, handler) -> dict:
-        """A teacher without task adaptation dumps, and so hashes into every key, as before the field
-        existed: its stored teacher and runs stay valid."""
-        data = handler(self)
-        if self.adaptation is None:
-            data.pop("adaptation", None)
-        return data
 
 
 class Measurement(Strict):

@@ -31,11 +31,6 @@ PROFILES_DIR = EXPERIMENTS_DIR / "profiles"
 DEFAULT_PROFILE = "cpu"
 
 
-# Bumped when a loss variant's formula (harness/distill/losses.py) is corrected, so that cached runs made with
-# the old formula are not reused. released_pairwise 2: the released code's min(|g|, 1) factor (1 lacked it).
-LOSS_REVISIONS = {"released_pairwise": 2}
-
-
 STAGE_ORDER = list(STAGE_NAMES)
 
 
@@ -138,16 +133,9 @@ class CompressionRun(Strict):
         return compression.epochs if self.epochs is None else self.epochs
 
     def determining(self) -> dict:
-        """What determines the run's numbers: every field but its label and paper values, and a corrected
-        loss's revision (LOSS_REVISIONS), so that results and runs made with the old formula are redone. Both
-        the spec hash (harness/results.py) and the run's cache key (harness/store.py) are built from it."""
-        dump = self.model_dump(mode="json", exclude={"label", "paper"})
-        for name in SCRATCH_FIELDS:  # at their defaults, the key of every run made before they existed
-            if dump[name] == type(self).model_fields[name].default:
-                del dump[name]
-        if self.variant in LOSS_REVISIONS:
-            dump["loss_revision"] = LOSS_REVISIONS[self.variant]
-        return dump
+        """What determines the run's numbers: every field but its label and paper values. Both the spec hash
+        (harness/results.py) and the run's cache key (harness/store.py) are built from it."""
+        return self.model_dump(mode="json", exclude={"label", "paper"})
 
 
 class RunPlan(BaseModel):

@@ -61,10 +61,7 @@ def _rebuilding(path: Path) -> bool:
 
 
 # The meaning of the keys below, part of every key: entries of different meaning never share a folder.
-# 2: teacher checkpoints and MAAD folders keyed by their content, every run field in the run key, and
-#    manifests and seals in every entry (1: keys without a version, run fields added later left out at
-#    their default, no manifests).
-KEY_VERSION = 3
+KEY_VERSION = 4
 
 
 def _versioned(key: dict) -> dict:

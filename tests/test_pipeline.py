@@ -215,9 +215,8 @@ def test_dropped_blocks_map_to_the_teachers_indices():
 
 
 def test_run_keys_stay_put_unless_the_run_changes():
-    """Cached runs are found by these keys (version 3: every field of the run, label and paper values aside),
-    pinned so that a change of the key's meaning is a deliberate KEY_VERSION bump; a corrected loss moves the
-    keys of the runs that used the old one."""
+    """Cached runs are found by these keys (version 4: every field of the run, label and paper values aside),
+    pinned so that a change of the key's meaning is a deliberate KEY_VERSION bump."""
     from harness.cache import content_hash
     from harness.store import KEY_VERSION, compression_key, run_key
 
@@ -232,12 +231,12 @@ def test_run_keys_stay_put_unless_the_run_changes():
         "target_share": None,
         "epochs": None,
         "one_shot_budget": "iterative_total",
+        "scratch_structure": "final",
+        "scratch_recipe": "d_d",
     }
-    assert content_hash(run_key(CompressionRun(label="a"))) == "f0eba815d7c2"
+    assert content_hash(run_key(CompressionRun(label="a"))) == "6e5b53a5da77"
     key = compression_key(load_profile("smoke"), CompressionRun(label="a"), 0)
-    assert key["key_version"] == key["teacher"]["key_version"] == KEY_VERSION == 3
-    released = run_key(CompressionRun(label="r", variant="released_pairwise"))
-    assert released["loss_revision"] == 2
+    assert key["key_version"] == key["teacher"]["key_version"] == KEY_VERSION == 4
     assert run_key(CompressionRun(label="s", stages=["ffn"], target_share=0.4))["target_share"] == 0.4
 
 
