@@ -16,10 +16,12 @@ import argparse
 import copy
 import csv
 import math
+import sys
 from pathlib import Path
 
 import matplotlib
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness of this checkout
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 

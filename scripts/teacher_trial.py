@@ -17,11 +17,14 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import sys
 import time
 from pathlib import Path
 
 import datasets
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness of this checkout
 
 from harness.data.loaders import FEATURES, knowledge_group
 from harness.data.synth_ads import catalogue_questions, generate_sample
