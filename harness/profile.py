@@ -179,11 +179,12 @@ class Adaptation(LanguageStage):
         description="catalogue questions with a generic image, as a share (Pretraining); none without "
         "teacher.pretraining",
     )
-    patience: int = Field(
-        2,
+    patience: int | None = Field(
+        None,
         ge=1,
         description="stop after this many epochs without a better validation accuracy (teacher-forced, all "
-        "tasks); the best epoch's weights are kept. `epochs` is the most it may run",
+        "tasks); None: run every epoch of the schedule. Either way the best epoch's weights are kept, the "
+        "model as it came (epoch 0) included",
     )
 
 

@@ -172,9 +172,10 @@ def train_language_stage(
     as LLM instruction tuning mixes in pretraining data; and `cfg["image_replay"]` × its size of the
     catalogue's knowledge questions (`replay["questions"]`), each asked with the query outputs of a D_d
     knowledge question (`replay["generic"]`: their indices, a generic box), so the teacher knows the whole
-    catalogue in the multimodal form (harness/profile.py `Pretraining`). With `cfg["patience"]` (task
-    adaptation, `stage` 3) it stops once validation accuracy has not risen for that many epochs and keeps the
-    best epoch's weights; the replayed count is then that of the epochs it ran."""
+    catalogue in the multimodal form (harness/profile.py `Pretraining`). In task adaptation (`stage` 3) the
+    best epoch's weights are kept, the model as it came (epoch 0) included; with `cfg["patience"]` it stops
+    once validation accuracy has not risen for that many epochs, and the replayed count is then that of the
+    epochs it ran."""
     lm = list(model.language_model.parameters())
     params = [{"params": list(model.language_projection.parameters())}, {"params": lm}]
     if cfg.get("lm_lr") is not None:
@@ -198,27 +199,31 @@ def train_language_stage(
 
     log, best = [], {"score": -1.0, "epoch": 0, "weights": None}
     tuned = [*model.language_projection.parameters(), *lm]
+    keep_best, patience = stage == 3, cfg.get("patience")
 
     def curve(epoch: int) -> bool:
         acc = answer_accuracy(
             model, processor, val["queries"], val["questions"], val["answers"], val["tasks"]
         )
         log.append({"stage": stage, "epoch": epoch, "answer_accuracy": acc})
-        if cfg.get("patience") is None:
+        if not keep_best:
             return False
         counts = {t: val["tasks"].count(t) for t in acc}
         score = sum(acc[t] * counts[t] for t in acc) / sum(counts.values())
         if score > best["score"]:
             best.update(score=score, epoch=epoch, weights=[p.detach().clone() for p in tuned])
-        return epoch - best["epoch"] >= cfg["patience"]
+        return patience is not None and epoch - best["epoch"] >= patience
 
+    if keep_best:  # the model as it comes is a candidate too: adaptation never leaves it worse on validation
+        curve(0)
     desc = "teacher stage 2 (language model)" if stage == 2 else "teacher task adaptation (D_d)"
     _stage(model, params, len(queries), loss, cfg, generator, desc, curve, progress)
     if best["weights"] is not None:
         with torch.no_grad():
             for p, w in zip(tuned, best["weights"], strict=True):
                 p.copy_(w)
-        log.append({"stage": stage, "best_epoch": best["epoch"], "epochs_run": log[-1]["epoch"]})
+        ran = log[-1]["epoch"]
+        log.append({"stage": stage, "best_epoch": best["epoch"], "epochs_run": ran})
     return log, used[0]
 
 
