@@ -31,8 +31,8 @@ def _lm(model):
 
 
 def lm_blocks(model) -> list[nn.Module]:
-    """The encoder's blocks, then the decoder's."""
-    return [*_lm(model).encoder.block, *_lm(model).decoder.block]
+    """The encoder's blocks, then the decoder's (the family's `all_blocks`)."""
+    return FAMILY.all_blocks(_lm(model))
 
 
 def stack_blocks(model) -> list[nn.ModuleList]:
