@@ -18,7 +18,8 @@ from harness.cli import DEFAULT_CACHE, guarded, placement_arguments
 from harness.commands.folders import results_root, writable_dir, writable_results
 from harness.commands.report import publish
 from harness.commands.run import quiet_libraries, run_checked
-from harness.config.experiment import DEFAULT_PROFILE, SpecError, experiment_files
+from harness.config.files import SpecError
+from harness.config.loading import DEFAULT_PROFILE, experiment_files
 from harness.preflight import checked, checked_profile
 
 

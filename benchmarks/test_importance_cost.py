@@ -11,7 +11,8 @@ from functools import partial
 import pytest
 import torch
 
-from harness.config.experiment import ROOT, load_profile
+from harness.config.loading import load_profile
+from harness.config.paths import ROOT
 from harness.models.stand_in import new_model
 from harness.objectives import answer_cross_entropy, teacher_batches
 from harness.prune.importance import accumulate_gradients

@@ -17,11 +17,9 @@ from pathlib import Path
 from typing import NoReturn, get_args
 
 from harness.cache import CorruptEntry
-from harness.config.experiment import (
-    DEFAULT_PROFILE,
-    ROOT,
-    SpecError,
-)
+from harness.config.files import SpecError
+from harness.config.loading import DEFAULT_PROFILE
+from harness.config.paths import ROOT
 from harness.config.vocabulary import STAGE_NAMES, ImportanceLoss
 from harness.errors import CheckpointError, PruningError
 from harness.registry import CRITERIA

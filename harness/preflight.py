@@ -13,16 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.config.compression import Compression
-from harness.config.experiment import (
-    DEFAULT_PROFILE,
-    EXPERIMENTS_DIR,
-    PROFILES_DIR,
-    Experiment,
-    placed_profile,
-    resolve,
-    spec_path,
-)
+from harness.config.experiment import Experiment
 from harness.config.files import problems_error
+from harness.config.loading import DEFAULT_PROFILE, placed_profile, resolve, spec_path
+from harness.config.paths import EXPERIMENTS_DIR, PROFILES_DIR
 from harness.config.profile import Profile
 from harness.data.loaders import MaadFormatError, check_maad_folder
 from harness.errors import CheckpointError
@@ -37,7 +31,7 @@ def checked_profile(
     device: str | None = None,
     dtype: str | None = None,
 ) -> Profile:
-    """harness/config/experiment.py `placed_profile`, then the profile's files: a SpecError naming the profile
+    """harness/config/loading.py `placed_profile`, then the profile's files: a SpecError naming the profile
     file and each field whose folder is missing or unusable."""
     prof = placed_profile(profile, overrides or {}, device, dtype)
     _raise(spec_path(profile, PROFILES_DIR), "invalid profile", profile_problems(prof))
@@ -51,7 +45,7 @@ def checked(
     device: str | None = None,
     dtype: str | None = None,
 ) -> tuple[Experiment, Profile]:
-    """harness/config/experiment.py `resolve`, then the files the experiment and its profile name."""
+    """harness/config/loading.py `resolve`, then the files the experiment and its profile name."""
     exp, prof = resolve(experiment, profile, num_seeds, device, dtype)
     _raise(spec_path(profile, PROFILES_DIR), "invalid profile", profile_problems(prof))
     path = spec_path(experiment, EXPERIMENTS_DIR)

@@ -8,7 +8,7 @@ import platform
 import subprocess
 import sys
 
-from harness.config.experiment import ROOT
+from harness.config.paths import ROOT
 
 # every library that can change a number of a result (a kernel, a default, a rounding) or a rendered table
 LIBRARIES = (

@@ -32,7 +32,8 @@ from harness.cache import (
     write_sealed_json,
 )
 from harness.config.compression import STEP_FIELDS
-from harness.config.experiment import ROOT, CompressionRun, PublicModel, RunPlan
+from harness.config.experiment import CompressionRun, PublicModel, RunPlan
+from harness.config.paths import ROOT
 from harness.config.profile import Profile
 from harness.data.loaders import load_maad_folder, load_synth_ads, maad_files, synth_ads_key
 from harness.models.public import load_lmm, load_model, save_lmm

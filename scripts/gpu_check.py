@@ -145,8 +145,8 @@ def _compress(work: Path, rehearsal: bool) -> dict:
     from transformers import Blip2Config, Blip2ForConditionalGeneration
 
     from harness.cli import main as cli
-    from harness.config.experiment import load_profile
     from harness.config.files import merge
+    from harness.config.loading import load_profile
     from harness.plan import GiB, plan
     from harness.store import get_dataset
 

@@ -26,7 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness of t
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from harness.config.experiment import ROOT, CompressionRun, load_profile  # noqa: E402
+from harness.config.experiment import CompressionRun
+from harness.config.loading import load_profile
+from harness.config.paths import ROOT  # noqa: E402
 from harness.distill.loop import distill  # noqa: E402
 from harness.evaluate import evaluate  # noqa: E402
 from harness.pipeline import follow, plan_run, prune_one_shot  # noqa: E402

@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness of this checkout
 
-from harness.config.experiment import load_profile
+from harness.config.loading import load_profile
 from harness.config.profile import Adaptation, Teacher
 from harness.data.loaders import FEATURES, knowledge_group
 from harness.data.synth_ads import catalogue_questions, generate_sample

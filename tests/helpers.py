@@ -6,7 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.config.experiment import ROOT, load_profile
+from harness.config.loading import load_profile
+from harness.config.paths import ROOT
 from harness.data.processor import build_processor
 from harness.data.synth_ads import prompt_text
 from harness.models.blip2 import build_config, build_model

@@ -6,7 +6,8 @@ import copy
 import pytest
 import torch
 
-from harness.config.experiment import SpecError, load_profile
+from harness.config.files import SpecError
+from harness.config.loading import load_profile
 from harness.data.collate import training_batch
 from harness.distill.loop import distill
 from harness.models.blip2 import lm_logits, query_outputs

@@ -14,7 +14,7 @@ import pytest
 from harness import cache, cli
 from harness.commands import run
 from harness.commands.folders import results_root
-from harness.config.experiment import ROOT
+from harness.config.paths import ROOT
 
 
 def _refused(capsys, argv: list[str]) -> str:
@@ -206,14 +206,16 @@ def _profile_with(tmp_path, edit) -> str:
 )
 def test_profile_numbers_are_finite_and_within_range(tmp_path, field, edit):
     """Refused by validation, naming the file and the field, before any run could overflow or never end."""
-    from harness.config.experiment import SpecError, load_profile
+    from harness.config.files import SpecError
+    from harness.config.loading import load_profile
 
     with pytest.raises(SpecError, match=rf"edited.yaml: invalid profile[\s\S]*field '{field}'"):
         load_profile(_profile_with(tmp_path, edit))
 
 
 def test_paper_values_must_be_numbers(tmp_path):
-    from harness.config.experiment import SpecError, load_experiment
+    from harness.config.files import SpecError
+    from harness.config.loading import load_experiment
 
     path = tmp_path / "exp.yaml"
     path.write_text(
@@ -227,7 +229,8 @@ def test_paper_values_must_be_numbers(tmp_path):
 def test_an_alias_bomb_is_refused_with_a_bounded_message(tmp_path):
     """Seven levels of nine aliases (4.8 million strings once expanded) in a field that wants a string: the
     error shows a bounded excerpt of the value instead of walking all of it."""
-    from harness.config.experiment import SpecError, load_experiment
+    from harness.config.files import SpecError
+    from harness.config.loading import load_experiment
 
     levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
     for prev, name in zip("abcdef", "bcdefg", strict=True):
@@ -254,7 +257,7 @@ def test_an_alias_bomb_is_refused_with_a_bounded_message(tmp_path):
 
 
 def test_yaml_merge_keys_work(tmp_path):
-    from harness.config.experiment import load_experiment
+    from harness.config.loading import load_experiment
 
     path = tmp_path / "merge.yaml"
     path.write_text(

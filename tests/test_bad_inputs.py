@@ -4,7 +4,8 @@ the field (or the option) before any work starts."""
 import pytest
 
 from harness.cli import main as cli
-from harness.config.experiment import SpecError, load_experiment, load_profile
+from harness.config.files import SpecError
+from harness.config.loading import load_experiment, load_profile
 from run_all import main as run_all
 from tests.test_spec import _profile
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cache import content_hash, write_sealed_json
-from harness.config.experiment import ROOT
+from harness.config.paths import ROOT
 from harness.store import verify
 from tests.helpers import SUBPROCESS_TIMEOUT, harness_cli
 

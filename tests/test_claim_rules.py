@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from harness.config.experiment import ROOT, experiment_files, load_experiment
+from harness.config.loading import experiment_files, load_experiment
+from harness.config.paths import ROOT
 from harness.report.claim_tests import KEPT, Found, curve_area
 from harness.report.claims import _adjust, claim_rows
 from harness.report.frame import frame_of, load_results

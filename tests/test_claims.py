@@ -8,7 +8,8 @@ import zlib
 import numpy as np
 import pytest
 
-from harness.config.experiment import ROOT, experiment_files, load_experiment
+from harness.config.loading import experiment_files, load_experiment
+from harness.config.paths import ROOT
 from harness.report.claims import alpha_note, claim_rows, write_claims
 from harness.report.frame import load_results
 from harness.results import pack, seal_result

@@ -75,7 +75,7 @@ def test_a_registered_claim_test_is_validated_and_decides_its_row(monkeypatch, t
     """CONTRIBUTING.md's "Add a claim": a test registered in harness/registry.py alone (its evaluator and the
     fields it needs) is checked by the claim schema and decides its claims.md row."""
     from harness.config.claims import Claim
-    from harness.config.experiment import load_experiment
+    from harness.config.loading import load_experiment
     from harness.report.claims import claim_rows
     from harness.report.frame import load_results
     from tests.test_claim_rules import _bits, _compression, _seeds

@@ -9,7 +9,8 @@ import torch
 
 from harness import device as dev
 from harness.cli import main as cli
-from harness.config.experiment import SpecError, load_profile, resolve
+from harness.config.files import SpecError
+from harness.config.loading import load_profile, resolve
 from harness.data.collate import training_batch
 from harness.device import placement_of, resolve_device
 from harness.distill.loop import distill

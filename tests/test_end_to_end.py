@@ -7,7 +7,7 @@ import pytest
 
 import run_all
 from harness.cli import main as cli_main
-from harness.config.experiment import experiment_files
+from harness.config.loading import experiment_files
 
 pytestmark = pytest.mark.slow  # whole smoke runs and subprocesses: not in the fast subset
 
@@ -132,7 +132,7 @@ def test_evaluate_scores_the_teacher_and_a_pruned_checkpoint_and_compares_them(s
     common = ["--profile", "smoke", "--cache-dir", str(root / "cache"), "--quiet"]
     pruned = tmp_path / "pruned"
     assert cli_main(["prune", *common, "--level", "ffn", "--amount", "96", "--out", str(pruned)]) == 0
-    from harness.config.experiment import load_profile
+    from harness.config.loading import load_profile
     from harness.store import teacher_dir as teacher_folder
 
     teacher_dir = teacher_folder(load_profile("smoke"), root / "cache")

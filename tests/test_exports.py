@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 
 from harness import cli
-from harness.config.experiment import ROOT, load_experiment
+from harness.config.loading import load_experiment
+from harness.config.paths import ROOT
 from harness.report.frame import frame_of, load_results
 from harness.report.vectors import compare
 

@@ -62,7 +62,7 @@ AMOUNTS = {"block": [1], "ffn": [8, 40], "attention": [8, 16, 24], "hidden": [4,
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory):
-    from harness.config.experiment import load_profile
+    from harness.config.loading import load_profile
     from harness.store import get_dataset
 
     data = get_dataset(load_profile("smoke"), tmp_path_factory.mktemp("cache"), progress=False)

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from harness.config.experiment import ROOT
+from harness.config.paths import ROOT
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the refusal is for machines without CUDA")

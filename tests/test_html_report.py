@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from harness.config.experiment import ROOT
+from harness.config.paths import ROOT
 from harness.report.html import page
 from tests.helpers import SUBPROCESS_TIMEOUT
 

@@ -7,7 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from harness.config.experiment import SpecError, load_profile
+from harness.config.files import SpecError
+from harness.config.loading import load_profile
 from harness.config.profile import SynthAdParams
 from harness.data.loaders import load_synth_ads
 from harness.data.synth_ads import ads_catalogue, catalogue_questions, generate_sample, pretraining_corpus

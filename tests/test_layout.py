@@ -2,7 +2,7 @@
 
 import re
 
-from harness.config.experiment import ROOT
+from harness.config.paths import ROOT
 
 
 def _map() -> str:

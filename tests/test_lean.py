@@ -10,7 +10,8 @@ from safetensors import safe_open
 
 import harness.device as dev
 import harness.pipeline as pipeline
-from harness.config.experiment import SpecError, load_profile
+from harness.config.files import SpecError
+from harness.config.loading import load_profile
 from harness.distill.loop import distill
 from harness.pipeline import run_compression
 from harness.prune.importance import importance

@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from transformers import Blip2ForConditionalGeneration
 
-from harness.config.experiment import load_profile
+from harness.config.loading import load_profile
 from harness.data.collate import pixel_values, training_batch
 from harness.models.blip2 import build_config, lm_logits, parameter_counts, query_outputs
 from tests.helpers import tiny

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from harness.config.experiment import ROOT
+from harness.config.paths import ROOT
 
 EXPERIMENT = """name: parallel_check
 reproduces: nothing (a test of accelerate launch)
@@ -81,7 +81,7 @@ def test_fsdp_shards_what_plan_says_and_restores_the_whole_model(tmp_path):
     bit-identical weights in the same parameter objects; a forward-only pass run as `sharded_call` runs it
     leaves every block sharded again."""
     pytest.importorskip("accelerate")
-    from harness.config.experiment import load_profile
+    from harness.config.loading import load_profile
     from harness.plan import plan
     from tests.helpers import tiny
 
@@ -104,7 +104,8 @@ def test_fsdp_shards_what_plan_says_and_restores_the_whole_model(tmp_path):
 def test_work_of_several_processes_has_its_own_cache_key(monkeypatch, tmp_path):
     """Runs and curves summed over N > 1 processes are not served to one process (or another N)."""
     from harness import parallel
-    from harness.config.experiment import CompressionRun, load_profile
+    from harness.config.experiment import CompressionRun
+    from harness.config.loading import load_profile
     from harness.store import compression_key, curve_path, run_dir
 
     prof, run = load_profile("smoke"), CompressionRun(label="x")

@@ -15,7 +15,9 @@ import pytest
 import torch
 
 import harness.evaluate as ev
-from harness.config.experiment import ROOT, CompressionRun, RunPlan, load_profile
+from harness.config.experiment import CompressionRun, RunPlan
+from harness.config.loading import load_profile
+from harness.config.paths import ROOT
 from harness.data.collate import training_batch
 from harness.distill.loop import distill
 from harness.evaluate import evaluate, forced_verdicts, generate_answers, max_answer_tokens, normalize

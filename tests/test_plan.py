@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from harness.cli import main
-from harness.config.experiment import ROOT, load_profile
+from harness.config.loading import load_profile
+from harness.config.paths import ROOT
 from harness.distill.losses import distillation_loss
 from harness.models.blip2 import lm_logits, parameter_counts
 from harness.models.public import load_model

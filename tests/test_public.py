@@ -20,7 +20,8 @@ from transformers import (
     T5Config,
 )
 
-from harness.config.experiment import CompressionRun, RunPlan, load_profile
+from harness.config.experiment import CompressionRun, RunPlan
+from harness.config.loading import load_profile
 from harness.data.collate import pixel_values, prompt_batch, qformer_kwargs
 from harness.distill.loop import distill
 from harness.evaluate import evaluate
@@ -300,7 +301,7 @@ def test_public_lmms_experiment_adds_a_checkpoint_in_one_line(smoke, tmp_path):
 
 def test_bad_public_entries_fail_before_any_work(smoke, tmp_path):
     """The schema's checks, then harness/preflight.py's (the checkpoint's config, the schedule against it)."""
-    from harness.config.experiment import SpecError
+    from harness.config.files import SpecError
     from harness.preflight import checked
 
     _, _, base_processor = smoke

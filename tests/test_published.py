@@ -7,7 +7,7 @@ import torch
 
 from harness.cache import verify_manifest
 from harness.cli import main as cli
-from harness.config.experiment import load_profile
+from harness.config.loading import load_profile
 from harness.recipes import teacher as recipe
 from harness.recipes.teacher import get_teacher
 from harness.store import get_dataset
@@ -66,7 +66,7 @@ def test_the_published_cpu_teacher_is_the_one_results_teacher_evaluated(tmp_path
     teacher key), and it answers the test samples as results/teacher recorded. Only the first 400 samples
     are scored, to keep the test short; kernels of another CPU may flip a near-tie, so agreement must be
     99%, not 100%."""
-    from harness.config.experiment import ROOT
+    from harness.config.paths import ROOT
     from harness.evaluate import evaluate
     from harness.models.public import load_lmm
     from harness.results import load_result, unpack

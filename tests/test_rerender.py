@@ -16,7 +16,7 @@ import pytest
 
 from harness import registry
 from harness.commands.run import run_experiment
-from harness.config.experiment import EXPERIMENTS_DIR, ROOT
+from harness.config.paths import EXPERIMENTS_DIR, ROOT
 from harness.report.readme import DOCUMENTS, fill_tables
 from harness.results import load_result
 

@@ -4,7 +4,9 @@ import pytest
 import yaml
 
 from harness.cli import main
-from harness.config.experiment import PROFILES_DIR, SpecError, load_experiment, load_profile, resolve
+from harness.config.files import SpecError
+from harness.config.loading import load_experiment, load_profile, resolve
+from harness.config.paths import PROFILES_DIR
 from harness.results import spec_hash
 
 

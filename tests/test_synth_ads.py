@@ -138,7 +138,7 @@ def test_maad_missing_split_is_named(tmp_path):
 def test_maad_problems_fail_profile_validation_naming_the_field(tmp_path):
     """Found when the profile is checked (harness/preflight.py), before any work: not an IndexError or
     KeyError in teacher training."""
-    from harness.config.experiment import SpecError
+    from harness.config.files import SpecError
     from harness.preflight import checked_profile
 
     folder = _maad_folder(

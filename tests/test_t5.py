@@ -23,7 +23,7 @@ from tests.test_public import blip2_t5
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
-    from harness.config.experiment import load_profile
+    from harness.config.loading import load_profile
     from harness.models.stand_in import new_model
     from harness.store import get_dataset
 

@@ -67,7 +67,7 @@ def test_latency_spread_is_the_interquartile_range_over_the_median_and_flags_noi
 def test_every_method_and_criterion_keeps_one_colour_in_every_figure():
     """harness/report/colors.py: the baselines' methods get distinct colours, named by what each run does,
     and a criterion's colour is the same in the pruning curves and the baselines figure."""
-    from harness.config.experiment import load_experiment
+    from harness.config.loading import load_experiment
     from harness.report.colors import color, method
 
     runs = load_experiment("baselines").runs

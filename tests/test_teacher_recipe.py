@@ -4,7 +4,7 @@ for `patience` epochs and keeps the best epoch's weights; training's hooks stop 
 import pytest
 import torch
 
-from harness.config.experiment import load_profile
+from harness.config.loading import load_profile
 from harness.config.profile import Adaptation
 from harness.recipes import teacher as recipe
 from harness.store import get_dataset

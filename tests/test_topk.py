@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import harness.objectives as objectives
-from harness.config.experiment import load_profile
+from harness.config.loading import load_profile
 from harness.distill.losses import distillation_loss, pairwise_eq5
 from harness.objectives import TopK, cached_top_k, kl_teacher_student, top_k_of
 

@@ -1,6 +1,6 @@
 """An installed wheel works as a clone does: the experiments and profiles ship inside it, so
 `python -m harness validate` checks every one from any working directory, and results and caches default to
-that directory (harness/config/experiment.py ROOT).
+that directory (harness/config/paths.py ROOT).
 
 Why: a non-editable `pip install .` once carried no experiments; `ls` and `validate` then printed nothing and
 exited 0, as if all were well."""
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from harness.config.experiment import EXPERIMENTS_DIR, ROOT
+from harness.config.paths import EXPERIMENTS_DIR, ROOT
 from tests.helpers import SUBPROCESS_TIMEOUT, harness_cli
 
 

@@ -7,7 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from harness.config.experiment import DEFAULT_PROFILE, ROOT, SpecError
+from harness.config.files import SpecError
+from harness.config.loading import DEFAULT_PROFILE
+from harness.config.paths import ROOT
 
 
 def results_root(profile: str) -> Path:

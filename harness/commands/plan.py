@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.config.experiment import placed_profile
+from harness.config.loading import placed_profile
 from harness.errors import CheckpointError
 from harness.plan import plan, render
 

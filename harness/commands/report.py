@@ -8,7 +8,8 @@ from pathlib import Path
 
 from harness import parallel, registry
 from harness.commands.folders import results_root
-from harness.config.experiment import DEFAULT_PROFILE, SpecError, experiment_files, load_experiment
+from harness.config.files import SpecError
+from harness.config.loading import DEFAULT_PROFILE, experiment_files, load_experiment
 from harness.report.claims import write_claims
 from harness.report.constraints import write_constraints
 from harness.report.frame import export_frame

@@ -12,11 +12,8 @@ from pathlib import Path
 from harness import parallel, registry
 from harness.cache import atomic_dir, entry_lock, write_json
 from harness.commands.folders import results_root, writable_dir, writable_results
-from harness.config.experiment import (
-    Experiment,
-    experiment_files,
-    load_experiment,
-)
+from harness.config.experiment import Experiment
+from harness.config.loading import experiment_files, load_experiment
 from harness.preflight import checked
 from harness.recipes.common import running
 from harness.report.render import slug

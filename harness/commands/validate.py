@@ -7,15 +7,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from harness.config.experiment import (
-    PROFILES_DIR,
-    Experiment,
-    SpecError,
-    experiment_files,
-    load_experiment,
-    replicate_problems,
-)
-from harness.config.files import read_yaml
+from harness.config.experiment import Experiment
+from harness.config.files import SpecError, read_yaml
+from harness.config.loading import experiment_files, load_experiment, replicate_problems
+from harness.config.paths import PROFILES_DIR
 from harness.preflight import checked, checked_profile
 
 

@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.config.experiment import SpecError
+from harness.config.files import SpecError
 from harness.store import verify
 
 

@@ -1,5 +1,5 @@
 """Reading spec files: YAML with no repeated keys and YAML 1.2 floats, and pydantic's validation errors turned
-into one message per problem that names the file, the field and what is allowed (harness/config/experiment.py
+into one message per problem that names the file, the field and what is allowed (harness/config/loading.py
 validates experiments and profiles with them).
 """
 

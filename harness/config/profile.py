@@ -2,7 +2,7 @@
 hyperparameters, with the cross-field checks that catch an impossible set-up before any compute.
 
 Every model forbids unknown keys (`Strict`), so a typo in a profile YAML fails with the allowed keys listed.
-Loading lives in `harness.config.experiment`, reading YAML and formatting errors in `harness.config.files`.
+Loading lives in `harness.config.loading`, reading YAML and formatting errors in `harness.config.files`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from transformers import Blip2ForConditionalGeneration, Blip2Processor
 
 from harness import parallel
 from harness.cache import entry_lock
-from harness.config.experiment import SpecError
+from harness.config.files import SpecError
 from harness.config.profile import LanguageStage, Pretraining, Profile, Teacher, TrainStage
 from harness.data.collate import IGNORE, pixel_values, training_batch
 from harness.models.blip2 import lm_logits, query_outputs

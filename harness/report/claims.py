@@ -18,7 +18,8 @@ import pandas as pd
 
 from harness.cache import write_atomic
 from harness.config.claims import Claim
-from harness.config.experiment import Experiment, experiment_files, load_experiment, replicate_problems
+from harness.config.experiment import Experiment
+from harness.config.loading import experiment_files, load_experiment, replicate_problems
 from harness.registry import claim_test
 from harness.report.budget import budget_note
 from harness.report.claim_tests import Found

@@ -15,7 +15,7 @@ from pathlib import Path
 import markdown
 
 from harness.cache import write_atomic
-from harness.config.experiment import experiment_files, load_experiment
+from harness.config.loading import experiment_files, load_experiment
 
 # what each figure shows, for its caption (the figure's own title says which paper artefact it reproduces)
 CAPTIONS = {

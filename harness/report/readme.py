@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from harness.cache import write_atomic
-from harness.config.experiment import ROOT
+from harness.config.paths import ROOT
 
 DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "data_cards" / "synth_ads.md")
 MARKER = re.compile(r"(<!-- table:(?P<name>[a-z0-9_]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
