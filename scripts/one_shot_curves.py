@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the harness of t
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from harness.config.experiment import CompressionRun
-from harness.config.loading import load_profile
+from harness.config.experiment import CompressionRun  # noqa: E402
+from harness.config.loading import load_profile  # noqa: E402
 from harness.config.paths import ROOT  # noqa: E402
 from harness.distill.loop import distill  # noqa: E402
 from harness.evaluate import evaluate  # noqa: E402
