@@ -129,6 +129,14 @@ def budget_table(res: CompressionResult, frame) -> tuple[list[str], list[list]]:
     return headers, rows
 
 
+# the table caption's word on the "Final LM" column (harness/report/render.py appends it for table: budgets)
+FINAL_LM_NOTE = (
+    " Final LM: the structure the budget's iterative run reached; that budget's one-shot rows are pruned "
+    "to it and its from-scratch row is built at it, and α (the tolerated drop) stops the block stage "
+    "earlier where each step distils less, so the structure can differ from one budget to the next."
+)
+
+
 def final_lm(series: dict[tuple[str, str], RunRecord], short: bool = False) -> str | None:
     """The structure the budget's iterative run reached (its blocks and LM parameters, per seed where they
     differ): α may let a run that distils longer after each step remove more blocks, and every one-shot and

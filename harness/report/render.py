@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from harness.config.experiment import PaperRow
 from harness.config.vocabulary import BY_NAME, STAGES, TASKS
-from harness.report.budget import budget_figure, budget_table
+from harness.report.budget import FINAL_LM_NOTE, budget_figure, budget_table
 from harness.report.figures import (
     bars_figure,
     public_figure,
@@ -312,22 +312,10 @@ def render_compression(out_dir: Path) -> str:
     caption = (
         f"Reproduces {exp.reproduces}. Ours: profile '{res.profile.name}', test split, "
         f"{f'mean ± std over {seeds} seeds' if seeds > 1 else '1 seed'}; {speed}{_vision_bound(res)}"
-        f"{_prefill_decode(res)}{_target_note(res, frame)}{_budget_structure_note(exp)}{spread_note(res)}"
+        f"{_prefill_decode(res)}{_target_note(res, frame)}"
+        f"{FINAL_LM_NOTE if exp.table == 'budgets' else ''}{spread_note(res)}"
     )
     return make_table(headers, rows, caption, out_dir)
-
-
-def _budget_structure_note(exp) -> str:
-    """A budget map's rows compare at the structure each budget's iterative run reaches (harness/report/
-    budget.py `final_lm`), which differs between budgets where α stops the block stage at one and not at
-    another."""
-    if exp.table != "budgets":
-        return ""
-    return (
-        " Final LM: the structure the budget's iterative run reached; that budget's one-shot rows are pruned "
-        "to it and its from-scratch row is built at it, and α (the tolerated drop) stops the block stage "
-        "earlier where each step distils less, so the structure can differ from one budget to the next."
-    )
 
 
 def render_public(out_dir: Path) -> str:
